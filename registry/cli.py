@@ -1,0 +1,176 @@
+"""The ``registry`` command: each command opens the store, calls one library function and prints
+the result (a rich table, or only JSON with ``--json``). Library errors become exit 2 with one
+line on stderr; findings asked to fail become exit 1."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterable, Optional, TypeVar
+
+import orjson
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from . import declarations, deadletters, ingest as ingest_mod
+from .exceptions import InputError, RegistryError
+from .manifest import load_manifest
+from .store import open_store
+from .subjects import subject_ref as make_subject_ref
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Registry of who receives which personal data.")
+dead_app = typer.Typer(no_args_is_help=True, help="Events that were refused, with their reason; replay them.")
+app.add_typer(dead_app, name="dead-letters")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Globals:
+    db: Optional[str] = None
+    json: bool = False
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print only JSON to stdout.")]
+
+
+@app.callback()
+def _global(
+    db: Annotated[Optional[str], typer.Option("--db", envvar="REGISTRY_DATABASE_URL", help="Database URL (default sqlite:///registry.db).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    _Globals.db, _Globals.json = db, as_json
+
+
+def command(fn: F) -> F:
+    """Map library errors to the contract's exit codes, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            err.print(f"error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        except RegistryError as exc:
+            err.print(f"error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _store() -> Any:
+    return open_store(_Globals.db)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def emit(value: Any, as_json: bool, render: Callable[[Any], None] | None = None) -> None:
+    if as_json or _Globals.json or render is None:
+        sys.stdout.write(orjson.dumps(_jsonable(value), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        render(value)
+
+
+def _counts_table(title: str, value: BaseModel) -> None:
+    table = Table(title=title, show_header=False)
+    for key, number in value.model_dump().items():
+        table.add_row(key, str(number))
+    out.print(table)
+
+
+def _open_lines(path: str) -> Iterable[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path) from None
+
+
+@app.command()
+@command
+def declare(file: Annotated[Path, typer.Argument(help="Manifest (YAML or JSON).")], as_json: JsonOpt = False) -> None:
+    """Store a new version of the manifest (declarations). Invalid manifests store nothing."""
+    manifest = load_manifest(file)
+    result = declarations.declare(_store(), manifest)
+    emit(result, as_json, lambda r: out.print(
+        f"Declared [bold]{r.controller}[/]: {r.recipients} recipients, {r.activities} activities (version {r.version})"))
+
+
+@app.command()
+@command
+def ingest(
+    file: Annotated[str, typer.Argument(help="JSON Lines of structured CloudEvents, or - for stdin.")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction.")] = 5000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record events from a file: valid ones once each, invalid ones as dead letters."""
+    ingestor = ingest_mod.Ingestor(_store())
+    records = ingest_mod.lines_of(_open_lines(file), origin=None if file == "-" else file)
+    if out.is_terminal and not (as_json or _Globals.json) and file != "-":
+        from rich.progress import Progress
+
+        with Progress(console=out, transient=True) as progress:
+            size = Path(file).stat().st_size
+            task = progress.add_task("ingesting", total=size)
+            counted = _count_bytes(records, lambda n: progress.advance(task, n))
+            result = ingestor.ingest(counted, batch_size)
+    else:
+        result = ingestor.ingest(records, batch_size)
+    emit(result, as_json, lambda r: _counts_table("ingest", r))
+
+
+def _count_bytes(records: Iterable[ingest_mod.RawRecord], advance: Callable[[int], None]) -> Iterable[ingest_mod.RawRecord]:
+    for record in records:
+        advance(len(record.value) + 1)
+        yield record
+
+
+@app.command("subject-ref")
+@command
+def subject_ref(stable_id: Annotated[str, typer.Argument(metavar="ID", help="The stable subject id (hashed, never stored).")],
+                as_json: JsonOpt = False) -> None:
+    """Print the subject ref of an id: HMAC-SHA256 keyed with REGISTRY_SUBJECT_KEY."""
+    emit(make_subject_ref(stable_id), True)
+
+
+@dead_app.command("list")
+@command
+def dead_list(
+    reason: Annotated[Optional[str], typer.Option(help="Only this reason code.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include replayed rows.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List dead letters with their reason."""
+    rows = deadletters.list_dead_letters(_store(), reason, include_replayed=all_)
+
+    def render(items: list[deadletters.DeadLetterView]) -> None:
+        table = Table("id", "reason", "detail", "origin", "received")
+        for r in items:
+            origin = f"{r.topic or '-'}:{r.partition if r.partition is not None else ''}@{r.offset}"
+            table.add_row(str(r.id), r.reason, r.detail[:80], origin, r.received_at)
+        out.print(table)
+
+    emit(rows, as_json, render)
+
+
+@dead_app.command("replay")
+@command
+def dead_replay(as_json: JsonOpt = False) -> None:
+    """Re-validate dead letters against the current manifest; ingest those that now pass."""
+    emit(deadletters.replay(_store()), as_json, lambda r: _counts_table("replay", r))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,89 @@
+"""Dead letters: listing them and replaying them through the ingest path (e.g. after a manifest
+adds the taxonomy extension an event needed). Replayed rows are kept, marked ``replayed``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from .events import Event, RawRecord
+from .exceptions import EventError
+from .ingest import Ingestor, apply_batch
+from .store import DeadLetter
+
+__all__ = ["DeadLetterView", "ReplayResult", "list_dead_letters", "replay"]
+
+
+class DeadLetterView(BaseModel):
+    id: int
+    reason: str
+    detail: str
+    status: str
+    received_at: str
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    payload: str
+
+
+class ReplayResult(BaseModel):
+    replayed: int
+    ingested: int
+    still_dead: int
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def list_dead_letters(engine: Engine, reason: str | None = None, include_replayed: bool = False) -> list[DeadLetterView]:
+    query = sa.select(DeadLetter).order_by(DeadLetter.id)
+    if reason:
+        query = query.where(DeadLetter.reason == reason)
+    if not include_replayed:
+        query = query.where(DeadLetter.status == "dead")
+    with engine.connect() as conn:
+        return [DeadLetterView(id=r.id, reason=r.reason, detail=r.detail, status=r.status, received_at=_iso(r.received_at),
+                               topic=r.topic, partition=r.partition, offset=r.offset, payload=r.payload)
+                for r in conn.execute(query)]
+
+
+def replay(engine: Engine) -> ReplayResult:
+    """Re-validate every dead row against the current manifest; those that pass are ingested
+    (or found to be duplicates) and marked replayed, the rest keep their (updated) reason."""
+    ingestor = Ingestor(engine)
+    now = datetime.now(timezone.utc)
+    ingested = still_dead = attempted = 0
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(DeadLetter).where(DeadLetter.status == "dead").order_by(DeadLetter.id)).all()
+        passing: list[tuple[RawRecord, Event]] = []
+        row_of: dict[int, Any] = {}
+        for row in rows:
+            attempted += 1
+            headers = [(k, v.encode()) for k, v in orjson.loads(row.headers)] if row.headers else None
+            record = RawRecord(value=row.payload.encode(), headers=headers, offset=row.id)
+            try:
+                passing.append((record, ingestor.validator.decode(record)))
+                row_of[row.id] = row
+            except EventError as exc:
+                still_dead += 1
+                _mark(conn, row.id, status="dead", reason=exc.reason, detail=str(exc))
+        outcome = apply_batch(conn, passing, [], write_dead=False)
+        ingested = outcome.result.ingested
+        for dead in outcome.dead:
+            still_dead += 1
+            _mark(conn, int(dead.record.offset or 0), status="dead", reason=dead.reason, detail=dead.detail)
+        refused = {int(d.record.offset or 0) for d in outcome.dead}
+        for row_id in row_of:
+            if row_id not in refused:
+                _mark(conn, row_id, status="replayed", replayed_at=now)
+    return ReplayResult(replayed=attempted, ingested=ingested, still_dead=still_dead)
+
+
+def _mark(conn: sa.Connection, row_id: int, **values: Any) -> None:
+    conn.execute(sa.update(DeadLetter).where(DeadLetter.id == row_id).values(**values))

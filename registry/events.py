@@ -1,0 +1,188 @@
+"""CloudEvents in, validated events out: decoding (structured, binary, JSON Lines), validation
+against the compiled schemas and the taxonomy, and the contract's dead-letter reason codes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import orjson
+
+from .exceptions import EventError
+from .schemas import SchemaViolation, validator
+from .subjects import is_subject_ref, looks_like_raw_identifier, redact, redact_text
+from .taxonomy import Taxonomy, default_taxonomy
+
+__all__ = [
+    "TRANSFER",
+    "DISCLOSURE",
+    "MAX_EVENT_BYTES",
+    "REASONS",
+    "RawRecord",
+    "Event",
+    "EventValidator",
+    "redacted_payload",
+]
+
+TRANSFER = "registry.transfer.v1"
+DISCLOSURE = "registry.disclosure.v1"
+MAX_EVENT_BYTES = 1024 * 1024
+REASONS = (
+    "invalid_json", "invalid_envelope", "unknown_type", "invalid_data", "unknown_category",
+    "unknown_purpose", "unknown_subject_category", "raw_identifier", "conflicting_duplicate", "too_large",
+)
+_SCHEMAS = {TRANSFER: "transfer.v1", DISCLOSURE: "disclosure.v1"}
+_CE_ATTRS = ("specversion", "id", "source", "type", "time", "subject", "dataschema")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """Bytes as they arrived, and where from (topic/partition/offset, or file line)."""
+
+    value: bytes
+    headers: Headers | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    source: str
+    id: str
+    type: str
+    time: datetime  # aware, UTC
+    data: dict[str, Any]
+    payload_hash: str
+    body: bytes = field(repr=False)  # the structured envelope as received, kept as evidence
+
+
+def _header_map(headers: Headers | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in headers or ():
+        out[name.lower()] = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+    return out
+
+
+def _is_binary(headers: dict[str, str]) -> bool:
+    """Binary content mode: a ``ce_specversion`` header and no cloudevents content type."""
+    return not headers.get("content-type", "").startswith("application/cloudevents") and "ce_specversion" in headers
+
+
+def parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("z", "Z"))
+    if moment.tzinfo is None:
+        raise ValueError("time needs an offset or Z")
+    return moment.astimezone(timezone.utc)
+
+
+class EventValidator:
+    """Validates raw records against the schemas and one taxonomy (built once per batch run)."""
+
+    def __init__(self, taxonomy: Taxonomy | None = None) -> None:
+        taxonomy = taxonomy or default_taxonomy()
+        self.categories = taxonomy.keys("data_categories")
+        self.uses = taxonomy.keys("data_uses")
+        self.subjects = taxonomy.keys("data_subjects")
+        self._envelope = validator("cloudevent")
+        self._data = {t: validator(name) for t, name in _SCHEMAS.items()}
+
+    def decode(self, record: RawRecord) -> Event:
+        """The validated event, or EventError with the reason code."""
+        if len(record.value) > MAX_EVENT_BYTES:
+            raise EventError("too_large", f"{len(record.value)} bytes is over the 1 MiB limit")
+        envelope, binary = self._envelope_of(record)
+        try:
+            self._envelope(envelope)
+        except SchemaViolation as exc:
+            raise EventError("invalid_envelope", exc.message, exc.path or "(envelope)") from None
+        try:
+            moment = parse_time(envelope["time"])
+        except ValueError as exc:
+            raise EventError("invalid_envelope", str(exc), "time") from None
+        kind = envelope["type"]
+        if kind not in _SCHEMAS:
+            raise EventError("unknown_type", f"unknown event type {kind!r}", "type")
+        data = envelope.get("data")
+        if not isinstance(data, dict):
+            raise EventError("invalid_data", "data must be a JSON object", "data")
+        _refuse_raw_identifiers(kind, data)
+        try:
+            self._data[kind](data)
+        except SchemaViolation as exc:
+            raise EventError("invalid_data", exc.message, f"data.{exc.path}" if exc.path else "data") from None
+        self._check_taxonomy(data)
+        # The payload hash ignores key order and whitespace: a redelivery re-serialised by another
+        # client is still a duplicate, not a conflict.
+        digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+        digest.update(f"|{kind}|{envelope['time']}".encode())
+        return Event(
+            source=envelope["source"], id=envelope["id"], type=kind, time=moment, data=data,
+            payload_hash=digest.hexdigest(), body=orjson.dumps(envelope) if binary else record.value,
+        )
+
+    def _envelope_of(self, record: RawRecord) -> tuple[Any, bool]:
+        headers = _header_map(record.headers)
+        binary = _is_binary(headers)
+        try:
+            value = orjson.loads(record.value)
+        except orjson.JSONDecodeError as exc:
+            raise EventError("invalid_json", f"not JSON: {exc}") from None
+        if not binary:
+            if not isinstance(value, dict):
+                raise EventError("invalid_envelope", "a structured event must be a JSON object")
+            return value, False
+        envelope: dict[str, Any] = {a: headers[f"ce_{a}"] for a in _CE_ATTRS if f"ce_{a}" in headers}
+        envelope["data"] = value
+        return envelope, True
+
+    def _check_taxonomy(self, data: dict[str, Any]) -> None:
+        for i, key in enumerate(data.get("data_categories", ())):
+            if key not in self.categories:
+                raise EventError("unknown_category", f"unknown data category {key!r}", f"data.data_categories[{i}]")
+        if "purpose" in data and data["purpose"] not in self.uses:
+            raise EventError("unknown_purpose", f"unknown purpose {data['purpose']!r}", "data.purpose")
+        for i, key in enumerate(data.get("data_subjects", ())):
+            if key not in self.subjects:
+                raise EventError("unknown_subject_category", f"unknown data subject category {key!r}", f"data.data_subjects[{i}]")
+
+
+# Fields whose values are free text (or keys loose enough to hold "1.2.3.4"); the rest are
+# constrained by the schema to characters no email or IP address can be written with.
+_FREE_TEXT = {
+    TRANSFER: ("recipient", "activity"),
+    DISCLOSURE: ("request_id", "authority", "notice_reason", "legal_reference"),
+}
+
+
+def _refuse_raw_identifiers(kind: str, data: dict[str, Any]) -> None:
+    """An email, phone, IP or name where a subject ref belongs (or an email/IP in a free-text
+    field) is refused before anything is stored. A wrong-length hex string is a malformed ref."""
+    refs = data.get("subject_refs")
+    if isinstance(refs, list):
+        for i, ref in enumerate(refs):
+            if isinstance(ref, str) and not is_subject_ref(ref) and not (ref and set(ref) <= _HEX):
+                what = looks_like_raw_identifier(ref) or "value"
+                raise EventError("raw_identifier", f"a raw {what} where a subject ref (64 hex) belongs", f"data.subject_refs[{i}]")
+    for name in _FREE_TEXT[kind]:
+        text = data.get(name)
+        # cheap gate first: every email has an @, every IP a digit first or a colon
+        if isinstance(text, str) and ("@" in text or text[:1].isdigit() or ":" in text) \
+                and looks_like_raw_identifier(text) in ("email", "ip"):
+            raise EventError("raw_identifier", "a raw email or IP address", f"data.{name}")
+
+
+def redacted_payload(record: RawRecord, limit: int = 4096) -> str:
+    """What a dead-letter row keeps of the bytes: parsed and redacted JSON where possible,
+    else redacted text; never more than ``limit`` characters for oversized records."""
+    if len(record.value) > MAX_EVENT_BYTES:
+        return redact_text(record.value[:limit].decode("utf-8", "replace"))
+    try:
+        return orjson.dumps(redact(orjson.loads(record.value))).decode()
+    except orjson.JSONDecodeError:
+        return redact_text(record.value.decode("utf-8", "replace"))

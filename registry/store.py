@@ -1,0 +1,199 @@
+"""The store: SQLModel tables, opened on SQLite (default) or PostgreSQL and migrated with Alembic.
+
+Questions never scan ``event``: ``flow_day`` aggregates per day and flow key, ``subject_flow``
+indexes subject refs. ``event`` keeps each accepted event once (unique ``(source, id)``) as
+evidence; ``dead_letter`` keeps refused bytes, redacted, with the reason."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+from sqlmodel import JSON, Column, Field, SQLModel
+
+from .exceptions import StoreError
+
+__all__ = [
+    "DEFAULT_DATABASE_URL", "open_store", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
+    "EventRow", "FlowDay", "SubjectFlow", "DeadLetter", "LedgerEntry", "ConsumerOffset",
+]
+
+DEFAULT_DATABASE_URL = "sqlite:///registry.db"
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class ManifestVersion(SQLModel, table=True):
+    __tablename__ = "manifest_version"
+    version: int = Field(primary_key=True)
+    declared_at: datetime
+    controller: str
+    body: str  # the validated manifest as JSON
+
+
+class RecipientRow(SQLModel, table=True):
+    __tablename__ = "recipient"
+    version: int = Field(primary_key=True, foreign_key="manifest_version.version")
+    key: str = Field(primary_key=True)
+    name: str
+    service: str
+    role: str
+    country: str
+    transfer_mechanism: Optional[str] = None
+    processor_of: Optional[str] = None
+    contract: Optional[str] = None
+
+
+class ActivityRow(SQLModel, table=True):
+    __tablename__ = "activity"
+    version: int = Field(primary_key=True, foreign_key="manifest_version.version")
+    key: str = Field(primary_key=True)
+    name: str
+    legal_basis: str
+    purposes: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    data_subjects: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    data_categories: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    recipients: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    sources: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    retention: Optional[str] = None
+    security_measures: Optional[str] = None
+
+
+class EventRow(SQLModel, table=True):
+    __tablename__ = "event"
+    # event_id first: the dedupe lookup is by id, then source
+    __table_args__ = (sa.UniqueConstraint("event_id", "source", name="uq_event_id_source"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    source: str
+    event_id: str
+    type: str
+    time: datetime
+    recipient: Optional[str] = None
+    payload_hash: str
+    body: str
+
+
+class FlowDay(SQLModel, table=True):
+    """One observed flow on one UTC day. ``country``/``mechanism`` are '' when the event named none
+    (the recipient's declared values then apply)."""
+
+    __tablename__ = "flow_day"
+    __table_args__ = {"sqlite_with_rowid": False}  # the key is the row: half the pages on SQLite
+    day: date = Field(primary_key=True)
+    source: str = Field(primary_key=True)
+    recipient: str = Field(primary_key=True)
+    category: str = Field(primary_key=True)
+    purpose: str = Field(primary_key=True)
+    legal_basis: str = Field(primary_key=True)
+    activity: str = Field(primary_key=True, default="")
+    country: str = Field(primary_key=True, default="")
+    mechanism: str = Field(primary_key=True, default="")
+    events: int
+    records: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+class SubjectFlow(SQLModel, table=True):
+    __tablename__ = "subject_flow"
+    __table_args__ = {"sqlite_with_rowid": False}
+    subject_ref: str = Field(primary_key=True)
+    recipient: str = Field(primary_key=True)
+    source: str = Field(primary_key=True)
+    category: str = Field(primary_key=True)
+    purpose: str = Field(primary_key=True)
+    events: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+class DeadLetter(SQLModel, table=True):
+    __tablename__ = "dead_letter"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    raw_hash: str = Field(unique=True)  # sha256 of the original bytes: the same bytes are one row
+    reason: str = Field(index=True)
+    detail: str
+    payload: str  # redacted: never raw identifiers
+    headers: Optional[str] = None
+    topic: Optional[str] = None
+    partition: Optional[int] = None
+    offset: Optional[int] = None
+    received_at: datetime
+    status: str = "dead"  # dead | replayed
+    replayed_at: Optional[datetime] = None
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Append-only; ``hash = sha256(prev_hash || body)``. No code path updates or deletes a row."""
+
+    __tablename__ = "ledger_entry"
+    seq: Optional[int] = Field(default=None, primary_key=True)
+    request_id: str = Field(index=True)
+    snapshot_time: datetime
+    recorded_at: datetime
+    content_hash: str = Field(index=True)  # sha256 of the snapshot data: a re-sent identical snapshot is no new version
+    body: str
+    prev_hash: str
+    hash: str
+
+
+class ConsumerOffset(SQLModel, table=True):
+    """The next offset per partition, written in the transaction that applied the batch."""
+
+    __tablename__ = "consumer_offset"
+    group_id: str = Field(primary_key=True)
+    topic: str = Field(primary_key=True)
+    partition: int = Field(primary_key=True)
+    next_offset: int
+
+
+def database_url(url: str | None = None) -> str:
+    return url or os.environ.get("REGISTRY_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def _normalise(url: str) -> str:
+    # Plain postgresql:// URLs should use psycopg 3, the driver this package installs.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+@lru_cache(maxsize=8)
+def open_store(url: str | None = None) -> Engine:
+    """An engine on a migrated store (cached per URL within a process)."""
+    url = _normalise(database_url(url))
+    try:
+        engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            sa_event.listen(engine, "connect", _sqlite_pragmas)
+        migrate(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot open the store at {url}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps the unique index hot during ingest
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
