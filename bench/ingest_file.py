@@ -1,0 +1,56 @@
+"""Benchmark: file ingest of generated events into a fresh SQLite store.
+
+    python bench/ingest_file.py [--events 100000] [--batch-size 5000]
+
+Prints events/s for the ingest alone (declare and generation excluded) and the peak RSS."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from examples.blausen.generate import generate  # noqa: E402
+from registry.declarations import declare  # noqa: E402
+from registry.ingest import Ingestor, lines_of  # noqa: E402
+from registry.manifest import load_manifest  # noqa: E402
+from registry.store import open_store  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = Path(tmp) / "stream.jsonl"
+        with stream.open("wb") as fh:
+            for line, _ in generate(args.events, seed=1):
+                fh.write(line + b"\n")
+        engine = open_store(args.db or f"sqlite:///{tmp}/bench.db")
+        declare(engine, load_manifest(ROOT / "examples" / "blausen" / "manifest.yaml"))
+        ingestor = Ingestor(engine)
+        with stream.open("rb") as fh:
+            start = time.perf_counter()
+            result = ingestor.ingest(lines_of(fh), batch_size=args.batch_size)
+            elapsed = time.perf_counter() - start
+        with stream.open("rb") as fh:
+            start = time.perf_counter()
+            again = ingestor.ingest(lines_of(fh), batch_size=args.batch_size)
+            elapsed_again = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"events            {args.events}")
+    print(f"first ingest      {elapsed:.2f} s  {args.events / elapsed:,.0f} events/s  {result.model_dump()}")
+    print(f"re-ingest (dupes) {elapsed_again:.2f} s  {args.events / elapsed_again:,.0f} events/s  {again.model_dump()}")
+    print(f"peak RSS          {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

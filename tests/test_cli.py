@@ -1,0 +1,135 @@
+"""The ``registry`` command: help for every command, JSON shapes of the contract, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from registry.cli import app
+
+from .conftest import EXAMPLE_MANIFEST, SUBJECT_KEY, ROOT
+from .helpers import ref, transfer
+
+runner = CliRunner()
+
+
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, cmd in group.commands.items():
+        found.append((*prefix, name))
+        if hasattr(cmd, "commands"):
+            found += _commands(cmd, (*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("path", _commands(get_command(app)))
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    command = get_command(app)
+    for part in path:
+        command = command.commands[part]  # type: ignore[attr-defined]
+    assert command.help, f"{' '.join(path)} has no help text"
+
+
+def cli(db: str, *args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["--db", db, *args], input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_declare_and_ingest_json(db_url: str, tmp_path: Path) -> None:
+    code, out, _ = cli(db_url, "--json", "declare", str(EXAMPLE_MANIFEST))
+    assert code == 0
+    assert json.loads(out) == {"controller": "Blausen Medical Communications, Inc.", "recipients": 18, "activities": 13, "version": 1}
+    stream = tmp_path / "events.jsonl"
+    lines = [json.dumps(transfer(f"e{i}", subject_refs=[ref(f"c{i}")])) for i in range(5)] + ["{bad", ""]
+    stream.write_text("\n".join(lines) + "\n")
+    code, out, _ = cli(db_url, "ingest", str(stream), "--json")
+    assert code == 0 and json.loads(out) == {"ingested": 5, "duplicates": 0, "dead_lettered": 1}
+    code, out, _ = cli(db_url, "ingest", "-", "--json", input=stream.read_text())
+    assert json.loads(out) == {"ingested": 0, "duplicates": 5, "dead_lettered": 1}
+    code, out, _ = cli(db_url, "dead-letters", "list", "--json")
+    rows = json.loads(out)
+    assert [r["reason"] for r in rows] == ["invalid_json"] and rows[0]["offset"] == 6
+    code, out, _ = cli(db_url, "dead-letters", "replay", "--json")
+    assert json.loads(out) == {"replayed": 1, "ingested": 0, "still_dead": 1}
+
+
+def test_bad_manifest_exits_2_naming_the_field_and_stores_nothing(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    document = yaml.safe_load(EXAMPLE_MANIFEST.read_text())
+    document["activities"][3]["legal_basis"] = "vibes"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(document))
+    code, out, err = cli(db, "declare", str(bad))
+    assert code == 2 and out == ""
+    assert "activities[3].legal_basis" in err and "Traceback" not in err
+    code, out, _ = cli(db, "--json", "declare", str(EXAMPLE_MANIFEST))
+    assert json.loads(out)["version"] == 1  # the bad one left no version behind
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    code, _, err = cli(f"sqlite:///{tmp_path / 'r.db'}", "ingest", str(tmp_path / "nope.jsonl"))
+    assert code == 2 and "nope.jsonl" in err
+
+
+def test_subject_ref_is_the_keyed_hash() -> None:
+    result = runner.invoke(app, ["subject-ref", "customer-42"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == ref("customer-42")
+    import hashlib
+    import hmac
+
+    assert json.loads(result.stdout) == hmac.new(SUBJECT_KEY.encode(), b"customer-42", hashlib.sha256).hexdigest()
+
+
+def test_subject_ref_without_key_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REGISTRY_SUBJECT_KEY")
+    result = runner.invoke(app, ["subject-ref", "x"])
+    assert result.exit_code == 2 and "REGISTRY_SUBJECT_KEY" in result.stderr
+
+
+def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("controller: {name: X}\nrecipients: []\nactivities: []\n")
+    proc = subprocess.run([sys.executable, "-m", "registry", "--db", f"sqlite:///{tmp_path / 'r.db'}", "declare", str(bad)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: controller.country: is required"
+
+
+@pytest.mark.slow
+def test_100k_generated_events_through_the_cli(tmp_path: Path) -> None:
+    """The issue's acceptance run: declare, ingest 100k generated events, ingest again."""
+    stream, summary = tmp_path / "stream.jsonl", tmp_path / "summary.json"
+    subprocess.run([sys.executable, "-m", "examples.blausen.generate", "--events", "100000", "--seed", "11",
+                    "--out", str(stream), "--summary", str(summary)], check=True, cwd=ROOT, capture_output=True)
+    expected = json.loads(summary.read_text())
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+
+    def run(*args: str) -> dict:
+        proc = subprocess.run([sys.executable, "-m", "registry", "--db", db, "--json", *args],
+                              capture_output=True, text=True, cwd=ROOT, check=True)
+        return json.loads(proc.stdout)
+
+    run("declare", str(EXAMPLE_MANIFEST))
+    first = run("ingest", str(stream))
+    assert first == {"ingested": expected["valid"], "duplicates": 0, "dead_lettered": expected["dead_lettered"]}
+    assert first["ingested"] + first["dead_lettered"] == expected["lines"] == 100000
+    dead = run("dead-letters", "list")
+    by_reason: dict[str, int] = {}
+    for row in dead:
+        by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
+    assert by_reason == expected["dead_by_reason"]
+    second = run("ingest", str(stream))
+    assert second == {"ingested": 0, "duplicates": expected["valid"], "dead_lettered": expected["dead_lettered"]}
+    assert len(run("dead-letters", "list")) == len(dead)

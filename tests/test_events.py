@@ -1,0 +1,96 @@
+"""Decoding and validation of single events: every reason code, both content modes."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from registry.events import EventValidator, RawRecord, redacted_payload
+from registry.exceptions import EventError
+
+from .helpers import record, ref, transfer
+
+
+@pytest.fixture
+def validator(manifest) -> EventValidator:  # type: ignore[no-untyped-def]
+    return EventValidator(manifest.taxonomy_view())
+
+
+def reason(validator: EventValidator, raw: RawRecord) -> str:
+    with pytest.raises(EventError) as info:
+        validator.decode(raw)
+    return info.value.reason
+
+
+def test_valid_structured_event(validator: EventValidator) -> None:
+    event = validator.decode(record(transfer("e1", subject_refs=[ref("customer-1")])))
+    assert (event.source, event.id, event.type) == ("//services/web", "e1", "registry.transfer.v1")
+    assert event.time.isoformat() == "2026-03-01T10:00:00+00:00"
+    assert len(event.payload_hash) == 64
+
+
+def test_time_offsets_are_normalised_to_utc(validator: EventValidator) -> None:
+    event = validator.decode(record(transfer("e1", time="2026-03-01T12:00:00+02:00")))
+    assert event.time.isoformat() == "2026-03-01T10:00:00+00:00"
+
+
+def test_binary_mode_gives_the_same_event_and_hash(validator: EventValidator) -> None:
+    structured = transfer("e1")
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"e1"), ("ce_source", b"//services/web"),
+               ("ce_type", b"registry.transfer.v1"), ("ce_time", b"2026-03-01T10:00:00Z"), ("content-type", b"application/json")]
+    binary = validator.decode(RawRecord(value=orjson.dumps(structured["data"]), headers=headers))
+    plain = validator.decode(record(structured))
+    assert (binary.source, binary.id, binary.payload_hash) == (plain.source, plain.id, plain.payload_hash)
+    assert orjson.loads(binary.body)["data"] == structured["data"]
+
+
+def test_structured_mode_with_cloudevents_content_type(validator: EventValidator) -> None:
+    raw = RawRecord(value=orjson.dumps(transfer("e1")), headers=[("content-type", b"application/cloudevents+json; charset=UTF-8"),
+                                                                   ("ce_specversion", b"1.0")])
+    assert validator.decode(raw).id == "e1"
+
+
+def test_extension_category_is_known_only_with_the_manifest(validator: EventValidator) -> None:
+    event = transfer("e1", data_categories=["user.workplace.specialty"])
+    assert validator.decode(record(event)).data["data_categories"] == ["user.workplace.specialty"]
+    assert reason(EventValidator(), record(event)) == "unknown_category"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b"{not json", "invalid_json"),
+    (b"[1, 2]", "invalid_envelope"),
+    (orjson.dumps({k: v for k, v in transfer("e1").items() if k != "time"}), "invalid_envelope"),
+    (orjson.dumps({**transfer("e1"), "specversion": "0.3"}), "invalid_envelope"),
+    (orjson.dumps({**transfer("e1"), "time": "yesterday"}), "invalid_envelope"),
+    (orjson.dumps({**transfer("e1"), "type": "registry.other.v1"}), "unknown_type"),
+    (orjson.dumps(transfer("e1", legal_basis="because")), "invalid_data"),
+    (orjson.dumps(transfer("e1", data_categories=[])), "invalid_data"),
+    (orjson.dumps(transfer("e1", record_count=0)), "invalid_data"),
+    (orjson.dumps(transfer("e1", surprise=1)), "invalid_data"),
+    (orjson.dumps(transfer("e1", subject_refs=["abc123"])), "invalid_data"),
+    (orjson.dumps(transfer("e1", data_categories=["user.telepathy"])), "unknown_category"),
+    (orjson.dumps(transfer("e1", purpose="world_domination")), "unknown_purpose"),
+    (orjson.dumps(transfer("e1", data_subjects=["martian"])), "unknown_subject_category"),
+    (orjson.dumps(transfer("e1", subject_refs=["jane.doe@example.org"])), "raw_identifier"),
+    (orjson.dumps(transfer("e1", subject_refs=["+1 713 555 0100"])), "raw_identifier"),
+    (orjson.dumps(transfer("e1", subject_refs=["203.0.113.9"])), "raw_identifier"),
+    (orjson.dumps(transfer("e1", subject_refs=["Jane Doe"])), "raw_identifier"),
+    (orjson.dumps(transfer("e1", recipient="198.51.100.7")), "raw_identifier"),
+    (orjson.dumps({**transfer("e1"), "pad": "x" * (1024 * 1024)}), "too_large"),
+])
+def test_reason_codes(validator: EventValidator, raw: bytes, expected: str) -> None:
+    assert reason(validator, RawRecord(value=raw)) == expected
+
+
+def test_error_names_the_field(validator: EventValidator) -> None:
+    with pytest.raises(EventError) as info:
+        validator.decode(record(transfer("e1", data_categories=["user.contact.email", "user.telepathy"])))
+    assert info.value.path == "data.data_categories[1]"
+
+
+def test_redacted_payload_keeps_no_raw_identifier() -> None:
+    raw = RawRecord(value=orjson.dumps(transfer("e1", subject_refs=["jane.doe@example.org", "+1 713 555 0100", "Jane Doe", ref("x")])))
+    kept = redacted_payload(raw)
+    assert "jane.doe" not in kept and "555" not in kept and "Jane Doe" not in kept
+    assert ref("x") in kept and "google-analytics" in kept
+    assert "jane@example.org" not in redacted_payload(RawRecord(value=b'{"broken": "jane@example.org'))

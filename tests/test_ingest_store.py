@@ -1,0 +1,136 @@
+"""The ingest path against a real store, on SQLite and on PostgreSQL (same assertions)."""
+
+from __future__ import annotations
+
+import orjson
+import sqlalchemy as sa
+import yaml
+
+from examples.blausen.generate import generate
+from registry.deadletters import list_dead_letters, replay
+from registry.declarations import current_manifest, declare
+from registry.events import RawRecord
+from registry.ingest import Ingestor
+from registry.manifest import parse_manifest
+
+from .conftest import EXAMPLE_MANIFEST, all_text, table_counts
+from .helpers import record, ref, transfer
+
+
+def _stream(events: int, seed: int = 3) -> tuple[list[RawRecord], dict[str, int], list[RawRecord]]:
+    """(all records, dead-letter count by reason, the valid records) as the generator wrote them."""
+    records, dead, valid = [], {}, []
+    for line, reason in generate(events, seed, poison_per_reason=2):
+        records.append(RawRecord(value=line))
+        if reason:
+            dead[reason] = dead.get(reason, 0) + 1
+        else:
+            valid.append(records[-1])
+    return records, dead, valid
+
+
+def test_declare_stores_versions(engine: sa.Engine, manifest) -> None:  # type: ignore[no-untyped-def]
+    assert current_manifest(engine) is None
+    assert declare(engine, manifest).version == 1
+    second = declare(engine, manifest)
+    assert (second.version, second.recipients, second.activities) == (2, 18, 13)
+    assert current_manifest(engine) == manifest
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM recipient WHERE version = 2").scalar_one() == 18
+
+
+def test_generated_stream_counts_match_the_generator(declared: sa.Engine) -> None:
+    records, dead, valid = _stream(3000)
+    result = Ingestor(declared).ingest(records, batch_size=700)
+    assert result.dead_lettered == sum(dead.values()) == 20
+    assert result.ingested + result.dead_lettered == len(records) == 3000
+    by_reason: dict[str, int] = {}
+    for row in list_dead_letters(declared):
+        by_reason[row.reason] = by_reason.get(row.reason, 0) + 1
+    assert by_reason == dead
+    counts = table_counts(declared)
+    assert counts["event"] == result.ingested
+    with declared.connect() as conn:
+        # every valid transfer lands in flow_day once per distinct category
+        expected = sum(len(set(orjson.loads(r.value)["data"]["data_categories"])) for r in valid)
+        assert conn.exec_driver_sql("SELECT SUM(events) FROM flow_day").scalar_one() == expected
+
+    again = Ingestor(declared).ingest(records, batch_size=1000)
+    assert again.model_dump() == {"ingested": 0, "duplicates": result.ingested, "dead_lettered": 20}
+    assert table_counts(declared) == counts
+
+
+def test_aggregates_are_exact(declared: sa.Engine) -> None:
+    a, b = ref("customer-1"), ref("customer-2")
+    events = [
+        transfer("1", "2026-03-01T10:00:00Z", data_categories=["user.device.cookie_id", "user.device.ip_address"], record_count=5, subject_refs=[a]),
+        transfer("2", "2026-03-01T23:59:59Z", data_categories=["user.device.cookie_id"], record_count=2, subject_refs=[a, b]),
+        transfer("3", "2026-03-02T00:00:00Z", data_categories=["user.device.cookie_id"]),
+    ]
+    Ingestor(declared).ingest([record(e) for e in events])
+    with declared.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT day, category, events, records FROM flow_day ORDER BY day, category").all()
+        assert [(str(r[0]), r[1], r[2], r[3]) for r in rows] == [
+            ("2026-03-01", "user.device.cookie_id", 2, 7),
+            ("2026-03-01", "user.device.ip_address", 1, 5),
+            ("2026-03-02", "user.device.cookie_id", 1, 1),
+        ]
+        subject = conn.exec_driver_sql(
+            f"SELECT category, events FROM subject_flow WHERE subject_ref = '{a}' ORDER BY category").all()
+        assert [tuple(r) for r in subject] == [("user.device.cookie_id", 2), ("user.device.ip_address", 1)]
+        first, last = conn.execute(sa.text(
+            f"SELECT first_seen, last_seen FROM subject_flow WHERE subject_ref = '{a}' AND category = 'user.device.cookie_id'")).one()
+        assert "10:00:00" in str(first) and "23:59:59" in str(last)
+
+
+def test_same_key_with_another_payload_is_a_conflicting_duplicate(declared: sa.Engine) -> None:
+    ingestor = Ingestor(declared)
+    assert ingestor.ingest([record(transfer("k1"))]).ingested == 1
+    result = ingestor.ingest([record(transfer("k1", record_count=9)), record(transfer("k1"))])
+    assert result.model_dump() == {"ingested": 0, "duplicates": 1, "dead_lettered": 1}
+    assert [r.reason for r in list_dead_letters(declared)] == ["conflicting_duplicate"]
+    # the same id from another source is another event
+    assert ingestor.ingest([record(transfer("k1", source="//services/api"))]).ingested == 1
+
+
+def test_raw_identifiers_reach_only_a_redacted_dead_letter(declared: sa.Engine) -> None:
+    email, phone = "jane.doe@example.org", "+1 713 555 0199"
+    events = [transfer("r1", subject_refs=[email]), transfer("r2", subject_refs=[phone]), transfer("ok", subject_refs=[ref("c")])]
+    result = Ingestor(declared).ingest([record(e) for e in events])
+    assert result.model_dump() == {"ingested": 1, "duplicates": 0, "dead_lettered": 2}
+    rows = list_dead_letters(declared)
+    assert [r.reason for r in rows] == ["raw_identifier", "raw_identifier"]
+    stored = all_text(declared)
+    assert email not in stored and "jane.doe" not in stored and "555 0199" not in stored
+    assert "[redacted]" in rows[0].payload
+
+
+def test_replay_after_the_manifest_adds_an_extension(declared: sa.Engine, manifest) -> None:  # type: ignore[no-untyped-def]
+    event = transfer("x1", data_categories=["user.workplace.grant_number"])
+    assert Ingestor(declared).ingest([record(event), record(b"{oops")]).dead_lettered == 2
+    assert replay(declared).model_dump() == {"replayed": 2, "ingested": 0, "still_dead": 2}
+
+    document = yaml.safe_load(EXAMPLE_MANIFEST.read_text())
+    document["taxonomy"]["data_categories"].append({"key": "user.workplace.grant_number", "parent": "user.workplace"})
+    declare(declared, parse_manifest(yaml.safe_dump(document)))
+    assert replay(declared).model_dump() == {"replayed": 2, "ingested": 1, "still_dead": 1}
+    assert [r.reason for r in list_dead_letters(declared)] == ["invalid_json"]
+    assert len(list_dead_letters(declared, include_replayed=True)) == 2
+    assert table_counts(declared)["event"] == 1
+    assert replay(declared).model_dump() == {"replayed": 1, "ingested": 0, "still_dead": 1}
+
+
+def test_disclosure_events_are_appended_to_the_ledger(declared: sa.Engine) -> None:
+    from registry.ledger import verify
+
+    snapshot = {"request_id": "SUB-1", "authority": "District Court of Harris County", "authority_country": "US",
+                "instrument": "subpoena", "received_at": "2026-02-01T09:00:00Z", "outcome": "pending", "notice": "pending"}
+    events = [{"specversion": "1.0", "id": f"d{i}", "source": "//services/legal", "type": "registry.disclosure.v1",
+               "time": f"2026-02-0{i + 1}T09:00:00Z", "data": dict(snapshot, outcome=outcome)}
+              for i, outcome in enumerate(["pending", "pending", "produced"])]
+    events[2]["data"]["data_categories"] = ["user.contact.email"]
+    result = Ingestor(declared).ingest([record(e) for e in events])
+    assert result.ingested == 3
+    assert table_counts(declared)["ledger_entry"] == 2  # the identical second snapshot is no new version
+    assert verify(declared).model_dump() == {"ok": True, "entries": 2, "first_bad": None}
