@@ -17,6 +17,8 @@ from rich.table import Table
 
 from . import declarations, deadletters, ingest as ingest_mod
 from .exceptions import InputError, RegistryError
+from .kafka import Topics, send_lines
+from .kafka import bootstrap_servers as kafka_bootstrap
 from .manifest import load_manifest
 from .store import open_store
 from .subjects import subject_ref as make_subject_ref
@@ -143,6 +145,61 @@ def subject_ref(stable_id: Annotated[str, typer.Argument(metavar="ID", help="The
                 as_json: JsonOpt = False) -> None:
     """Print the subject ref of an id: HMAC-SHA256 keyed with REGISTRY_SUBJECT_KEY."""
     emit(make_subject_ref(stable_id), True)
+
+
+BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS",
+                                                    help="Kafka bootstrap servers (default localhost:9092).")]
+TransfersOpt = Annotated[str, typer.Option("--transfers-topic", help="Topic of transfer events.")]
+DisclosuresOpt = Annotated[str, typer.Option("--disclosures-topic", help="Topic of disclosure events.")]
+DeadTopicOpt = Annotated[str, typer.Option("--dead-letter-topic", help="Topic refused records are forwarded to.")]
+PartitionsOpt = Annotated[int, typer.Option("--partitions", min=1, help="Partitions of topics this creates.")]
+
+
+@app.command()
+@command
+def publish(
+    file: Annotated[str, typer.Argument(help="JSON Lines of structured CloudEvents, or - for stdin.")],
+    mode: Annotated[str, typer.Option(help="structured | binary (CloudEvents Kafka binding).")] = "structured",
+    bootstrap_servers: BootstrapOpt = None,
+    transfers_topic: TransfersOpt = Topics.transfers,
+    disclosures_topic: DisclosuresOpt = Topics.disclosures,
+    dead_letter_topic: DeadTopicOpt = Topics.dead_letter,
+    partitions: PartitionsOpt = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send events to Kafka as they are (the consumer validates them), creating missing topics."""
+    if mode not in ("structured", "binary"):
+        raise InputError("must be structured or binary", "--mode")
+    topics = Topics(transfers_topic, disclosures_topic, dead_letter_topic)
+    count = send_lines(_open_lines(file), bootstrap=kafka_bootstrap(bootstrap_servers), topics=topics,
+                       mode=mode, partitions=partitions)  # type: ignore[arg-type]
+    emit({"published": count}, as_json, lambda r: out.print(f"Published {r['published']} events"))
+
+
+@app.command()
+@command
+def consume(
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "dataflow-registry",
+    stop_when_idle: Annotated[Optional[float], typer.Option(help="Exit after this many seconds without events.")] = None,
+    max_events: Annotated[Optional[int], typer.Option(min=1, help="Exit after this many events.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction at most.")] = 5000,
+    session_timeout_ms: Annotated[int, typer.Option(help="Consumer-group session timeout.")] = 45000,
+    heartbeat_interval_ms: Annotated[int, typer.Option(help="Consumer-group heartbeat interval.")] = 3000,
+    bootstrap_servers: BootstrapOpt = None,
+    transfers_topic: TransfersOpt = Topics.transfers,
+    disclosures_topic: DisclosuresOpt = Topics.disclosures,
+    dead_letter_topic: DeadTopicOpt = Topics.dead_letter,
+    partitions: PartitionsOpt = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Consume events from Kafka into the registry until stopped (SIGTERM/SIGINT finish the batch)."""
+    from consumers.worker import Worker, WorkerConfig
+
+    config = WorkerConfig(bootstrap=bootstrap_servers, group=group, topics=Topics(transfers_topic, disclosures_topic, dead_letter_topic),
+                          partitions=partitions, batch_size=batch_size, stop_when_idle=stop_when_idle, max_events=max_events,
+                          session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms)
+    totals = Worker(_store(), config).run()
+    emit(totals, as_json, lambda r: _counts_table("consume", r))
 
 
 @dead_app.command("list")

@@ -72,13 +72,19 @@ class Ingestor:
         return decoded, refused
 
     def write(self, decoded: list[tuple[RawRecord, Event]], refused: list[DeadRecord],
-              offsets: Sequence[tuple[str, str, int, int]] = ()) -> BatchOutcome:
+              offsets: Sequence[tuple[str, str, int, int]] = (),
+              before_commit: Callable[[BatchOutcome], None] | None = None) -> BatchOutcome:
         """Apply decoded events in one transaction. ``offsets`` (group, topic, partition,
-        next_offset) are stored in the same transaction: effects and position commit together."""
+        next_offset) are stored in the same transaction: effects and position commit together.
+        ``before_commit`` runs inside it (the worker forwards dead letters there: if that
+        fails, nothing of the batch is kept)."""
         for attempt in range(3):
             try:
                 with _few_collections(), self.engine.begin() as conn:
-                    return apply_batch(conn, decoded, list(refused), offsets)
+                    outcome = apply_batch(conn, decoded, list(refused), offsets)
+                    if before_commit is not None:
+                        before_commit(outcome)
+                    return outcome
             except sa.exc.IntegrityError:
                 # Another worker inserted one of these events meanwhile (a rebalance overlap): redo.
                 if attempt == 2:
@@ -236,7 +242,10 @@ def _write_dead(conn: Connection, bulk: Bulk, dead: list[DeadRecord]) -> None:
     now = bulk.time(datetime.now(timezone.utc))
     rows = {}
     for d in dead:
-        raw_hash = hashlib.sha256(d.record.value).hexdigest()
+        digest = hashlib.sha256(d.record.value)
+        for name, value in d.record.headers or ():  # binary mode: the identity is in the headers
+            digest.update(b"\0" + name.encode() + b"=" + bytes(value))
+        raw_hash = digest.hexdigest()
         headers = orjson.dumps([[k, redact_text(v.decode("utf-8", "replace"))] for k, v in d.record.headers]).decode() if d.record.headers else None
         rows[raw_hash] = (raw_hash, d.reason, d.detail[:2000], redacted_payload(d.record), headers,
                           d.record.topic, d.record.partition, d.record.offset, now, "dead")

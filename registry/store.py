@@ -115,7 +115,7 @@ class SubjectFlow(SQLModel, table=True):
 class DeadLetter(SQLModel, table=True):
     __tablename__ = "dead_letter"
     id: Optional[int] = Field(default=None, primary_key=True)
-    raw_hash: str = Field(unique=True)  # sha256 of the original bytes: the same bytes are one row
+    raw_hash: str = Field(unique=True)  # sha256 of the original bytes and headers: the same record is one row
     reason: str = Field(index=True)
     detail: str
     payload: str  # redacted: never raw identifiers

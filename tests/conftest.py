@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_MANIFEST = ROOT / "examples" / "blausen" / "manifest.yaml"
 SUBJECT_KEY = "test-subject-key"
 
+pytest_plugins = ["tests.kafka_broker"]
+
 
 @pytest.fixture(autouse=True)
 def _subject_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -112,8 +112,7 @@ def poison(reason: str, n: int, good: dict[str, Any], moment: datetime) -> bytes
     elif reason == "conflicting_duplicate":
         base = dict(good, data={**good["data"], "record_count": good["data"]["record_count"] + 1000})
     elif reason == "too_large":
-        d["activity"] = "hosting"
-        base["padding"] = "x" * (1024 * 1024)
+        d["notes"] = "x" * (1024 * 1024)  # inside data, so it is too large in binary mode too
     return orjson.dumps(base)
 
 
