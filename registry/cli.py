@@ -15,7 +15,10 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from . import declarations, deadletters, ingest as ingest_mod
+from . import declarations, deadletters, questions
+from . import drift as drift_mod
+from . import ingest as ingest_mod
+from .events import parse_bound
 from .exceptions import InputError, RegistryError
 from .kafka import Topics, send_lines
 from .kafka import bootstrap_servers as kafka_bootstrap
@@ -147,6 +150,96 @@ def subject_ref(stable_id: Annotated[str, typer.Argument(metavar="ID", help="The
     emit(make_subject_ref(stable_id), True)
 
 
+SinceOpt = Annotated[Optional[str], typer.Option("--since", help="Window start, inclusive (RFC 3339 or YYYY-MM-DD).")]
+UntilOpt = Annotated[Optional[str], typer.Option("--until", help="Window end, exclusive (RFC 3339 or YYYY-MM-DD).")]
+
+
+def _bound(text: str | None, option: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return parse_bound(text)
+    except ValueError:
+        raise InputError(f"not an RFC 3339 time or a date: {text!r}", option) from None
+
+
+def _table(rows: list[BaseModel], columns: list[str], title: str | None = None) -> None:
+    table = Table(*columns, title=title)
+    for row in rows:
+        values = row.model_dump()
+        table.add_row(*(", ".join(v) if isinstance(v, list) else ("" if v is None else str(v)) for v in (values[c] for c in columns)))
+    out.print(table)
+
+
+@app.command()
+@command
+def recipients(
+    category: Annotated[str, typer.Option("--category", help="Data category key; covers every key under it.")],
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    include_subprocessors: Annotated[bool, typer.Option("--include-subprocessors", help="Add sub-processors, inheriting via their processor.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who received this category (or anything under it) in the window."""
+    rows = questions.recipients_of(_store(), category, _bound(since, "--since"), _bound(until, "--until"), include_subprocessors)
+    emit(rows, as_json, lambda r: _table(r, ["recipient", "via", "service", "country", "declared", "categories", "events", "last_seen"]))
+
+
+@app.command()
+@command
+def recipient(
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Recipient key.")],
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What one recipient received: per source, category, purpose and legal basis."""
+    detail = questions.recipient_detail(_store(), key, _bound(since, "--since"), _bound(until, "--until"))
+
+    def render(d: questions.RecipientDetail) -> None:
+        out.print(f"[bold]{d.name}[/] ({d.recipient}) {d.service or ''} {d.role or ''} {d.country or ''}"
+                  + ("" if d.declared else " [red]undeclared[/]"))
+        _table(d.flows, ["source", "category", "purpose", "legal_basis", "events", "records", "first_seen", "last_seen"])
+
+    emit(detail, as_json, render)
+
+
+@app.command()
+@command
+def subject(ref: Annotated[str, typer.Argument(metavar="REF", help="Subject ref (see subject-ref).")], as_json: JsonOpt = False) -> None:
+    """Everything about one data subject: recipients, disclosures, who to notify of an erasure."""
+    answer = questions.subject(_store(), ref)
+
+    def render(a: questions.SubjectAnswer) -> None:
+        _table(a.transfers, ["recipient", "source", "categories", "purposes", "events", "first_seen", "last_seen"], "transfers")
+        _table(a.disclosures, ["request_id", "authority", "instrument", "outcome", "notice", "disclosed_at"], "disclosures")
+        out.print("notify on erasure: " + ", ".join(a.notify_on_erasure))
+
+    emit(answer, as_json, render)
+
+
+@app.command()
+@command
+def drift(
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 1 when there is any drift.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Observed flows nobody declared, declarations nothing confirms, transfers without a safeguard."""
+    rows = drift_mod.drift(_store(), _bound(since, "--since"), _bound(until, "--until"))
+    emit(rows, as_json, lambda r: _table(r, ["kind", "source", "recipient", "category", "purpose", "activity", "events", "detail"]))
+    if fail_on_drift and rows:
+        raise typer.Exit(1)
+
+
+@app.command()
+@command
+def subprocessors(as_json: JsonOpt = False) -> None:
+    """Declared sub-processor chains, from the controller side."""
+    emit(questions.subprocessor_chains(_store()), as_json, lambda r: _table(r, ["recipient", "processor_of", "chain", "country"]))
+
+
 BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS",
                                                     help="Kafka bootstrap servers (default localhost:9092).")]
 TransfersOpt = Annotated[str, typer.Option("--transfers-topic", help="Topic of transfer events.")]
@@ -215,7 +308,7 @@ def dead_list(
     def render(items: list[deadletters.DeadLetterView]) -> None:
         table = Table("id", "reason", "detail", "origin", "received")
         for r in items:
-            origin = f"{r.topic or '-'}:{r.partition if r.partition is not None else ''}@{r.offset}"
+            origin = f"{r.topic}[{r.partition}]@{r.offset}" if r.partition is not None else f"{r.topic or 'stdin'} line {r.offset}"
             table.add_row(str(r.id), r.reason, r.detail[:80], origin, r.received_at)
         out.print(table)
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from .events import Event, RawRecord
+from .events import Event, RawRecord, format_time
 from .exceptions import EventError
 from .ingest import Ingestor, apply_batch
 from .store import DeadLetter
@@ -37,10 +37,6 @@ class ReplayResult(BaseModel):
     still_dead: int
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def list_dead_letters(engine: Engine, reason: str | None = None, include_replayed: bool = False) -> list[DeadLetterView]:
     query = sa.select(DeadLetter).order_by(DeadLetter.id)
     if reason:
@@ -48,7 +44,7 @@ def list_dead_letters(engine: Engine, reason: str | None = None, include_replaye
     if not include_replayed:
         query = query.where(DeadLetter.status == "dead")
     with engine.connect() as conn:
-        return [DeadLetterView(id=r.id, reason=r.reason, detail=r.detail, status=r.status, received_at=_iso(r.received_at),
+        return [DeadLetterView(id=r.id, reason=r.reason, detail=r.detail, status=r.status, received_at=format_time(r.received_at),
                                topic=r.topic, partition=r.partition, offset=r.offset, payload=r.payload)
                 for r in conn.execute(query)]
 

@@ -24,6 +24,9 @@ __all__ = [
     "Event",
     "EventValidator",
     "redacted_payload",
+    "parse_time",
+    "parse_bound",
+    "format_time",
 ]
 
 TRANSFER = "registry.transfer.v1"
@@ -79,6 +82,18 @@ def parse_time(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("time needs an offset or Z")
     return moment.astimezone(timezone.utc)
+
+
+def parse_bound(text: str) -> datetime:
+    """A window bound from the command line: RFC 3339, or a date meaning its midnight UTC."""
+    if len(text) == 10:
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return parse_time(text)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as every output of the registry writes times."""
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class EventValidator:

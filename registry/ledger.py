@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
+from .events import format_time
 from .store import LedgerEntry
 
 __all__ = ["GENESIS", "canonical", "entry_hash", "append_snapshots", "VerifyResult", "verify"]
@@ -28,10 +29,6 @@ def canonical(value: Any) -> bytes:
 
 def entry_hash(prev_hash: str, body: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -53,7 +50,7 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
             out.append({"request_id": request_id, "version": len(versions), "hash": versions[-1][1]})
             continue
         seq += 1
-        body = canonical({"seq": seq, "request_id": request_id, "snapshot_time": _iso(moment), "recorded_at": _iso(now), "data": data})
+        body = canonical({"seq": seq, "request_id": request_id, "snapshot_time": format_time(moment), "recorded_at": format_time(now), "data": data})
         digest_of_entry = entry_hash(prev, body)
         conn.execute(sa.insert(LedgerEntry), [{
             "seq": seq, "request_id": request_id, "snapshot_time": moment, "recorded_at": now,

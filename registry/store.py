@@ -21,7 +21,7 @@ from .exceptions import StoreError
 
 __all__ = [
     "DEFAULT_DATABASE_URL", "open_store", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
-    "EventRow", "FlowDay", "SubjectFlow", "DeadLetter", "LedgerEntry", "ConsumerOffset",
+    "EventRow", "FlowDay", "SubjectFlow", "SubjectRecipient", "DeadLetter", "LedgerEntry", "ConsumerOffset",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///registry.db"
@@ -66,8 +66,10 @@ class ActivityRow(SQLModel, table=True):
 
 class EventRow(SQLModel, table=True):
     __tablename__ = "event"
-    # event_id first: the dedupe lookup is by id, then source
-    __table_args__ = (sa.UniqueConstraint("event_id", "source", name="uq_event_id_source"),)
+    # event_id first: the dedupe lookup is by id, then source. (recipient, time) serves the
+    # exact edges of time windows that start or end inside a day.
+    __table_args__ = (sa.UniqueConstraint("event_id", "source", name="uq_event_id_source"),
+                      sa.Index("ix_event_recipient_time", "recipient", "time"))
     id: Optional[int] = Field(default=None, primary_key=True)
     source: str
     event_id: str
@@ -107,6 +109,20 @@ class SubjectFlow(SQLModel, table=True):
     source: str = Field(primary_key=True)
     category: str = Field(primary_key=True)
     purpose: str = Field(primary_key=True)
+    events: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+class SubjectRecipient(SQLModel, table=True):
+    """Events per (subject, recipient, source): ``subject_flow`` has one row per category and
+    purpose, so its counts cannot be summed into events."""
+
+    __tablename__ = "subject_recipient"
+    __table_args__ = {"sqlite_with_rowid": False}
+    subject_ref: str = Field(primary_key=True)
+    recipient: str = Field(primary_key=True)
+    source: str = Field(primary_key=True)
     events: int
     first_seen: datetime
     last_seen: datetime

@@ -133,3 +133,39 @@ def test_100k_generated_events_through_the_cli(tmp_path: Path) -> None:
     second = run("ingest", str(stream))
     assert second == {"ingested": 0, "duplicates": expected["valid"], "dead_lettered": expected["dead_lettered"]}
     assert len(run("dead-letters", "list")) == len(dead)
+
+
+def test_question_commands_follow_the_contract_shapes(tmp_path: Path) -> None:
+    from .test_questions import EVENTS, MANIFEST, A
+
+    db = f"sqlite:///{tmp_path / 'q.db'}"
+    manifest, stream = tmp_path / "m.yaml", tmp_path / "e.jsonl"
+    manifest.write_text(MANIFEST)
+    stream.write_text("\n".join(json.dumps(e) for e in EVENTS))
+    assert cli(db, "declare", str(manifest))[0] == 0
+    assert cli(db, "ingest", str(stream))[0] == 0
+
+    code, out, _ = cli(db, "--json", "recipients", "--category", "user.contact", "--include-subprocessors")
+    rows = json.loads(out)
+    assert code == 0 and [r["recipient"] for r in rows] == ["mail", "relay", "relay-store"]
+    assert set(rows[0]) == {"recipient", "name", "service", "role", "country", "declared", "via", "categories",
+                            "first_seen", "last_seen", "events"}
+    code, out, _ = cli(db, "recipient", "mail", "--json")
+    detail = json.loads(out)
+    assert set(detail) == {"recipient", "name", "service", "role", "country", "declared", "flows"}
+    assert set(detail["flows"][0]) == {"source", "category", "purpose", "legal_basis", "first_seen", "last_seen", "events", "records"}
+    code, out, _ = cli(db, "subject", A, "--json")
+    answer = json.loads(out)
+    assert set(answer) == {"subject_ref", "transfers", "disclosures", "notify_on_erasure"}
+    assert set(answer["transfers"][0]) == {"recipient", "source", "categories", "purposes", "first_seen", "last_seen", "events"}
+    code, out, _ = cli(db, "drift", "--json")
+    assert code == 0 and set(json.loads(out)[0]) == {"kind", "source", "recipient", "category", "purpose", "activity",
+                                                     "detail", "first_seen", "last_seen", "events"}
+    code, out, _ = cli(db, "drift", "--json", "--fail-on-drift")
+    assert code == 1 and len(json.loads(out)) == 8
+    code, out, _ = cli(db, "subprocessors", "--json")
+    assert json.loads(out)[0] == {"recipient": "relay", "processor_of": "mail", "chain": ["mail", "relay"], "country": "US"}
+    code, _, err = cli(db, "recipients", "--category", "user.contact", "--since", "last tuesday")
+    assert code == 2 and "--since" in err
+    code, _, err = cli(db, "subject", "jane@example.org")
+    assert code == 2 and "REF" in err

@@ -1,0 +1,185 @@
+"""The questions of auditors and legal counsel (contract §6): who received a category, what a
+recipient received, everything about one data subject, the sub-processor chains."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from .declarations import current_manifest
+from .events import format_time
+from .exceptions import InputError
+from .flows import Flow, observed_flows
+from .graph import build_graph, chain, erasure_fanout, recipient_node, subprocessors
+from .store import LedgerEntry, SubjectFlow, SubjectRecipient
+from .subjects import is_subject_ref
+
+__all__ = ["RecipientRow", "recipients_of", "RecipientDetail", "recipient_detail", "SubjectAnswer", "subject",
+           "SubprocessorRow", "subprocessor_chains"]
+
+
+class RecipientRow(BaseModel):
+    recipient: str
+    name: str
+    service: str | None
+    role: str | None
+    country: str | None
+    declared: bool
+    via: str | None
+    categories: list[str]
+    first_seen: str
+    last_seen: str
+    events: int
+
+
+def _describe(g, key: str) -> dict:  # type: ignore[no-untyped-def]
+    node = g.nodes[recipient_node(key)] if recipient_node(key) in g else {}
+    return {"recipient": key, "name": node.get("name") or key, "service": node.get("service"), "role": node.get("role"),
+            "country": node.get("country"), "declared": bool(node.get("declared"))}
+
+
+def recipients_of(engine: Engine, category: str, since: datetime | None = None, until: datetime | None = None,
+                  include_subprocessors: bool = False) -> list[RecipientRow]:
+    """Recipients of ``category`` or anything under it in the window; sub-processors inherit
+    what their processor received (``via`` names the direct parent)."""
+    with engine.connect() as conn:
+        flows = observed_flows(conn, since, until, category=category)
+        manifest = current_manifest(conn)
+    g = build_graph(manifest, flows)
+    by_recipient: dict[str, list[Flow]] = {}
+    for f in flows:
+        by_recipient.setdefault(f.recipient, []).append(f)
+    rows = [_row(g, key, None, items) for key, items in by_recipient.items()]
+    if include_subprocessors:
+        for key, items in by_recipient.items():
+            rows += [_row(g, sub, parent, items) for sub, parent in subprocessors(g, key)]
+    return sorted(rows, key=lambda r: (r.recipient, r.via or ""))
+
+
+def _row(g, key: str, via: str | None, flows: list[Flow]) -> RecipientRow:  # type: ignore[no-untyped-def]
+    return RecipientRow(**_describe(g, key), via=via, categories=sorted({f.category for f in flows}),
+                        first_seen=format_time(min(f.first_seen for f in flows)),
+                        last_seen=format_time(max(f.last_seen for f in flows)), events=sum(f.events for f in flows))
+
+
+class FlowView(BaseModel):
+    source: str
+    category: str
+    purpose: str
+    legal_basis: str
+    first_seen: str
+    last_seen: str
+    events: int
+    records: int
+
+
+class RecipientDetail(BaseModel):
+    recipient: str
+    name: str
+    service: str | None
+    role: str | None
+    country: str | None
+    declared: bool
+    flows: list[FlowView]
+
+
+def recipient_detail(engine: Engine, key: str, since: datetime | None = None, until: datetime | None = None) -> RecipientDetail:
+    """What ``key`` received, per (source, category, purpose, legal basis)."""
+    with engine.connect() as conn:
+        flows = observed_flows(conn, since, until, recipient=key)
+        manifest = current_manifest(conn)
+    if not flows and (manifest is None or manifest.recipient(key) is None):
+        raise InputError(f"no recipient {key!r} is declared or observed", "KEY")
+    merged: dict[tuple[str, str, str, str], Flow] = {}
+    for f in flows:
+        k = (f.source, f.category, f.purpose, f.legal_basis)
+        merged[k] = merged[k].merge(f) if k in merged else f
+    views = [FlowView(source=f.source, category=f.category, purpose=f.purpose, legal_basis=f.legal_basis,
+                      first_seen=format_time(f.first_seen), last_seen=format_time(f.last_seen), events=f.events, records=f.records)
+             for _, f in sorted(merged.items())]
+    return RecipientDetail(**_describe(build_graph(manifest, flows), key), flows=views)
+
+
+class SubjectTransfer(BaseModel):
+    recipient: str
+    source: str
+    categories: list[str]
+    purposes: list[str]
+    first_seen: str
+    last_seen: str
+    events: int
+
+
+class SubjectDisclosure(BaseModel):
+    request_id: str
+    authority: str
+    instrument: str
+    disclosed_at: str | None
+    outcome: str
+    notice: str
+
+
+class SubjectAnswer(BaseModel):
+    subject_ref: str
+    transfers: list[SubjectTransfer]
+    disclosures: list[SubjectDisclosure]
+    notify_on_erasure: list[str]
+
+
+def subject(engine: Engine, ref: str) -> SubjectAnswer:
+    """Art. 15 (every recipient and disclosure) and Art. 19 (who to tell of an erasure)."""
+    if not is_subject_ref(ref):
+        raise InputError("a subject ref is 64 lowercase hex characters (see `registry subject-ref`)", "REF")
+    with engine.connect() as conn:
+        links = conn.execute(sa.select(SubjectRecipient).where(SubjectRecipient.subject_ref == ref)
+                             .order_by(SubjectRecipient.recipient, SubjectRecipient.source)).all()
+        details: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
+        for row in conn.execute(sa.select(SubjectFlow.recipient, SubjectFlow.source, SubjectFlow.category, SubjectFlow.purpose)
+                                .where(SubjectFlow.subject_ref == ref)):
+            cats, purposes = details.setdefault((row.recipient, row.source), (set(), set()))
+            cats.add(row.category)
+            purposes.add(row.purpose)
+        disclosures = _disclosures_of(conn, ref)
+        manifest = current_manifest(conn)
+    transfers = [SubjectTransfer(recipient=r.recipient, source=r.source, categories=sorted(details[(r.recipient, r.source)][0]),
+                                 purposes=sorted(details[(r.recipient, r.source)][1]), first_seen=format_time(r.first_seen),
+                                 last_seen=format_time(r.last_seen), events=r.events) for r in links]
+    g = build_graph(manifest)
+    return SubjectAnswer(subject_ref=ref, transfers=transfers, disclosures=disclosures,
+                         notify_on_erasure=erasure_fanout(g, {t.recipient for t in transfers}))
+
+
+def _disclosures_of(conn: sa.Connection, ref: str) -> list[SubjectDisclosure]:
+    """Current state of every disclosure request any version of which names the subject."""
+    ids = sorted({r for (r,) in conn.execute(sa.select(LedgerEntry.request_id).where(LedgerEntry.body.like(f"%{ref}%")))})
+    newest: dict[str, dict] = {}  # type: ignore[type-arg]
+    if ids:
+        for request_id, body in conn.execute(sa.select(LedgerEntry.request_id, LedgerEntry.body)
+                                             .where(LedgerEntry.request_id.in_(ids)).order_by(LedgerEntry.seq)):
+            entry = orjson.loads(body)
+            known = newest.get(request_id)
+            if known is None or entry["snapshot_time"] >= known["snapshot_time"]:
+                newest[request_id] = entry
+    return [SubjectDisclosure(request_id=rid, authority=e["data"]["authority"], instrument=e["data"]["instrument"],
+                              disclosed_at=e["data"].get("disclosed_at"), outcome=e["data"]["outcome"], notice=e["data"]["notice"])
+            for rid, e in sorted(newest.items())]
+
+
+class SubprocessorRow(BaseModel):
+    recipient: str
+    processor_of: str
+    chain: list[str]
+    country: str
+
+
+def subprocessor_chains(engine: Engine) -> list[SubprocessorRow]:
+    manifest = current_manifest(engine)
+    if manifest is None:
+        return []
+    g = build_graph(manifest)
+    return [SubprocessorRow(recipient=r.key, processor_of=r.processor_of, chain=chain(g, r.key), country=r.country)
+            for r in sorted(manifest.recipients, key=lambda r: r.key) if r.processor_of]
