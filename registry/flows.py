@@ -49,31 +49,48 @@ def category_filter(column: Any, category: str) -> Any:
 def observed_flows(conn: Connection, since: datetime | None = None, until: datetime | None = None,
                    category: str | None = None, recipient: str | None = None) -> list[Flow]:
     """Flows aggregated over the window, one per (source, recipient, category, purpose,
-    legal basis, activity, country, mechanism)."""
+    legal basis, activity, country, mechanism). Whole days are summed by the database; only the
+    day rows of a bound that falls inside a day are looked at one by one."""
     t = FlowDay.__table__
-    query = sa.select(t)
+    filters = []
     if category:
-        query = query.where(category_filter(t.c.category, category))
+        filters.append(category_filter(t.c.category, category))
     if recipient:
-        query = query.where(t.c.recipient == recipient)
-    if since is not None:
-        query = query.where(t.c.day >= since.date())
-    if until is not None:
-        query = query.where(t.c.day <= (until - timedelta(microseconds=1)).date())
+        filters.append(t.c.recipient == recipient)
+    first_whole = None if since is None else (since.date() if _midnight(since) else since.date() + timedelta(days=1))
+    end_whole = None if until is None else until.date()  # exclusive: until's own day is whole only up to it
+    whole = list(filters)
+    if first_whole is not None:
+        whole.append(t.c.day >= first_whole)
+    if end_whole is not None:
+        whole.append(t.c.day < end_whole)
+    keys = [t.c[k] for k in _KEY]
+    query = sa.select(*keys, sa.func.sum(t.c.events), sa.func.sum(t.c.records), sa.func.min(t.c.first_seen),
+                      sa.func.max(t.c.last_seen)).where(*whole).group_by(*keys)
     merged: dict[tuple[str, ...], Flow] = {}
+    if first_whole is None or end_whole is None or first_whole < end_whole:
+        for row in conn.execute(query):
+            _add(merged, Flow(*row[:8], int(row[8]), int(row[9]), row[10], row[11]))
+    edge_days = {d for d, bound in ((since, since), (until, until)) if bound is not None and not _midnight(bound)
+                 for d in [bound.date()]}
     recount: set[tuple[Any, str]] = set()
-    for row in conn.execute(query):
-        if (since is not None and row.last_seen < since) or (until is not None and row.first_seen >= until):
-            continue
-        if (since is not None and row.first_seen < since) or (until is not None and row.last_seen >= until):
-            recount.add((row.day, row.recipient))
-            continue
-        _add(merged, Flow(**{k: getattr(row, k) for k in _KEY}, events=row.events, records=row.records,
-                          first_seen=row.first_seen, last_seen=row.last_seen))
+    for day in sorted(edge_days):
+        for row in conn.execute(sa.select(t).where(*filters, t.c.day == day)):
+            if (since is not None and row.last_seen < since) or (until is not None and row.first_seen >= until):
+                continue
+            if (since is not None and row.first_seen < since) or (until is not None and row.last_seen >= until):
+                recount.add((row.day, row.recipient))
+                continue
+            _add(merged, Flow(**{k: getattr(row, k) for k in _KEY}, events=row.events, records=row.records,
+                              first_seen=row.first_seen, last_seen=row.last_seen))
     for day, who in sorted(recount):
         for flow in _from_events(conn, day, who, since, until, category):
             _add(merged, flow)
     return sorted(merged.values(), key=lambda f: tuple(getattr(f, k) for k in _KEY))
+
+
+def _midnight(moment: datetime) -> bool:
+    return moment.astimezone(timezone.utc).time() == time.min
 
 
 def _add(merged: dict[tuple[str, ...], Flow], flow: Flow) -> None:
