@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from . import declarations, deadletters, questions
+from . import declarations, deadletters, disclosures, ledger, questions
+from .reports import transparency
 from . import drift as drift_mod
 from . import ingest as ingest_mod
 from .events import parse_bound
@@ -29,9 +30,11 @@ from .subjects import subject_ref as make_subject_ref
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Registry of who receives which personal data.")
 dead_app = typer.Typer(no_args_is_help=True, help="Events that were refused, with their reason; replay them.")
 app.add_typer(dead_app, name="dead-letters")
+disclosures_app = typer.Typer(no_args_is_help=True, help="The legal team's ledger of disclosures to authorities.")
+app.add_typer(disclosures_app, name="disclosures")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -320,6 +323,72 @@ def dead_list(
 def dead_replay(as_json: JsonOpt = False) -> None:
     """Re-validate dead letters against the current manifest; ingest those that now pass."""
     emit(deadletters.replay(_store()), as_json, lambda r: _counts_table("replay", r))
+
+
+@disclosures_app.command("log")
+@command
+def disclosures_log(file: Annotated[str, typer.Argument(help="One request's snapshot, YAML or JSON, or - for stdin.")],
+                    as_json: JsonOpt = False) -> None:
+    """Append a snapshot of a request (subpoena, court order, warrant...) to the ledger."""
+    if file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", file) from None
+    result = disclosures.log_disclosure(_store(), text)
+    emit(result, as_json, lambda r: out.print(f"Logged {r.request_id} version {r.version} (hash {r.hash[:16]}…)"))
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+
+
+@disclosures_app.command("list")
+@command
+def disclosures_list(
+    open_: Annotated[bool, typer.Option("--open", help="Only requests still pending.")] = False,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only delayed notices past their due date.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Current state of each request; Art. 48 warnings go to stderr."""
+    rows, warnings = disclosures.list_disclosures(_store(), open_, overdue)
+    emit(rows, as_json, lambda r: _table(r, ["request_id", "authority", "authority_country", "instrument", "received_at",
+                                             "outcome", "notice", "notice_due", "versions"]))
+    _warn(warnings)
+
+
+@disclosures_app.command("verify")
+@command
+def disclosures_verify(as_json: JsonOpt = False) -> None:
+    """Recompute the ledger's hash chain; exit 1 naming the first entry that does not fit."""
+    result = ledger.verify(_store())
+    emit(result, as_json, lambda r: out.print(f"ledger ok: {r.entries} entries" if r.ok else
+                                              f"[red]ledger broken[/] at {r.first_bad} ({r.entries} entries read)"))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@disclosures_app.command("report")
+@command
+def disclosures_report(
+    year: Annotated[int, typer.Option("--year", help="Requests received in this year.")],
+    format_: Annotated[str, typer.Option("--format", help="md | json")] = "md",
+    as_json: JsonOpt = False,
+) -> None:
+    """The yearly transparency report: requests by instrument, outcome, country; notice; subjects."""
+    if format_ not in ("md", "json"):
+        raise InputError("must be md or json", "--format")
+    engine = _store()
+    report, warnings = transparency.transparency_report(engine, year)
+    if format_ == "json" or as_json or _Globals.json:
+        emit(report, True)
+    else:
+        manifest = declarations.current_manifest(engine)
+        sys.stdout.write(transparency.to_markdown(report, warnings, manifest.controller.name if manifest else None))
+    _warn(warnings)
 
 
 def main() -> None:

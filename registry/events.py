@@ -126,12 +126,7 @@ class EventValidator:
         data = envelope.get("data")
         if not isinstance(data, dict):
             raise EventError("invalid_data", "data must be a JSON object", "data")
-        _refuse_raw_identifiers(kind, data)
-        try:
-            self._data[kind](data)
-        except SchemaViolation as exc:
-            raise EventError("invalid_data", exc.message, f"data.{exc.path}" if exc.path else "data") from None
-        self._check_taxonomy(data)
+        self.check_data(kind, data)
         # The payload hash ignores key order and whitespace: a redelivery re-serialised by another
         # client is still a duplicate, not a conflict.
         digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
@@ -140,6 +135,20 @@ class EventValidator:
             source=envelope["source"], id=envelope["id"], type=kind, time=moment, data=data,
             payload_hash=digest.hexdigest(), body=orjson.dumps(envelope) if binary else record.value,
         )
+
+    def check_data(self, kind: str, data: dict[str, Any], prefix: str = "data.") -> None:
+        """Validate an event's data (raw identifiers, schema, taxonomy); EventError names the field."""
+        try:
+            _refuse_raw_identifiers(kind, data)
+            try:
+                self._data[kind](data)
+            except SchemaViolation as exc:
+                raise EventError("invalid_data", exc.message, f"data.{exc.path}" if exc.path else "data") from None
+            self._check_taxonomy(data)
+        except EventError as exc:
+            if prefix == "data." or not exc.path:
+                raise
+            raise EventError(exc.reason, exc.message, prefix + exc.path.removeprefix("data.")) from None
 
     def _envelope_of(self, record: RawRecord) -> tuple[Any, bool]:
         headers = _header_map(record.headers)

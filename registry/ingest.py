@@ -168,7 +168,7 @@ def apply_batch(conn: Connection, decoded: list[tuple[RawRecord, Event]], dead: 
         _write_flows(conn, bulk, [(e, stamp) for e, stamp in zip(fresh, stamps) if e.type == TRANSFER])
         disclosures = sorted((e for e in fresh if e.type == DISCLOSURE), key=lambda e: e.time)
         if disclosures:
-            append_snapshots(conn, [(e.time, e.data) for e in disclosures])
+            append_snapshots(conn, [(e.time, e.data, e.source) for e in disclosures])
     outcome.result.ingested = len(fresh)
     if write_dead:
         _write_dead(conn, bulk, dead)

@@ -31,16 +31,17 @@ def entry_hash(prev_hash: str, body: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 
 
-def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Append each (time, data) snapshot inside the caller's transaction. A snapshot identical to
-    its request's newest version is not a new version. Returns {request_id, version, hash} each."""
+def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[str, Any], str]]) -> list[dict[str, Any]]:
+    """Append each (time, data, origin) snapshot inside the caller's transaction. A snapshot
+    identical to its request's newest version is not a new version. ``origin`` (the event source,
+    or who logged it) is part of the hashed entry. Returns {request_id, version, hash} each."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     last = conn.execute(sa.select(LedgerEntry.seq, LedgerEntry.hash).order_by(LedgerEntry.seq.desc()).limit(1)).first()
     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
     out: list[dict[str, Any]] = []
     now = datetime.now(timezone.utc)
-    for moment, data in snapshots:
+    for moment, data, origin in snapshots:
         request_id = data["request_id"]
         digest = hashlib.sha256(canonical(data)).hexdigest()
         versions = conn.execute(
@@ -50,7 +51,8 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
             out.append({"request_id": request_id, "version": len(versions), "hash": versions[-1][1]})
             continue
         seq += 1
-        body = canonical({"seq": seq, "request_id": request_id, "snapshot_time": format_time(moment), "recorded_at": format_time(now), "data": data})
+        body = canonical({"seq": seq, "request_id": request_id, "snapshot_time": format_time(moment),
+                          "recorded_at": format_time(now), "origin": origin, "data": data})
         digest_of_entry = entry_hash(prev, body)
         conn.execute(sa.insert(LedgerEntry), [{
             "seq": seq, "request_id": request_id, "snapshot_time": moment, "recorded_at": now,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import orjson
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from .declarations import current_manifest
+from .disclosures import current_disclosures
 from .events import format_time
 from .exceptions import InputError
 from .flows import Flow, observed_flows
@@ -155,18 +155,12 @@ def subject(engine: Engine, ref: str) -> SubjectAnswer:
 
 def _disclosures_of(conn: sa.Connection, ref: str) -> list[SubjectDisclosure]:
     """Current state of every disclosure request any version of which names the subject."""
-    ids = sorted({r for (r,) in conn.execute(sa.select(LedgerEntry.request_id).where(LedgerEntry.body.like(f"%{ref}%")))})
-    newest: dict[str, dict] = {}  # type: ignore[type-arg]
-    if ids:
-        for request_id, body in conn.execute(sa.select(LedgerEntry.request_id, LedgerEntry.body)
-                                             .where(LedgerEntry.request_id.in_(ids)).order_by(LedgerEntry.seq)):
-            entry = orjson.loads(body)
-            known = newest.get(request_id)
-            if known is None or entry["snapshot_time"] >= known["snapshot_time"]:
-                newest[request_id] = entry
-    return [SubjectDisclosure(request_id=rid, authority=e["data"]["authority"], instrument=e["data"]["instrument"],
-                              disclosed_at=e["data"].get("disclosed_at"), outcome=e["data"]["outcome"], notice=e["data"]["notice"])
-            for rid, e in sorted(newest.items())]
+    ids = {r for (r,) in conn.execute(sa.select(LedgerEntry.request_id).where(LedgerEntry.body.like(f"%{ref}%")))}
+    if not ids:
+        return []
+    return [SubjectDisclosure(request_id=row.request_id, authority=row.authority, instrument=row.instrument,
+                              disclosed_at=row.disclosed_at, outcome=row.outcome, notice=row.notice)
+            for row, _ in current_disclosures(conn) if row.request_id in ids]
 
 
 class SubprocessorRow(BaseModel):

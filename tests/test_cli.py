@@ -169,3 +169,35 @@ def test_question_commands_follow_the_contract_shapes(tmp_path: Path) -> None:
     assert code == 2 and "--since" in err
     code, _, err = cli(db, "subject", "jane@example.org")
     assert code == 2 and "REF" in err
+
+
+def test_disclosure_commands(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    snapshot = tmp_path / "request.yaml"
+    snapshot.write_text("request_id: HC-7\nauthority: District Court of Harris County\nauthority_country: US\n"
+                        "instrument: subpoena\nreceived_at: 2026-03-02T09:00:00Z\noutcome: pending\nnotice: pending\n")
+    code, out, _ = cli(db, "--json", "disclosures", "log", str(snapshot))
+    logged = json.loads(out)
+    assert code == 0 and set(logged) == {"request_id", "version", "hash"} and logged["version"] == 1
+    code, out, err = cli(db, "--json", "disclosures", "list", "--open")
+    rows = json.loads(out)
+    assert set(rows[0]) == {"request_id", "authority", "authority_country", "instrument", "received_at", "disclosed_at",
+                            "outcome", "notice", "notice_due", "versions"}
+    assert "GDPR Art. 48" in err
+    code, out, _ = cli(db, "--json", "disclosures", "report", "--year", "2026", "--format", "json")
+    assert json.loads(out)["requests"] == 1
+    code, out, _ = cli(db, "disclosures", "report", "--year", "2026")
+    assert out.startswith("# Transparency report 2026")
+    code, out, _ = cli(db, "--json", "disclosures", "verify")
+    assert code == 0 and json.loads(out) == {"ok": True, "entries": 1, "first_bad": None}
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE ledger_entry SET body = REPLACE(body, 'Harris', 'Travis')")
+    engine.dispose()
+    code, out, _ = cli(db, "--json", "disclosures", "verify")
+    assert code == 1 and json.loads(out) == {"ok": False, "entries": 1, "first_bad": "HC-7"}
+    snapshot.write_text(snapshot.read_text().replace("notice: pending", "notice: delayed"))
+    code, out, err = cli(db, "disclosures", "log", str(snapshot))
+    assert code == 2 and err.strip() == "error: notice_due: is required"

@@ -1,0 +1,138 @@
+"""Disclosures to authorities, as the legal team sees them: logging a snapshot from a file,
+the current state of each request, open and overdue requests, the Art. 48 warning."""
+
+from __future__ import annotations
+
+import getpass
+import re
+from datetime import date, datetime, timezone
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+import yaml
+from pydantic import BaseModel
+from sqlalchemy.engine import Connection, Engine
+
+from .declarations import current_manifest
+from .events import DISCLOSURE, EventValidator
+from .exceptions import DisclosureError, EventError
+from .ledger import append_snapshots
+from .store import LedgerEntry
+from .transfers import EEA
+
+__all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning"]
+
+_AGREEMENT = re.compile(r"mlat|treaty|agreement|convention|mutual legal assistance", re.IGNORECASE)
+
+
+class LogResult(BaseModel):
+    request_id: str
+    version: int
+    hash: str
+
+
+def parse_disclosure(text: str, validator: EventValidator) -> dict[str, Any]:
+    """A snapshot from YAML or JSON text, validated like a ``registry.disclosure.v1`` event's data."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DisclosureError(f"not valid YAML or JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DisclosureError("a disclosure is a mapping of the fields of contract §2")
+    # YAML reads unquoted dates and times as objects; the schema wants their RFC 3339 text.
+    data = {k: _as_text(v) for k, v in data.items()}
+    try:
+        validator.check_data(DISCLOSURE, data, prefix="")
+    except EventError as exc:
+        raise DisclosureError(exc.message, exc.path) from None
+    return data
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def log_disclosure(engine: Engine, text: str, logged_by: str | None = None) -> LogResult:
+    """Validate and append one snapshot (time = now). Nothing is stored when it is invalid."""
+    manifest = current_manifest(engine)
+    data = parse_disclosure(text, EventValidator(manifest.taxonomy_view() if manifest else None))
+    origin = f"file:{logged_by or _user()}"
+    with engine.begin() as conn:
+        (result,) = append_snapshots(conn, [(datetime.now(timezone.utc), data, origin)])
+    return LogResult(**result)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+class Disclosure(BaseModel):
+    request_id: str
+    authority: str
+    authority_country: str
+    instrument: str
+    received_at: str
+    disclosed_at: str | None
+    outcome: str
+    notice: str
+    notice_due: str | None
+    versions: int
+
+
+def current_disclosures(conn: Connection) -> list[tuple[Disclosure, dict[str, Any]]]:
+    """(row, newest snapshot data) per request; newest by snapshot time, then by ledger order."""
+    newest: dict[str, tuple[str, dict[str, Any]]] = {}
+    versions: dict[str, int] = {}
+    for request_id, body in conn.execute(sa.select(LedgerEntry.request_id, LedgerEntry.body).order_by(LedgerEntry.seq)):
+        entry = orjson.loads(body)
+        versions[request_id] = versions.get(request_id, 0) + 1
+        known = newest.get(request_id)
+        if known is None or entry["snapshot_time"] >= known[0]:
+            newest[request_id] = (entry["snapshot_time"], entry["data"])
+    out = []
+    for request_id, (_, d) in sorted(newest.items()):
+        row = Disclosure(request_id=request_id, authority=d["authority"], authority_country=d["authority_country"],
+                         instrument=d["instrument"], received_at=d["received_at"], disclosed_at=d.get("disclosed_at"),
+                         outcome=d["outcome"], notice=d["notice"], notice_due=d.get("notice_due"), versions=versions[request_id])
+        out.append((row, d))
+    return out
+
+
+def list_disclosures(engine: Engine, open_only: bool = False, overdue_only: bool = False,
+                     today: date | None = None) -> tuple[list[Disclosure], list[str]]:
+    """Current requests (open = outcome pending; overdue = notice delayed past its due date),
+    and the Art. 48 warnings for them."""
+    today = today or datetime.now(timezone.utc).date()
+    with engine.connect() as conn:
+        current = current_disclosures(conn)
+    rows, warnings = [], []
+    for row, data in current:
+        if open_only and row.outcome != "pending":
+            continue
+        if overdue_only and not (row.notice == "delayed" and row.notice_due and date.fromisoformat(row.notice_due) < today):
+            continue
+        rows.append(row)
+        warning = art48_warning(data)
+        if warning:
+            warnings.append(warning)
+    return rows, warnings
+
+
+def art48_warning(data: dict[str, Any]) -> str | None:
+    """GDPR Art. 48: a court order or subpoena from outside the EEA is recognised only when based
+    on an international agreement; warn when no legal_reference cites one."""
+    if data["authority_country"] in EEA or data["instrument"] not in ("court_order", "subpoena"):
+        return None
+    if _AGREEMENT.search(data.get("legal_reference") or ""):
+        return None
+    return (f"{data['request_id']}: {data['instrument'].replace('_', ' ')} from {data['authority']} "
+            f"({data['authority_country']}) cites no international agreement (GDPR Art. 48)")
