@@ -16,7 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import declarations, deadletters, disclosures, ledger, questions
+from . import reports
 from .reports import transparency
+from .reports.notice import to_notice
 from . import drift as drift_mod
 from . import ingest as ingest_mod
 from .events import parse_bound
@@ -241,6 +243,74 @@ def drift(
 def subprocessors(as_json: JsonOpt = False) -> None:
     """Declared sub-processor chains, from the controller side."""
     emit(questions.subprocessor_chains(_store()), as_json, lambda r: _table(r, ["recipient", "processor_of", "chain", "country"]))
+
+
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")]
+
+
+def _write(data: bytes | str, out_path: Path | None, what: str) -> None:
+    payload = data.encode() if isinstance(data, str) else data
+    if out_path is None:
+        sys.stdout.buffer.write(payload)
+        return
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(payload)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", str(out_path)) from None
+    err.print(f"wrote {what} to {out_path}", markup=False, highlight=False)
+
+
+@app.command()
+@command
+def ropa(
+    format_: Annotated[str, typer.Option("--format", help="md | csv | xlsx | json | html")] = "md",
+    role: Annotated[str, typer.Option("--role", help="controller (Art. 30(1)) | processor (Art. 30(2))")] = "controller",
+    out_path: OutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The Art. 30 record of processing, declarations checked against observed events."""
+    fmt = "json" if as_json or _Globals.json else format_
+    if fmt not in reports.FORMATS:
+        raise InputError(f"must be one of {', '.join(reports.FORMATS)}", "--format")
+    if role not in ("controller", "processor"):
+        raise InputError("must be controller or processor", "--role")
+    if fmt == "xlsx" and out_path is None and sys.stdout.isatty():
+        raise InputError("an XLSX workbook needs --out PATH", "--out")
+    _write(reports.ropa_document(_store(), fmt, role), out_path, f"the {fmt} record")  # type: ignore[arg-type]
+
+
+@app.command()
+@command
+def notice(out_path: OutOpt = None) -> None:
+    """The privacy notice's recipients and international-transfers sections, in Markdown."""
+    manifest = declarations.current_manifest(_store())
+    if manifest is None:
+        raise InputError("no manifest declared yet: run `registry declare FILE` first")
+    _write(to_notice(manifest), out_path, "the notice sections")
+
+
+@app.command()
+@command
+def diagram(
+    format_: Annotated[str, typer.Option("--format", help="svg | png | dot")] = "svg",
+    out_path: OutOpt = None,
+    category: Annotated[Optional[str], typer.Option("--category", help="Only flows of this category (and under it).")] = None,
+    recipient_key: Annotated[Optional[str], typer.Option("--recipient", help="Only this recipient and its sub-processors.")] = None,
+) -> None:
+    """The data map (Graphviz): services → recipients → sub-processors, drift drawn in red."""
+    if format_ not in ("svg", "png", "dot"):
+        raise InputError("must be svg, png or dot", "--format")
+    _write(reports.datamap_document(_store(), format_, category, recipient_key), out_path, "the data map")  # type: ignore[arg-type]
+
+
+@app.command()
+@command
+def report(out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("reports"),
+           as_json: JsonOpt = False) -> None:
+    """Everything for an audit in one folder: ropa.xlsx/.html/.md/.json, notice.md, datamap.svg, drift.json."""
+    written = reports.write_all(_store(), out_dir)
+    emit({"out": str(out_dir), "files": written}, as_json, lambda r: out.print(f"wrote {', '.join(r['files'])} to {r['out']}"))
 
 
 BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS",

@@ -22,7 +22,7 @@ from .manifest import Activity, Manifest
 from .taxonomy import covers
 from .transfers import safeguard_problem
 
-__all__ = ["DriftRow", "drift", "KINDS"]
+__all__ = ["DriftRow", "drift", "drift_of", "classify_flow", "KINDS"]
 
 KINDS = ("undeclared_recipient", "undeclared_purpose", "undeclared_category", "legal_basis_mismatch",
          "undeclared_source", "transfer_without_safeguard", "declared_not_observed")
@@ -55,7 +55,7 @@ def drift_of(manifest: Manifest | None, flows: list[Flow]) -> list[DriftRow]:
     for f in flows:
         grouped.setdefault((f.source, f.recipient, f.category, f.purpose, f.legal_basis), []).append(f)
     for (source, recipient, category, purpose, basis), items in grouped.items():
-        found = _classify(manifest, source, recipient, category, purpose, basis)
+        found = classify_flow(manifest, source, recipient, category, purpose, basis)
         if found:
             kind, activity, detail = found
             rows.append(_row(kind, items, source=source, recipient=recipient, category=category, purpose=purpose,
@@ -67,8 +67,9 @@ def drift_of(manifest: Manifest | None, flows: list[Flow]) -> list[DriftRow]:
     return sorted(rows, key=lambda r: (order[r.kind], r.recipient, r.source or "", r.category or "", r.purpose or "", r.activity or ""))
 
 
-def _classify(m: Manifest | None, source: str, recipient: str, category: str, purpose: str,
+def classify_flow(m: Manifest | None, source: str, recipient: str, category: str, purpose: str,
               basis: str) -> tuple[str, str | None, str] | None:
+    """(kind, activity keys, detail) of the first check one flow fails, or None if declared."""
     if m is None or m.recipient(recipient) is None:
         return "undeclared_recipient", None, f"{recipient} is not in the manifest"
     chain = set(m.processor_chain(recipient))

@@ -1,0 +1,226 @@
+"""The Article 30 record of processing activities, built once from the declarations and the
+observed evidence, then written as JSON, Markdown, CSV, XLSX or HTML.
+
+Status of an activity: ``confirmed`` when every declared recipient received data the activity
+covers (purpose and category) in the period; else ``declared_not_observed``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from ..declarations import current_manifest
+from ..drift import DriftRow, drift_of
+from ..events import format_time
+from ..exceptions import InputError
+from ..flows import Flow, observed_flows
+from ..graph import build_graph, subprocessors
+from ..manifest import Activity, Manifest
+from ..taxonomy import Taxonomy, covers
+from ..transfers import EEA
+
+__all__ = ["Ropa", "build_ropa", "to_json", "to_markdown", "to_csv", "ICO_COLUMNS", "table_rows", "Labels"]
+
+Role = Literal["controller", "processor"]
+PROCESSOR_ROLES = ("processor", "sub_processor")
+
+
+class RopaRecipient(BaseModel):
+    key: str
+    name: str
+    service: str
+    role: str
+    country: str
+
+
+class RopaTransfer(BaseModel):
+    recipient: str
+    country: str
+    mechanism: str | None
+
+
+class Evidence(BaseModel):
+    events: int
+    first_seen: str | None
+    last_seen: str | None
+    recipients_observed: list[str]
+
+
+class RopaActivity(BaseModel):
+    key: str
+    name: str
+    purposes: list[str]
+    legal_basis: str
+    data_subjects: list[str]
+    data_categories: list[str]
+    recipients: list[RopaRecipient]
+    transfers: list[RopaTransfer]
+    retention: str | None
+    security_measures: str | None
+    evidence: Evidence
+    status: str
+
+
+class Ropa(BaseModel):
+    controller: dict[str, str | None]
+    generated_at: str
+    activities: list[RopaActivity]
+    undeclared: list[DriftRow]
+
+
+def build_ropa(engine: Engine, role: Role = "controller") -> tuple[Ropa, Manifest]:
+    with engine.connect() as conn:
+        manifest = current_manifest(conn)
+        if manifest is None:
+            raise InputError("no manifest declared yet: run `registry declare FILE` first")
+        flows = observed_flows(conn)
+    return ropa_of(manifest, flows, role), manifest
+
+
+def ropa_of(manifest: Manifest, flows: list[Flow], role: Role = "controller") -> Ropa:
+    """Pure: the record for ``manifest`` checked against ``flows``. As ``processor`` (Art. 30(2)),
+    only the processing that processors and sub-processors carry out on the controller's behalf."""
+    g = build_graph(manifest)
+    by_key = manifest.recipient_map()
+    activities = []
+    for a in manifest.activities:
+        keys = list(a.recipients)
+        for key in a.recipients:
+            keys += [sub for sub, _ in subprocessors(g, key)]
+        named = [by_key[k] for k in dict.fromkeys(keys)]
+        if role == "processor":
+            named = [r for r in named if r.role in PROCESSOR_ROLES]
+            if not named:
+                continue
+        covered = [f for f in flows if f.recipient in keys and _covers(a, f)]
+        transfers = {(r.key, r.country): r.transfer_mechanism for r in named if r.country not in EEA}
+        for f in covered:
+            if f.country and f.country not in EEA:
+                transfers.setdefault((f.recipient, f.country), f.mechanism or by_key[f.recipient].transfer_mechanism)
+        observed = sorted({f.recipient for f in covered})
+        activities.append(RopaActivity(
+            key=a.key, name=a.name, purposes=a.purposes, legal_basis=a.legal_basis, data_subjects=a.data_subjects,
+            data_categories=a.data_categories,
+            recipients=[RopaRecipient(key=r.key, name=r.name, service=r.service, role=r.role, country=r.country) for r in named],
+            transfers=[RopaTransfer(recipient=k, country=c, mechanism=m) for (k, c), m in sorted(transfers.items())],
+            retention=a.retention, security_measures=a.security_measures,
+            evidence=Evidence(events=sum(f.events for f in covered),
+                              first_seen=format_time(min(f.first_seen for f in covered)) if covered else None,
+                              last_seen=format_time(max(f.last_seen for f in covered)) if covered else None,
+                              recipients_observed=observed),
+            status="confirmed" if set(a.recipients) <= set(observed) else "declared_not_observed",
+        ))
+    undeclared = [r for r in drift_of(manifest, flows) if r.kind != "declared_not_observed"]
+    return Ropa(controller=manifest.controller.model_dump(), generated_at=format_time(datetime.now(timezone.utc)),
+                activities=activities, undeclared=undeclared)
+
+
+def _covers(a: Activity, f: Flow) -> bool:
+    return any(covers(p, f.purpose) for p in a.purposes) and any(covers(c, f.category) for c in a.data_categories)
+
+
+class Labels:
+    """Human names for taxonomy keys, as auditors read them: ``Email (user.contact.email)``."""
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self.taxonomy = taxonomy
+
+    def categories(self, keys: list[str]) -> str:
+        return "; ".join(self.taxonomy.name("data_categories", k) for k in keys)
+
+    def purposes(self, keys: list[str]) -> str:
+        return "; ".join(self.taxonomy.name("data_uses", k) for k in keys)
+
+    def subjects(self, keys: list[str]) -> str:
+        return "; ".join(self.taxonomy.name("data_subjects", k) for k in keys)
+
+
+MECHANISMS = {"adequacy": "Adequacy decision (EU-US Data Privacy Framework for the US)", "scc": "Standard contractual clauses",
+              "bcr": "Binding corporate rules", "derogation": "Art. 49 derogation", "none": "None", None: "None stated"}
+LEGAL_BASES = {"consent": "Art. 6(1)(a) consent", "contract": "Art. 6(1)(b) contract", "legal_obligation": "Art. 6(1)(c) legal obligation",
+               "vital_interests": "Art. 6(1)(d) vital interests", "public_task": "Art. 6(1)(e) public task",
+               "legitimate_interests": "Art. 6(1)(f) legitimate interests"}
+SERVICES = {"hosting": "Hosting and server co-location", "billing": "Billing and payment processing", "analytics": "Web analytics",
+            "fraud": "Fraud detection and prevention", "social_widget": "Social media features", "newsletter": "Newsletter distribution",
+            "session_recording": "Session recording and remote access", "communications": "Communications",
+            "security": "Cyber-security", "marketing": "Marketing and advertising", "content": "Content providers",
+            "advisors": "Legal and financial advisors", "group_company": "Our group companies", "authority": "Authorities",
+            "other": "Other recipients"}
+
+# UK ICO controller template, columns 1-12 in its order, then the evidence this registry adds.
+ICO_COLUMNS = [
+    "Business function", "Purpose of processing", "Name and contact details of joint controller (if applicable)",
+    "Categories of individuals", "Categories of personal data", "Categories of recipients", "Link to contract with processor",
+    "Names of third countries or international organisations that personal data are transferred to (if applicable)",
+    "Safeguards for exceptional transfers of personal data to third countries or international organisations (if applicable)",
+    "Retention schedule (if possible)", "General description of technical and organisational security measures (if possible)",
+    "Article 6 lawful basis for processing personal data",
+    "Named recipients (incl. sub-processors)", "Events observed", "First seen", "Last seen", "Recipients observed", "Status",
+]
+
+
+def table_rows(ropa: Ropa, manifest: Manifest) -> list[list[str]]:
+    """One row per activity, in ICO_COLUMNS order."""
+    labels = Labels(manifest.taxonomy_view())
+    by_key = manifest.recipient_map()
+    rows = []
+    for a in ropa.activities:
+        joint = [f"{r.name} ({by_key[r.key].contract or 'no contract on file'})" for r in a.recipients if r.role == "joint_controller"]
+        contracts = [f"{r.name}: {by_key[r.key].contract}" for r in a.recipients if by_key[r.key].contract]
+        rows.append([
+            a.name, labels.purposes(a.purposes), "; ".join(joint), labels.subjects(a.data_subjects),
+            labels.categories(a.data_categories), "; ".join(sorted({SERVICES[r.service] for r in a.recipients})),
+            "; ".join(contracts), "; ".join(sorted({f"{t.country} ({t.recipient})" for t in a.transfers})),
+            "; ".join(f"{t.recipient}: {MECHANISMS[t.mechanism]}" for t in a.transfers), a.retention or "",
+            a.security_measures or "", LEGAL_BASES[a.legal_basis],
+            "; ".join(f"{r.name} [{r.role.replace('_', ' ')}, {r.country}]" for r in a.recipients),
+            str(a.evidence.events), a.evidence.first_seen or "", a.evidence.last_seen or "",
+            "; ".join(a.evidence.recipients_observed), a.status.replace("_", " "),
+        ])
+    return rows
+
+
+def to_json(ropa: Ropa) -> str:
+    return ropa.model_dump_json(indent=2)
+
+
+def to_csv(ropa: Ropa, manifest: Manifest) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(ICO_COLUMNS)
+    writer.writerows(table_rows(ropa, manifest))
+    return buffer.getvalue()
+
+
+def to_markdown(ropa: Ropa, manifest: Manifest) -> str:
+    c = ropa.controller
+    labels = Labels(manifest.taxonomy_view())
+    lines = ["# Record of processing activities (GDPR Art. 30)", "",
+             f"**Controller:** {c['name']}, {c.get('address') or ''} — contact: {c.get('contact') or '—'}  ",
+             f"**Data protection officer:** {c.get('dpo') or '—'}  ", f"**Representative:** {c.get('representative') or '—'}  ",
+             f"**Generated:** {ropa.generated_at} from declarations checked against observed events", ""]
+    for a in ropa.activities:
+        ev = a.evidence
+        lines += [f"## {a.name} (`{a.key}`) — {a.status.replace('_', ' ')}", "",
+                  f"- **Purposes:** {labels.purposes(a.purposes)}", f"- **Lawful basis:** {LEGAL_BASES[a.legal_basis]}",
+                  f"- **Data subjects:** {labels.subjects(a.data_subjects)}",
+                  f"- **Personal data:** {labels.categories(a.data_categories)}",
+                  "- **Recipients:** " + "; ".join(f"{r.name} ({r.role.replace('_', ' ')}, {r.country})" for r in a.recipients),
+                  "- **Third-country transfers:** " + ("; ".join(f"{t.recipient} → {t.country}: {MECHANISMS[t.mechanism]}"
+                                                                   for t in a.transfers) or "none"),
+                  f"- **Retention:** {a.retention or '—'}", f"- **Security measures:** {a.security_measures or '—'}",
+                  f"- **Evidence:** {ev.events} events, {ev.first_seen or '—'} to {ev.last_seen or '—'}; "
+                  f"recipients observed: {', '.join(ev.recipients_observed) or 'none'}", ""]
+    lines += ["## Observed but not declared", ""]
+    if ropa.undeclared:
+        lines += ["| kind | source | recipient | category | purpose | events | detail |", "|---|---|---|---|---|---:|---|"]
+        lines += [f"| {r.kind} | {r.source or ''} | {r.recipient} | {r.category or ''} | {r.purpose or ''} | {r.events} | {r.detail} |"
+                  for r in ropa.undeclared]
+    else:
+        lines.append("Nothing: every observed flow is declared.")
+    return "\n".join(lines) + "\n"
