@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import orjson
 from consumers.worker import Worker, WorkerConfig
 from examples.blausen.generate import DEMO_SUBJECT_KEY, generate
 from registry.deadletters import list_dead_letters
+from registry.drift import drift
+from registry.reports import datamap_document, write_all
 from registry.declarations import declare
 from registry.kafka import Topics, send_lines
 from registry.manifest import load_manifest
@@ -29,6 +32,7 @@ from registry.store import open_store
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+DIAGRAMS = ROOT / "diagrams"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,11 +80,14 @@ def _summary(engine, totals: dict, out: Path) -> dict:  # type: ignore[no-untype
     with engine.connect() as conn:
         recipients = [r for (r,) in conn.exec_driver_sql("SELECT DISTINCT recipient FROM flow_day ORDER BY recipient")]
     dead = list_dead_letters(engine)
-    by_reason: dict[str, int] = {}
-    for row in dead:
-        by_reason[row.reason] = by_reason.get(row.reason, 0) + 1
     (out / "dead-letters.json").write_bytes(orjson.dumps([d.model_dump() for d in dead], option=orjson.OPT_INDENT_2))
-    return {"events": totals, "recipients_observed": len(recipients), "dead_letters": by_reason}
+    files = write_all(engine, out / "reports")
+    DIAGRAMS.mkdir(exist_ok=True)
+    (DIAGRAMS / "blausen-datamap.svg").write_bytes((out / "reports" / "datamap.svg").read_bytes())
+    (DIAGRAMS / "blausen-datamap.png").write_bytes(datamap_document(engine, "png"))
+    return {"events": totals, "recipients_observed": len(recipients), "dead_letters": dict(Counter(d.reason for d in dead)),
+            "drift": dict(Counter(r.kind for r in drift(engine))), "reports": [f"reports/{f}" for f in files] + ["dead-letters.json"],
+            "data_map": str(DIAGRAMS / "blausen-datamap.svg")}
 
 
 if __name__ == "__main__":
