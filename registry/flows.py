@@ -1,20 +1,20 @@
 """Observed flows for a time window, from the day aggregates.
 
-Days wholly inside the window come from ``flow_day``; a day row that straddles a bound (its
-first and last event fall on both sides) is recounted from that day's events of that recipient,
-so ``since`` (inclusive) and ``until`` (exclusive) are exact without scanning every event."""
+Whole days come from ``flow_day``, whole hours of a partial day from ``flow_hour``, and an hour
+row that straddles a bound is recounted from that hour's events of that recipient, so ``since``
+(inclusive) and ``until`` (exclusive) are exact while touching at most two hours of events."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .store import EventRow, FlowDay
+from .store import EventRow, FlowDay, FlowHour
 
 __all__ = ["Flow", "observed_flows", "category_filter"]
 
@@ -49,48 +49,70 @@ def category_filter(column: Any, category: str) -> Any:
 def observed_flows(conn: Connection, since: datetime | None = None, until: datetime | None = None,
                    category: str | None = None, recipient: str | None = None) -> list[Flow]:
     """Flows aggregated over the window, one per (source, recipient, category, purpose,
-    legal basis, activity, country, mechanism). Whole days are summed by the database; only the
-    day rows of a bound that falls inside a day are looked at one by one."""
-    t = FlowDay.__table__
-    filters = []
-    if category:
-        filters.append(category_filter(t.c.category, category))
-    if recipient:
-        filters.append(t.c.recipient == recipient)
-    first_whole = None if since is None else (since.date() if _midnight(since) else since.date() + timedelta(days=1))
-    end_whole = None if until is None else until.date()  # exclusive: until's own day is whole only up to it
-    whole = list(filters)
-    if first_whole is not None:
-        whole.append(t.c.day >= first_whole)
-    if end_whole is not None:
-        whole.append(t.c.day < end_whole)
-    keys = [t.c[k] for k in _KEY]
-    query = sa.select(*keys, sa.func.sum(t.c.events), sa.func.sum(t.c.records), sa.func.min(t.c.first_seen),
-                      sa.func.max(t.c.last_seen)).where(*whole).group_by(*keys)
+    legal basis, activity, country, mechanism): whole days summed from ``flow_day``, the whole
+    hours of a partial day from ``flow_hour``, and only the hour a bound falls inside is looked
+    at row by row (recounted from its events where a row straddles the bound)."""
+    d, h = FlowDay.__table__, FlowHour.__table__
     merged: dict[tuple[str, ...], Flow] = {}
-    if first_whole is None or end_whole is None or first_whole < end_whole:
+
+    def add_sums(table: sa.Table, column: str, low: Any, high: Any) -> None:
+        if low is not None and high is not None and low >= high:
+            return
+        keys = [table.c[k] for k in _KEY]
+        where = _filters(table, category, recipient)
+        if low is not None:
+            where.append(table.c[column] >= low)
+        if high is not None:
+            where.append(table.c[column] < high)
+        query = sa.select(*keys, sa.func.sum(table.c.events), sa.func.sum(table.c.records), sa.func.min(table.c.first_seen),
+                          sa.func.max(table.c.last_seen)).where(*where).group_by(*keys)
         for row in conn.execute(query):
             _add(merged, Flow(*row[:8], int(row[8]), int(row[9]), row[10], row[11]))
-    edge_days = {d for d, bound in ((since, since), (until, until)) if bound is not None and not _midnight(bound)
-                 for d in [bound.date()]}
-    recount: set[tuple[Any, str]] = set()
-    for day in sorted(edge_days):
-        for row in conn.execute(sa.select(t).where(*filters, t.c.day == day)):
+
+    add_sums(d, "day", since and _ceil(since, DAY).date(), until and until.date())
+    partial_days = {_floor(b, DAY) for b in (since, until) if b is not None and b != _floor(b, DAY)}
+    for day in sorted(partial_days):
+        low = max(day, _ceil(since, HOUR)) if since else day
+        high = min(day + DAY, _floor(until, HOUR)) if until else day + DAY
+        add_sums(h, "hour", low, high)
+    partial_hours = {_floor(b, HOUR) for b in (since, until) if b is not None and b != _floor(b, HOUR)}
+    for hour in sorted(partial_hours):
+        recount: set[str] = set()
+        for row in conn.execute(sa.select(h).where(*_filters(h, category, recipient), h.c.hour == hour)):
             if (since is not None and row.last_seen < since) or (until is not None and row.first_seen >= until):
                 continue
             if (since is not None and row.first_seen < since) or (until is not None and row.last_seen >= until):
-                recount.add((row.day, row.recipient))
+                recount.add(row.recipient)
                 continue
             _add(merged, Flow(**{k: getattr(row, k) for k in _KEY}, events=row.events, records=row.records,
                               first_seen=row.first_seen, last_seen=row.last_seen))
-    for day, who in sorted(recount):
-        for flow in _from_events(conn, day, who, since, until, category):
-            _add(merged, flow)
+        low, high = max(hour, since) if since else hour, min(hour + HOUR, until) if until else hour + HOUR
+        for who in sorted(recount):
+            for flow in _from_events(conn, who, low, high, category):
+                _add(merged, flow)
     return sorted(merged.values(), key=lambda f: tuple(getattr(f, k) for k in _KEY))
 
 
-def _midnight(moment: datetime) -> bool:
-    return moment.astimezone(timezone.utc).time() == time.min
+DAY, HOUR = timedelta(days=1), timedelta(hours=1)
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0) if step == DAY else moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil(moment: datetime, step: timedelta) -> datetime:
+    floor = _floor(moment, step)
+    return floor if floor == moment else floor + step
+
+
+def _filters(table: sa.Table, category: str | None, recipient: str | None) -> list[Any]:
+    where = []
+    if category:
+        where.append(category_filter(table.c.category, category))
+    if recipient:
+        where.append(table.c.recipient == recipient)
+    return where
 
 
 def _add(merged: dict[tuple[str, ...], Flow], flow: Flow) -> None:
@@ -99,11 +121,7 @@ def _add(merged: dict[tuple[str, ...], Flow], flow: Flow) -> None:
     merged[key] = flow if known is None else known.merge(flow)
 
 
-def _from_events(conn: Connection, day: Any, recipient: str, since: datetime | None, until: datetime | None,
-                 category: str | None) -> Iterable[Flow]:
-    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
-    end = start + timedelta(days=1)
-    low, high = max(start, since) if since else start, min(end, until) if until else end
+def _from_events(conn: Connection, recipient: str, low: datetime, high: datetime, category: str | None) -> Iterable[Flow]:
     e = EventRow.__table__
     rows = conn.execute(sa.select(e.c.source, e.c.time, e.c.body).where(
         e.c.recipient == recipient, e.c.time >= low, e.c.time < high, e.c.type == "registry.transfer.v1"))

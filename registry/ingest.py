@@ -206,23 +206,27 @@ def _write_flows(conn: Connection, bulk: Bulk, transfers: list[tuple[Event, Any]
     concurrent writers take row locks in the same order. ``stamp`` is the event time in the
     store's form, which orders like the time itself."""
     flows: dict[tuple[Any, ...], list[Any]] = {}
+    hours: dict[tuple[Any, ...], list[Any]] = {}
     subjects: dict[tuple[str, ...], list[Any]] = {}
     links: dict[tuple[str, ...], list[Any]] = {}
     for e, stamp in transfers:
         d = e.data
         records = d.get("record_count", 1)
-        day, recipient, purpose = e.time.date(), d["recipient"], d["purpose"]
+        day, hour, recipient, purpose = e.time.date(), bulk.hour(e.time, stamp), d["recipient"], d["purpose"]
         tail = (purpose, d["legal_basis"], d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", ""))
         refs = d.get("subject_refs", ())
         for ref in dict.fromkeys(refs):
             _tally(links, (ref, recipient, e.source), 0, stamp)
         for category in dict.fromkeys(d["data_categories"]):
             _tally(flows, (day, e.source, recipient, category, *tail), records, stamp)
+            _tally(hours, (hour, e.source, recipient, category, *tail), records, stamp)
             for ref in dict.fromkeys(refs):
                 _tally(subjects, (ref, recipient, e.source, category, purpose), 0, stamp)
     bulk.run(conn, bulk.insert_sql("flow_day", _FLOW_COLUMNS, keys=_FLOW_KEYS, add=("events", "records"), widen=True), [
         (bulk.day(k[0]), *k[1:], *v) for k, v in sorted(flows.items())
     ])
+    bulk.run(conn, bulk.insert_sql("flow_hour", ("hour", *_FLOW_COLUMNS[1:]), keys=("hour", *_FLOW_KEYS[1:]), add=("events", "records"),
+                                   widen=True), [(*k, *v) for k, v in sorted(hours.items())])
     bulk.run(conn, bulk.insert_sql("subject_flow", _SUBJECT_COLUMNS, keys=_SUBJECT_KEYS, add=("events",), widen=True), [
         (*k, v[0], v[2], v[3]) for k, v in sorted(subjects.items())
     ])

@@ -21,7 +21,7 @@ from .exceptions import StoreError
 
 __all__ = [
     "DEFAULT_DATABASE_URL", "open_store", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
-    "EventRow", "FlowDay", "SubjectFlow", "SubjectRecipient", "DeadLetter", "LedgerEntry", "ConsumerOffset",
+    "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "SubjectRecipient", "DeadLetter", "LedgerEntry", "ConsumerOffset",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///registry.db"
@@ -87,6 +87,27 @@ class FlowDay(SQLModel, table=True):
     __tablename__ = "flow_day"
     __table_args__ = {"sqlite_with_rowid": False}  # the key is the row: half the pages on SQLite
     day: date = Field(primary_key=True)
+    source: str = Field(primary_key=True)
+    recipient: str = Field(primary_key=True)
+    category: str = Field(primary_key=True)
+    purpose: str = Field(primary_key=True)
+    legal_basis: str = Field(primary_key=True)
+    activity: str = Field(primary_key=True, default="")
+    country: str = Field(primary_key=True, default="")
+    mechanism: str = Field(primary_key=True, default="")
+    events: int
+    records: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+class FlowHour(SQLModel, table=True):
+    """The same flows per UTC hour: a window bound inside a day is then exact from whole hours
+    plus the events of one hour, not of a whole day."""
+
+    __tablename__ = "flow_hour"
+    __table_args__ = {"sqlite_with_rowid": False}
+    hour: datetime = Field(primary_key=True)
     source: str = Field(primary_key=True)
     recipient: str = Field(primary_key=True)
     category: str = Field(primary_key=True)

@@ -23,6 +23,10 @@ class Bulk:
     def time(self, moment: datetime) -> Any:
         return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else moment
 
+    def hour(self, moment: datetime, stamp: Any) -> Any:
+        """The start of ``moment``'s hour, in the store's form (``stamp`` is ``time(moment)``)."""
+        return stamp[:14] + "00:00.000000" if self.sqlite else moment.replace(minute=0, second=0, microsecond=0)
+
     def day(self, day: date) -> Any:
         return day.isoformat() if self.sqlite else day
 

@@ -100,6 +100,13 @@ def test_window_edges_inside_days(scenario: sa.Engine) -> None:
     assert brief(exact) == [("cdn", None, [IP], 1)]  # event 1, on the since bound
 
 
+def test_window_bounds_on_the_hour(scenario: sa.Engine) -> None:
+    rows = recipients_of(scenario, "user.device", t("2026-03-01T11:00:00Z"), t("2026-03-02T09:00:00Z"))
+    assert brief(rows) == [("cdn", None, [COOKIE], 1), ("tracker", None, [COOKIE], 1)]  # events 8 and 9; 6 is on the bound
+    rows = recipients_of(scenario, "user.device", t("2026-03-02T09:00:00Z"), t("2026-03-02T09:00:01Z"))
+    assert brief(rows) == [("ads", None, [COOKIE], 1)]  # event 6 alone, inside one hour
+
+
 def test_subprocessors_inherit_two_levels_deep(scenario: sa.Engine) -> None:
     assert brief(recipients_of(scenario, "user.contact", include_subprocessors=True)) == [
         ("mail", None, [EMAIL], 2),

@@ -74,6 +74,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('day', 'source', 'recipient', 'category', 'purpose', 'legal_basis', 'activity', 'country', 'mechanism'),
     sqlite_with_rowid=False,
     )
+    op.create_table('flow_hour',
+    sa.Column('hour', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('recipient', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('category', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('purpose', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('legal_basis', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('activity', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('country', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('mechanism', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('events', sa.Integer(), nullable=False),
+    sa.Column('records', sa.Integer(), nullable=False),
+    sa.Column('first_seen', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('last_seen', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('hour', 'source', 'recipient', 'category', 'purpose', 'legal_basis', 'activity', 'country', 'mechanism'),
+    sqlite_with_rowid=False,
+    )
     op.create_table('ledger_entry',
     sa.Column('seq', sa.Integer(), nullable=False),
     sa.Column('request_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -160,6 +177,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ledger_entry_request_id'))
 
     op.drop_table('ledger_entry')
+    op.drop_table('flow_hour')
     op.drop_table('flow_day')
     op.drop_index('ix_event_recipient_time', table_name='event')
     op.drop_table('event')
