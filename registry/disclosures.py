@@ -58,11 +58,12 @@ def _as_text(value: Any) -> Any:
     return value
 
 
-def log_disclosure(engine: Engine, text: str, logged_by: str | None = None) -> LogResult:
-    """Validate and append one snapshot (time = now). Nothing is stored when it is invalid."""
+def log_disclosure(engine: Engine, text: str, origin: str | None = None) -> LogResult:
+    """Validate and append one snapshot (time = now). ``origin`` says who logged it (default
+    ``file:<login name>``). Nothing is stored when it is invalid."""
     manifest = current_manifest(engine)
     data = parse_disclosure(text, EventValidator(manifest.taxonomy_view() if manifest else None))
-    origin = f"file:{logged_by or _user()}"
+    origin = origin or f"file:{_user()}"
     with engine.begin() as conn:
         (result,) = append_snapshots(conn, [(datetime.now(timezone.utc), data, origin)])
     return LogResult(**result)

@@ -21,7 +21,7 @@ from .exceptions import StoreError
 
 __all__ = [
     "DEFAULT_DATABASE_URL", "open_store", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
-    "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "SubjectRecipient", "DeadLetter", "LedgerEntry", "ConsumerOffset",
+    "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "SubjectRecipient", "DeadLetter", "LedgerEntry", "ConsumerOffset", "ApiToken",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///registry.db"
@@ -177,6 +177,17 @@ class LedgerEntry(SQLModel, table=True):
     body: str
     prev_hash: str
     hash: str
+
+
+class ApiToken(SQLModel, table=True):
+    """Bearer tokens of the web service, stored as sha256 hashes; the token is shown once."""
+
+    __tablename__ = "api_token"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True)
+    role: str
+    name: str
+    created_at: datetime
 
 
 class ConsumerOffset(SQLModel, table=True):

@@ -1,0 +1,153 @@
+"""The JSON API under /api/: the same shapes as the CLI's --json output (contract §6, §7)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from .. import declarations, deadletters, disclosures, drift as drift_mod, ledger, questions, reports
+from ..events import RawRecord, parse_bound
+from ..exceptions import InputError
+from ..ingest import IngestResult, Ingestor
+from ..manifest import manifest_from_document
+from ..reports.notice import to_notice
+from ..reports.transparency import TransparencyReport, transparency_report
+from ..schemas import SCHEMA_DIR
+from ..tokens import TokenOwner
+from .auth import ADMIN, LEGAL, READ, SERVICE, allow
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api")
+Reader = Annotated[TokenOwner, Depends(allow(*READ))]
+Since = Annotated[str | None, Query(description="Window start, inclusive (RFC 3339 or YYYY-MM-DD)")]
+Until = Annotated[str | None, Query(description="Window end, exclusive (RFC 3339 or YYYY-MM-DD)")]
+_MEDIA = {"md": "text/markdown; charset=utf-8", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
+          "json": "application/json", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+          "svg": "image/svg+xml", "png": "image/png", "dot": "text/vnd.graphviz"}
+
+
+def _schema(name: str) -> dict[str, Any]:
+    schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    for key in ("$schema", "$id"):
+        schema.pop(key, None)
+    return schema
+
+
+def _bound(text: str | None, name: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return parse_bound(text)
+    except ValueError:
+        raise InputError(f"not an RFC 3339 time or a date: {text!r}", name) from None
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"not JSON: {exc}", "body") from None
+
+
+@router.get("/recipients", response_model=list[questions.RecipientRow])
+def recipients(request: Request, _: Reader, category: str, since: Since = None, until: Until = None,
+               include_subprocessors: bool = False) -> Any:
+    return questions.recipients_of(request.app.state.engine, category, _bound(since, "since"), _bound(until, "until"),
+                                   include_subprocessors)
+
+
+@router.get("/recipients/{key}", response_model=questions.RecipientDetail)
+def recipient(request: Request, _: Reader, key: str, since: Since = None, until: Until = None) -> Any:
+    return questions.recipient_detail(request.app.state.engine, key, _bound(since, "since"), _bound(until, "until"))
+
+
+@router.get("/subjects/{ref}", response_model=questions.SubjectAnswer)
+def subject(request: Request, _: Reader, ref: str) -> Any:
+    return questions.subject(request.app.state.engine, ref)
+
+
+@router.get("/drift", response_model=list[drift_mod.DriftRow])
+def drift(request: Request, _: Reader, since: Since = None, until: Until = None) -> Any:
+    return drift_mod.drift(request.app.state.engine, _bound(since, "since"), _bound(until, "until"))
+
+
+@router.get("/subprocessors", response_model=list[questions.SubprocessorRow])
+def subprocessors(request: Request, _: Reader) -> Any:
+    return questions.subprocessor_chains(request.app.state.engine)
+
+
+@router.get("/ropa", response_class=Response, responses={200: {"content": {m: {} for m in _MEDIA.values()}}})
+def ropa(request: Request, _: Reader, format: Literal["md", "csv", "xlsx", "json", "html"] = "json",
+         role: Literal["controller", "processor"] = "controller") -> Response:
+    body = reports.ropa_document(request.app.state.engine, format, role)
+    headers = {} if format == "json" else {"Content-Disposition": f'attachment; filename="ropa.{format}"'}
+    return Response(body, media_type=_MEDIA[format], headers=headers)
+
+
+@router.get("/notice", response_class=Response, responses={200: {"content": {"text/markdown": {}}}})
+def notice(request: Request, _: Reader) -> Response:
+    manifest = declarations.current_manifest(request.app.state.engine)
+    if manifest is None:
+        raise InputError("no manifest declared yet", "manifest")
+    return Response(to_notice(manifest), media_type=_MEDIA["md"])
+
+
+@router.get("/diagram", response_class=Response, responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}})
+def diagram(request: Request, _: Reader, format: Literal["svg", "png", "dot"] = "svg", category: str | None = None,
+            recipient: str | None = None) -> Response:
+    return Response(reports.datamap_document(request.app.state.engine, format, category, recipient), media_type=_MEDIA[format])
+
+
+@router.post("/disclosures", response_model=disclosures.LogResult,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _schema("disclosure.v1")}}}})
+async def log_disclosure(request: Request, owner: Annotated[TokenOwner, Depends(allow(*LEGAL))]) -> Any:
+    document = await _json_body(request)
+    if not isinstance(document, dict):
+        raise InputError("a disclosure is a JSON object", "body")
+    return disclosures.log_disclosure(request.app.state.engine, orjson.dumps(document).decode(), origin=f"web:{owner.name}")
+
+
+@router.get("/disclosures", response_model=list[disclosures.Disclosure])
+def list_disclosures(request: Request, _: Reader, open: bool = False, overdue: bool = False) -> Any:
+    rows, _warnings = disclosures.list_disclosures(request.app.state.engine, open, overdue)
+    return rows
+
+
+@router.get("/disclosures/verify", response_model=ledger.VerifyResult)
+def verify(request: Request, _: Reader) -> Any:
+    return ledger.verify(request.app.state.engine)
+
+
+@router.get("/disclosures/report", response_model=TransparencyReport)
+def report(request: Request, _: Reader, year: Annotated[int, Query(ge=1970, le=9999)]) -> Any:
+    return transparency_report(request.app.state.engine, year)[0]
+
+
+@router.get("/dead-letters", response_model=list[deadletters.DeadLetterView])
+def dead_letters(request: Request, _: Reader, reason: str | None = None) -> Any:
+    return deadletters.list_dead_letters(request.app.state.engine, reason)
+
+
+@router.post("/manifests", response_model=declarations.DeclareResult,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _schema("manifest")}}}})
+async def declare(request: Request, _: Annotated[TokenOwner, Depends(allow(*ADMIN))]) -> Any:
+    return declarations.declare(request.app.state.engine, manifest_from_document(await _json_body(request)))
+
+
+_EVENT_BODY = {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}
+
+
+@router.post("/events", response_model=IngestResult,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_BODY}}}})
+async def post_events(request: Request, _: Annotated[TokenOwner, Depends(allow(*SERVICE))]) -> Any:
+    """One structured CloudEvent or an array of them, through the same path as the consumer;
+    invalid events are dead-lettered and counted, not refused."""
+    body = await _json_body(request)
+    items = body if isinstance(body, list) else [body]
+    if not all(isinstance(item, dict) for item in items):
+        raise InputError("events are JSON objects (structured CloudEvents)", "body")
+    return Ingestor(request.app.state.engine).ingest([RawRecord(value=orjson.dumps(item), topic="http") for item in items])

@@ -1,0 +1,42 @@
+"""The FastAPI application: API router, pages, and the mapping of library errors to HTTP."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..exceptions import ConfigError, InputError, RegistryError
+from ..store import open_store
+from .api import router as api_router
+from .pages import router as pages_router
+
+__all__ = ["create_app"]
+
+_PART = re.compile(r"[^.\[\]]+")
+
+
+def create_app(db_url: str | None = None) -> FastAPI:
+    app = FastAPI(title="dataflow-registry", version=__version__,
+                  description="Who receives which personal data: questions, records of processing, disclosures.")
+    app.state.engine = open_store(db_url)
+
+    @app.exception_handler(InputError)
+    async def bad_input(_request: Request, exc: InputError) -> JSONResponse:
+        parts = [int(p) if p.isdigit() else p for p in _PART.findall(exc.path or "")]
+        loc = ["body", *(parts[1:] if parts[:1] == ["body"] else parts)]
+        return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, status_code=422)
+
+    @app.exception_handler(ConfigError)
+    async def misconfigured(_request: Request, exc: ConfigError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(RegistryError)
+    async def failed(_request: Request, exc: RegistryError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    app.include_router(api_router)
+    app.include_router(pages_router)
+    return app

@@ -1,0 +1,213 @@
+"""Server-rendered pages for auditors and the legal team (no build step, no scripts): dashboard,
+recipients explorer, data map, record of processing, subject lookup, disclosures."""
+
+from __future__ import annotations
+
+from collections import Counter
+from html import escape
+from typing import Any, Iterable
+
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .. import disclosures, drift as drift_mod, ledger, questions, reports
+from ..events import parse_bound
+from ..exceptions import InputError
+from ..subjects import subject_ref
+from ..tokens import TokenOwner, lookup_token
+from .auth import COOKIE, LEGAL, READ, owner_of
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+_CSS = """body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1b1f24}
+nav{background:#1f4e78;padding:.6em 1.2em}nav a{color:#fff;margin-right:1.2em;text-decoration:none}
+main{max-width:1150px;margin:1.2em auto;padding:0 1em}table{border-collapse:collapse;width:100%;margin:.5em 0 1.2em}
+th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f6f9}
+.cards{display:flex;gap:1em;flex-wrap:wrap}.card{border:1px solid #d0d7de;border-radius:8px;padding:.8em 1.2em;min-width:150px}
+.card b{display:block;font-size:1.8em}.error{color:#a40e26;background:#ffebe9;padding:.4em .8em;border-radius:6px}
+.ok{color:#116329;background:#dafbe1;padding:.2em .6em;border-radius:6px}label{display:block;margin:.3em 0}
+input,select{padding:3px 6px;font:inherit}form.grid{display:grid;grid-template-columns:repeat(3,1fr);gap:.4em 1em}"""
+_NAV = [("/", "Dashboard"), ("/recipients", "Recipients"), ("/datamap", "Data map"), ("/ropa", "Record of processing"),
+        ("/subject", "Subject lookup"), ("/disclosures", "Disclosures")]
+
+
+def _page(title: str, body: str, owner: TokenOwner | None = None, status: int = 200) -> HTMLResponse:
+    nav = "".join(f'<a href="{href}">{label}</a>' for href, label in _NAV)
+    who = f'<span style="color:#cfe3f5;float:right">{escape(owner.name)} ({owner.role})</span>' if owner else ""
+    return HTMLResponse(f"<!doctype html><html lang=en><meta charset=utf-8><title>{escape(title)} — dataflow-registry</title>"
+                        f"<style>{_CSS}</style><nav>{nav}{who}</nav><main><h1>{escape(title)}</h1>{body}</main></html>",
+                        status_code=status)
+
+
+def _table(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    cells = "".join("<tr>" + "".join(f"<td>{escape(_text(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{cells}</table>" if cells else "<p>Nothing to show.</p>"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _who(request: Request, roles: tuple[str, ...] = READ) -> TokenOwner | Response:
+    owner = owner_of(request)
+    if owner is None:
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    if owner.role not in roles:
+        return _page("Not allowed", f"<p class=error>The {owner.role} role may not open this page.</p>", owner, 403)
+    return owner
+
+
+@router.get("/login")
+def login_form(next: str = "/") -> HTMLResponse:
+    return _page("Sign in", f'<form method=post action="/login"><input type=hidden name=next value="{escape(next)}">'
+                 '<label>Token <input name=token type=password size=60 autofocus></label><button>Sign in</button></form>')
+
+
+@router.post("/login")
+def login(request: Request, token: str = Form(...), next: str = Form("/")) -> Response:
+    if lookup_token(request.app.state.engine, token) is None:
+        return _page("Sign in", "<p class=error>Unknown token.</p>", status=401)
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/")
+def dashboard(request: Request) -> Response:
+    owner = _who(request)
+    if not isinstance(owner, TokenOwner):
+        return owner
+    engine = request.app.state.engine
+    with engine.connect() as conn:
+        events = conn.execute(sa.text("SELECT COUNT(*) FROM event")).scalar_one()
+        recipients = conn.execute(sa.text("SELECT COUNT(DISTINCT recipient) FROM flow_day")).scalar_one()
+        dead = conn.execute(sa.text("SELECT COUNT(*) FROM dead_letter WHERE status = 'dead'")).scalar_one()
+    kinds = Counter(r.kind for r in drift_mod.drift(engine))
+    cards = "".join(f'<div class=card><b>{n:,}</b>{escape(label)}</div>' for label, n in
+                    (("events recorded", events), ("recipients observed", recipients), ("dead letters", dead),
+                     ("drift findings", sum(kinds.values()))))
+    return _page("Dashboard", f"<div class=cards>{cards}</div><h2>Drift by kind</h2>"
+                 + _table(({"kind": k, "findings": n} for k, n in sorted(kinds.items())), ["kind", "findings"]), owner)
+
+
+@router.get("/recipients")
+def recipients_page(request: Request, category: str = "user", since: str = "", until: str = "") -> Response:
+    owner = _who(request)
+    if not isinstance(owner, TokenOwner):
+        return owner
+    form = (f'<form class=grid><label>Category <input name=category value="{escape(category)}"></label>'
+            f'<label>Since <input name=since value="{escape(since)}" placeholder="YYYY-MM-DD"></label>'
+            f'<label>Until <input name=until value="{escape(until)}" placeholder="YYYY-MM-DD"></label><button>Show</button></form>')
+    try:
+        rows = questions.recipients_of(request.app.state.engine, category, parse_bound(since) if since else None,
+                                       parse_bound(until) if until else None, include_subprocessors=True)
+        result = _table((r.model_dump() for r in rows), ["recipient", "via", "name", "service", "country", "declared",
+                                                          "categories", "events", "first_seen", "last_seen"])
+    except (ValueError, InputError) as exc:
+        result = f"<p class=error>{escape(str(exc))}</p>"
+    return _page("Recipients", form + result, owner)
+
+
+@router.get("/datamap")
+def datamap_page(request: Request) -> Response:
+    owner = _who(request)
+    if not isinstance(owner, TokenOwner):
+        return owner
+    svg = reports.datamap_document(request.app.state.engine, "svg").decode()
+    return _page("Data map", '<p><a href="/api/diagram?format=svg">Download SVG</a></p>' + svg[svg.index("<svg"):], owner)
+
+
+@router.get("/ropa")
+def ropa_page(request: Request) -> Response:
+    owner = _who(request)
+    if not isinstance(owner, TokenOwner):
+        return owner
+    links = " · ".join(f'<a href="/api/ropa?format={f}">{f.upper()}</a>' for f in reports.FORMATS)
+    html = reports.ropa_document(request.app.state.engine, "html").decode()
+    return _page("Record of processing", f"<p>Download: {links}</p>" + html[html.index("</h1>") + 5:], owner)
+
+
+@router.get("/subject")
+def subject_form(request: Request) -> Response:
+    owner = _who(request)
+    if not isinstance(owner, TokenOwner):
+        return owner
+    return _page("Subject lookup", _SUBJECT_FORM, owner)
+
+
+_SUBJECT_FORM = ('<form method=post action="/subject"><label>Subject id (hashed here with the subject key; never stored or logged) '
+                 '<input name=subject_id size=40></label><button>Look up</button></form>')
+
+
+@router.post("/subject")
+def subject_lookup(request: Request, subject_id: str = Form(...)) -> Response:
+    owner = _who(request)
+    if not isinstance(owner, TokenOwner):
+        return owner
+    answer = questions.subject(request.app.state.engine, subject_ref(subject_id))
+    body = (_SUBJECT_FORM + f"<p>Subject ref <code>{answer.subject_ref}</code></p><h2>Recipients</h2>"
+            + _table((t.model_dump() for t in answer.transfers), ["recipient", "source", "categories", "purposes", "events",
+                                                                  "first_seen", "last_seen"])
+            + "<h2>Disclosures to authorities</h2>"
+            + _table((d.model_dump() for d in answer.disclosures), ["request_id", "authority", "instrument", "outcome", "notice"])
+            + "<h2>Notify on erasure (Art. 19)</h2><p>" + escape(", ".join(answer.notify_on_erasure) or "nobody") + "</p>")
+    return _page("Subject lookup", body, owner)
+
+
+_FIELDS = [("request_id", "text"), ("authority", "text"), ("authority_country", "text"), ("instrument", "select"),
+           ("received_at", "text"), ("outcome", "select"), ("notice", "select"), ("notice_due", "text"),
+           ("legal_reference", "text"), ("data_categories", "text")]
+_CHOICES = {"instrument": ["subpoena", "court_order", "search_warrant", "emergency_request", "preservation_request", "other_legal_obligation"],
+            "outcome": ["pending", "produced", "partially_produced", "no_data", "rejected", "challenged"],
+            "notice": ["pending", "given", "delayed", "prohibited", "not_given"]}
+
+
+def _disclosure_page(request: Request, owner: TokenOwner, values: dict[str, str], message: str = "", status: int = 200) -> Response:
+    engine = request.app.state.engine
+    rows, warnings = disclosures.list_disclosures(engine)
+    check = ledger.verify(engine)
+    state = (f"<span class=ok id=verify>verify: ok ({check.entries} entries)</span>" if check.ok
+             else f"<span class=error id=verify>verify: broken at {escape(check.first_bad or '')}</span>")
+    fields = ""
+    for name, kind in _FIELDS:
+        if kind == "select":
+            options = "".join(f"<option{' selected' if values.get(name) == o else ''}>{o}</option>" for o in _CHOICES[name])
+            fields += f'<label>{name} <select name={name}>{options}</select></label>'
+        else:
+            fields += f'<label>{name} <input name={name} value="{escape(values.get(name, ""))}"></label>'
+    form = (f'<h2>Log a request</h2>{message}<form class=grid method=post action="/disclosures">{fields}<button>Log</button></form>'
+            if owner.role in LEGAL else "")
+    notes = "".join(f"<p class=error>{escape(w)}</p>" for w in warnings)
+    return _page("Disclosures", f"<p>{state}</p>{form}<h2>Requests</h2>{notes}"
+                 + _table((r.model_dump() for r in rows), ["request_id", "authority", "authority_country", "instrument",
+                                                           "received_at", "outcome", "notice", "notice_due", "versions"]), owner, status)
+
+
+@router.get("/disclosures")
+def disclosures_page(request: Request) -> Response:
+    owner = _who(request)
+    return owner if not isinstance(owner, TokenOwner) else _disclosure_page(request, owner, {})
+
+
+@router.post("/disclosures")
+async def disclosures_submit(request: Request) -> Response:
+    owner = _who(request, LEGAL)
+    if not isinstance(owner, TokenOwner):
+        return owner
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    document: dict[str, Any] = {k: v for k, v in form.items() if v and k in dict(_FIELDS)}
+    if "data_categories" in document:
+        document["data_categories"] = [c.strip() for c in document["data_categories"].split(",") if c.strip()]
+    try:
+        result = disclosures.log_disclosure(request.app.state.engine, orjson.dumps(document).decode(), origin=f"web:{owner.name}")
+    except InputError as exc:
+        return _disclosure_page(request, owner, form, f"<p class=error id=form-error>{escape(str(exc))}</p>", 422)
+    return _disclosure_page(request, owner, {}, f"<p class=ok>Logged {escape(result.request_id)} version {result.version}.</p>")
+

@@ -1,0 +1,137 @@
+"""The web service: every API route, each role boundary (401/403), 422 naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from examples.blausen.generate import generate
+from registry.ingest import Ingestor
+from registry.events import RawRecord
+from registry.tokens import create_token
+from registry.web import create_app
+
+from .helpers import ref, transfer
+
+ROLES = ("service", "auditor", "legal", "admin")
+SNAPSHOT = {"request_id": "WEB-1", "authority": "District Court of Harris County", "authority_country": "US",
+            "instrument": "subpoena", "received_at": "2026-03-02T09:00:00Z", "outcome": "pending", "notice": "pending"}
+
+
+@pytest.fixture
+def web(declared: sa.Engine, db_url: str) -> tuple[TestClient, dict[str, str]]:
+    Ingestor(declared).ingest(RawRecord(value=line) for line, _ in generate(800, seed=2, poison_per_reason=1))
+    tokens = {role: create_token(declared, role, f"{role}-user").token for role in ROLES}
+    return TestClient(create_app(db_url)), tokens
+
+
+def call(client: TestClient, method: str, path: str, token: str | None, body: Any = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.request(method, path, headers=headers, content=orjson.dumps(body) if body is not None else None)
+
+
+def _manifest_body() -> dict:
+    import yaml
+
+    from .conftest import EXAMPLE_MANIFEST
+
+    return yaml.safe_load(EXAMPLE_MANIFEST.read_text())
+
+
+READ_ROUTES = ["/api/recipients?category=user.device", "/api/recipients/stripe", f"/api/subjects/{ref('c1')}", "/api/drift",
+               "/api/subprocessors", "/api/ropa", "/api/ropa?format=xlsx", "/api/ropa?format=html", "/api/ropa?format=csv",
+               "/api/ropa?format=md", "/api/notice", "/api/diagram?format=svg", "/api/disclosures", "/api/disclosures/verify",
+               "/api/disclosures/report?year=2026", "/api/dead-letters"]
+
+
+@pytest.mark.parametrize("path", READ_ROUTES)
+def test_read_routes_by_role(web: tuple[TestClient, dict[str, str]], path: str) -> None:
+    client, tokens = web
+    assert call(client, "GET", path, None).status_code == 401
+    assert call(client, "GET", path, "drt_wrong").status_code == 401
+    assert call(client, "GET", path, tokens["service"]).status_code == 403
+    for role in ("auditor", "legal", "admin"):
+        assert call(client, "GET", path, tokens[role]).status_code == 200, (role, path)
+
+
+def test_write_routes_by_role(web: tuple[TestClient, dict[str, str]]) -> None:
+    client, tokens = web
+    writes = [("/api/disclosures", SNAPSHOT, ("legal", "admin")),
+              ("/api/manifests", _manifest_body(), ("admin",)),
+              ("/api/events", transfer("w1"), ("service", "admin"))]
+    for path, body, allowed in writes:
+        assert call(client, "POST", path, None, body).status_code == 401
+        for role in ROLES:
+            expected = 200 if role in allowed else 403
+            assert call(client, "POST", path, tokens[role], body).status_code == expected, (path, role)
+
+
+def test_shapes_match_the_cli(web: tuple[TestClient, dict[str, str]]) -> None:
+    client, tokens = web
+    token = tokens["auditor"]
+    rows = call(client, "GET", "/api/recipients?category=user.contact&include_subprocessors=true", token).json()
+    assert set(rows[0]) == {"recipient", "name", "service", "role", "country", "declared", "via", "categories",
+                            "first_seen", "last_seen", "events"}
+    assert any(r["via"] == "mandrill" for r in rows)
+    assert set(call(client, "GET", "/api/ropa", token).json()) == {"controller", "generated_at", "activities", "undeclared"}
+    assert call(client, "GET", "/api/diagram?format=svg", token).text.lstrip().startswith("<?xml")
+    assert call(client, "GET", "/api/ropa?format=xlsx", token).content[:2] == b"PK"
+    assert set(call(client, "GET", "/api/disclosures/verify", token).json()) == {"ok", "entries", "first_bad"}
+
+
+def test_events_batch_and_who_logged_a_disclosure(web: tuple[TestClient, dict[str, str]], declared: sa.Engine) -> None:
+    client, tokens = web
+    batch = [transfer(f"b{i}") for i in range(5)] + [transfer("bad", legal_basis="because")]
+    assert call(client, "POST", "/api/events", tokens["service"], batch).json() == {"ingested": 5, "duplicates": 0, "dead_lettered": 1}
+    assert call(client, "POST", "/api/events", tokens["service"], batch[0]).json() == {"ingested": 0, "duplicates": 1, "dead_lettered": 0}
+    logged = call(client, "POST", "/api/disclosures", tokens["legal"], SNAPSHOT).json()
+    assert (logged["request_id"], logged["version"]) == ("WEB-1", 1)
+    with declared.connect() as conn:
+        body = conn.execute(sa.text("SELECT body FROM ledger_entry")).scalar_one()
+    assert orjson.loads(body)["origin"] == "web:legal-user"
+
+
+@pytest.mark.parametrize(("path", "body", "loc"), [
+    ("/api/disclosures", {**SNAPSHOT, "instrument": "pigeon"}, ["body", "instrument"]),
+    ("/api/disclosures", {**SNAPSHOT, "notice": "delayed"}, ["body", "notice_due"]),
+    ("/api/disclosures", {**SNAPSHOT, "subject_refs": ["jane@example.org"]}, ["body", "subject_refs", 0]),
+    ("/api/disclosures", [1, 2], ["body"]),
+    ("/api/events", [1, 2], ["body"]),
+])
+def test_bad_bodies_are_422_naming_the_field(web: tuple[TestClient, dict[str, str]], path: str, body: Any, loc: list) -> None:
+    client, tokens = web
+    response = call(client, "POST", path, tokens["admin"], body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == loc
+
+
+def test_bad_manifest_is_422_naming_the_field(web: tuple[TestClient, dict[str, str]]) -> None:
+    client, tokens = web
+    body = _manifest_body()
+    body["activities"][3]["legal_basis"] = "vibes"
+    response = call(client, "POST", "/api/manifests", tokens["admin"], body)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "activities", 3, "legal_basis"]
+    not_json = client.post("/api/events", content=b"{nope", headers={"Authorization": f"Bearer {tokens['service']}"})
+    assert not_json.status_code == 422
+
+
+def test_openapi_document(web: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = web
+    doc = client.get("/openapi.json").json()
+    assert {"/api/recipients", "/api/events", "/api/disclosures", "/api/ropa"} <= set(doc["paths"])
+
+
+def test_pages_need_a_login_and_hash_the_subject_id(web: tuple[TestClient, dict[str, str]]) -> None:
+    client, tokens = web
+    assert client.get("/", follow_redirects=False).status_code == 303
+    assert client.post("/login", data={"token": "drt_nope"}).status_code == 401
+    client.post("/login", data={"token": tokens["auditor"], "next": "/"})
+    for page in ("/", "/recipients?category=user.device", "/datamap", "/ropa", "/subject", "/disclosures"):
+        assert client.get(page).status_code == 200, page
+    answer = client.post("/subject", data={"subject_id": "customer-1"})
+    assert answer.status_code == 200 and ref("customer-1") in answer.text and "customer-1</" not in answer.text
+    assert client.post("/disclosures", data=SNAPSHOT).status_code == 403  # auditors read only
