@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any, Sequence
 
 import orjson
@@ -145,6 +145,8 @@ class EventValidator:
             except SchemaViolation as exc:
                 raise EventError("invalid_data", exc.message, f"data.{exc.path}" if exc.path else "data") from None
             self._check_taxonomy(data)
+            if kind == DISCLOSURE:
+                _check_dates(data)
         except EventError as exc:
             if prefix == "data." or not exc.path:
                 raise
@@ -182,6 +184,21 @@ _FREE_TEXT = {
     TRANSFER: ("recipient", "activity"),
     DISCLOSURE: ("request_id", "authority", "notice_reason", "legal_reference"),
 }
+
+
+def _check_dates(data: dict[str, Any]) -> None:
+    """The schema checks the shape of dates; a month 13 or a day 32 is caught here."""
+    for name in ("received_at", "disclosed_at"):
+        if name in data:
+            try:
+                parse_time(data[name])
+            except ValueError as exc:
+                raise EventError("invalid_data", f"not a valid time: {exc}", f"data.{name}") from None
+    if "notice_due" in data:
+        try:
+            date.fromisoformat(data["notice_due"])
+        except ValueError as exc:
+            raise EventError("invalid_data", f"not a valid date: {exc}", "data.notice_due") from None
 
 
 def _refuse_raw_identifiers(kind: str, data: dict[str, Any]) -> None:

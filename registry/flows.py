@@ -14,7 +14,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .exceptions import InputError
 from .store import EventRow, FlowDay, FlowHour
+from .taxonomy import valid_key
 
 __all__ = ["Flow", "observed_flows", "category_filter"]
 
@@ -52,6 +54,8 @@ def observed_flows(conn: Connection, since: datetime | None = None, until: datet
     legal basis, activity, country, mechanism): whole days summed from ``flow_day``, the whole
     hours of a partial day from ``flow_hour``, and only the hour a bound falls inside is looked
     at row by row (recounted from its events where a row straddles the bound)."""
+    if category is not None and not valid_key(category):
+        raise InputError("not a taxonomy key (like user.contact.email)", "category")
     d, h = FlowDay.__table__, FlowHour.__table__
     merged: dict[tuple[str, ...], Flow] = {}
 

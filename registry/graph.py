@@ -62,6 +62,8 @@ def _processor_children(g: nx.DiGraph, node: tuple[str, str]) -> list[tuple[str,
 def subprocessors(g: nx.DiGraph, key: str) -> list[tuple[str, str]]:
     """(sub-processor, its direct parent) for every sub-processor under ``key``, transitively."""
     out: list[tuple[str, str]] = []
+    if recipient_node(key) not in g:
+        return out
     stack = [recipient_node(key)]
     seen = set(stack)
     while stack:
@@ -86,9 +88,10 @@ def chain(g: nx.DiGraph, key: str) -> list[str]:
     """Keys from the controller side down to ``key`` along ``processor`` edges."""
     path = [key]
     node = recipient_node(key)
-    while True:
+    while node in g:
         parents = [u for u in g.predecessors(node) if g.edges[u, node]["kind"] == "processor"]
         if not parents:
             return path
         node = parents[0]
         path.insert(0, node[1])
+    return path

@@ -195,43 +195,46 @@ _EVENT_COLUMNS = ("source", "event_id", "type", "time", "recipient", "payload_ha
 _FLOW_COLUMNS = ("day", "source", "recipient", "category", "purpose", "legal_basis", "activity", "country", "mechanism",
                  "events", "records", "first_seen", "last_seen")
 _FLOW_KEYS = _FLOW_COLUMNS[:9]
-_SUBJECT_COLUMNS = ("subject_ref", "recipient", "source", "category", "purpose", "events", "first_seen", "last_seen")
+_SUBJECT_COLUMNS = ("subject_ref", "recipient", "source", "purpose", "categories", "events", "first_seen", "last_seen")
 _SUBJECT_KEYS = _SUBJECT_COLUMNS[:5]
-_LINK_COLUMNS = ("subject_ref", "recipient", "source", "events", "first_seen", "last_seen")
 _DEAD_COLUMNS = ("raw_hash", "reason", "detail", "payload", "headers", "topic", "partition", "offset", "received_at", "status")
 
 
 def _write_flows(conn: Connection, bulk: Bulk, transfers: list[tuple[Event, Any]]) -> None:
     """Aggregate the batch in memory, then one upsert per table; rows go in key order so that
     concurrent writers take row locks in the same order. ``stamp`` is the event time in the
-    store's form, which orders like the time itself."""
-    flows: dict[tuple[Any, ...], list[Any]] = {}
+    store's form, which orders like the time itself. Day rows are summed from the hour rows."""
     hours: dict[tuple[Any, ...], list[Any]] = {}
     subjects: dict[tuple[str, ...], list[Any]] = {}
-    links: dict[tuple[str, ...], list[Any]] = {}
     for e, stamp in transfers:
         d = e.data
         records = d.get("record_count", 1)
-        day, hour, recipient, purpose = e.time.date(), bulk.hour(e.time, stamp), d["recipient"], d["purpose"]
+        hour, recipient, purpose = bulk.hour(e.time, stamp), d["recipient"], d["purpose"]
         tail = (purpose, d["legal_basis"], d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", ""))
-        refs = d.get("subject_refs", ())
-        for ref in dict.fromkeys(refs):
-            _tally(links, (ref, recipient, e.source), 0, stamp)
-        for category in dict.fromkeys(d["data_categories"]):
-            _tally(flows, (day, e.source, recipient, category, *tail), records, stamp)
+        categories = sorted(set(d["data_categories"]))
+        for category in categories:
             _tally(hours, (hour, e.source, recipient, category, *tail), records, stamp)
-            for ref in dict.fromkeys(refs):
-                _tally(subjects, (ref, recipient, e.source, category, purpose), 0, stamp)
-    bulk.run(conn, bulk.insert_sql("flow_day", _FLOW_COLUMNS, keys=_FLOW_KEYS, add=("events", "records"), widen=True), [
-        (bulk.day(k[0]), *k[1:], *v) for k, v in sorted(flows.items())
-    ])
+        refs = d.get("subject_refs")
+        if refs:
+            joined = ",".join(categories)
+            for ref in set(refs):
+                _tally(subjects, (ref, recipient, e.source, purpose, joined), 0, stamp)
+    days: dict[tuple[Any, ...], list[Any]] = {}
+    for key, (events, records, first, last) in hours.items():
+        day_key = (key[0][:10] if bulk.sqlite else key[0].date(), *key[1:])
+        day = days.get(day_key)
+        if day is None:
+            days[day_key] = [events, records, first, last]
+        else:
+            day[0] += events
+            day[1] += records
+            day[2], day[3] = min(day[2], first), max(day[3], last)
+    bulk.run(conn, bulk.insert_sql("flow_day", _FLOW_COLUMNS, keys=_FLOW_KEYS, add=("events", "records"), widen=True),
+             [(*k, *v) for k, v in sorted(days.items())])
     bulk.run(conn, bulk.insert_sql("flow_hour", ("hour", *_FLOW_COLUMNS[1:]), keys=("hour", *_FLOW_KEYS[1:]), add=("events", "records"),
                                    widen=True), [(*k, *v) for k, v in sorted(hours.items())])
     bulk.run(conn, bulk.insert_sql("subject_flow", _SUBJECT_COLUMNS, keys=_SUBJECT_KEYS, add=("events",), widen=True), [
         (*k, v[0], v[2], v[3]) for k, v in sorted(subjects.items())
-    ])
-    bulk.run(conn, bulk.insert_sql("subject_recipient", _LINK_COLUMNS, keys=_LINK_COLUMNS[:3], add=("events",), widen=True), [
-        (*k, v[0], v[2], v[3]) for k, v in sorted(links.items())
     ])
 
 

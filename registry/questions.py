@@ -4,6 +4,7 @@ recipient received, everything about one data subject, the sub-processor chains.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -15,7 +16,7 @@ from .events import format_time
 from .exceptions import InputError
 from .flows import Flow, observed_flows
 from .graph import build_graph, chain, erasure_fanout, recipient_node, subprocessors
-from .store import LedgerEntry, SubjectFlow, SubjectRecipient
+from .store import LedgerEntry, SubjectFlow
 from .subjects import is_subject_ref
 
 __all__ = ["RecipientRow", "recipients_of", "RecipientDetail", "recipient_detail", "SubjectAnswer", "subject",
@@ -135,19 +136,17 @@ def subject(engine: Engine, ref: str) -> SubjectAnswer:
     if not is_subject_ref(ref):
         raise InputError("a subject ref is 64 lowercase hex characters (see `registry subject-ref`)", "REF")
     with engine.connect() as conn:
-        links = conn.execute(sa.select(SubjectRecipient).where(SubjectRecipient.subject_ref == ref)
-                             .order_by(SubjectRecipient.recipient, SubjectRecipient.source)).all()
-        details: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
-        for row in conn.execute(sa.select(SubjectFlow.recipient, SubjectFlow.source, SubjectFlow.category, SubjectFlow.purpose)
-                                .where(SubjectFlow.subject_ref == ref)):
-            cats, purposes = details.setdefault((row.recipient, row.source), (set(), set()))
-            cats.add(row.category)
-            purposes.add(row.purpose)
+        rows = conn.execute(sa.select(SubjectFlow).where(SubjectFlow.subject_ref == ref)).all()
         disclosures = _disclosures_of(conn, ref)
         manifest = current_manifest(conn)
-    transfers = [SubjectTransfer(recipient=r.recipient, source=r.source, categories=sorted(details[(r.recipient, r.source)][0]),
-                                 purposes=sorted(details[(r.recipient, r.source)][1]), first_seen=format_time(r.first_seen),
-                                 last_seen=format_time(r.last_seen), events=r.events) for r in links]
+    grouped: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        grouped.setdefault((row.recipient, row.source), []).append(row)
+    transfers = [SubjectTransfer(recipient=recipient, source=source,
+                                 categories=sorted({c for r in items for c in r.categories.split(",")}),
+                                 purposes=sorted({r.purpose for r in items}), first_seen=format_time(min(r.first_seen for r in items)),
+                                 last_seen=format_time(max(r.last_seen for r in items)), events=sum(r.events for r in items))
+                 for (recipient, source), items in sorted(grouped.items())]
     g = build_graph(manifest)
     return SubjectAnswer(subject_ref=ref, transfers=transfers, disclosures=disclosures,
                          notify_on_erasure=erasure_fanout(g, {t.recipient for t in transfers}))

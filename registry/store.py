@@ -21,7 +21,7 @@ from .exceptions import StoreError
 
 __all__ = [
     "DEFAULT_DATABASE_URL", "open_store", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
-    "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "SubjectRecipient", "DeadLetter", "LedgerEntry", "ConsumerOffset", "ApiToken",
+    "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "DeadLetter", "LedgerEntry", "ConsumerOffset", "ApiToken",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///registry.db"
@@ -123,27 +123,17 @@ class FlowHour(SQLModel, table=True):
 
 
 class SubjectFlow(SQLModel, table=True):
+    """The subject index: one row per (subject, recipient, source, purpose, set of categories),
+    so each event that names a subject adds to exactly one row (``categories`` is the sorted,
+    comma-joined category keys of those events)."""
+
     __tablename__ = "subject_flow"
     __table_args__ = {"sqlite_with_rowid": False}
     subject_ref: str = Field(primary_key=True)
     recipient: str = Field(primary_key=True)
     source: str = Field(primary_key=True)
-    category: str = Field(primary_key=True)
     purpose: str = Field(primary_key=True)
-    events: int
-    first_seen: datetime
-    last_seen: datetime
-
-
-class SubjectRecipient(SQLModel, table=True):
-    """Events per (subject, recipient, source): ``subject_flow`` has one row per category and
-    purpose, so its counts cannot be summed into events."""
-
-    __tablename__ = "subject_recipient"
-    __table_args__ = {"sqlite_with_rowid": False}
-    subject_ref: str = Field(primary_key=True)
-    recipient: str = Field(primary_key=True)
-    source: str = Field(primary_key=True)
+    categories: str = Field(primary_key=True)
     events: int
     first_seen: datetime
     last_seen: datetime

@@ -7,11 +7,12 @@ so that ``user.contact`` covers ``user.contact.email`` everywhere in the registr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Literal, Mapping
 
-__all__ = ["Kind", "Term", "Taxonomy", "covers", "default_taxonomy"]
+__all__ = ["Kind", "Term", "Taxonomy", "covers", "valid_key", "default_taxonomy"]
 
 Kind = Literal["data_categories", "data_uses", "data_subjects"]
 KINDS: tuple[Kind, ...] = ("data_categories", "data_uses", "data_subjects")
@@ -23,6 +24,14 @@ class Term:
     parent: str | None
     name: str
     description: str = ""
+
+
+_KEY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+
+
+def valid_key(value: str) -> bool:
+    """A dotted taxonomy key (``user.contact.email``)."""
+    return bool(_KEY.match(value))
 
 
 def covers(ancestor: str, key: str) -> bool:

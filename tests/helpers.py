@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import orjson
 
@@ -23,3 +26,24 @@ def record(event: dict[str, Any] | bytes) -> RawRecord:
 
 def ref(stable_id: str) -> str:
     return subject_ref(stable_id, "test-subject-key")
+
+
+@contextmanager
+def live_server(db_url: str) -> Iterator[str]:
+    """The web app on a free loopback port in a thread; yields its base URL."""
+    import uvicorn
+
+    from registry.devbroker import free_port
+    from registry.web import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(db_url), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

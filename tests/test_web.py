@@ -23,6 +23,12 @@ SNAPSHOT = {"request_id": "WEB-1", "authority": "District Court of Harris County
 
 
 @pytest.fixture
+def db_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """The API is one layer over the store whose tests run on both databases: SQLite suffices here."""
+    return f"sqlite:///{tmp_path / 'web.db'}"
+
+
+@pytest.fixture
 def web(declared: sa.Engine, db_url: str) -> tuple[TestClient, dict[str, str]]:
     Ingestor(declared).ingest(RawRecord(value=line) for line, _ in generate(800, seed=2, poison_per_reason=1))
     tokens = {role: create_token(declared, role, f"{role}-user").token for role in ROLES}

@@ -9,10 +9,11 @@ from typing import Literal
 import graphviz
 
 from ..drift import classify_flow, drift_of
+from ..exceptions import InputError
 from ..flows import Flow
 from ..graph import build_graph, recipient_node, source_node, subprocessors
 from ..manifest import Manifest
-from ..taxonomy import covers
+from ..taxonomy import covers, valid_key
 from .ropa import SERVICES
 
 __all__ = ["datamap", "render"]
@@ -23,6 +24,8 @@ _FONT = "Helvetica"
 
 def datamap(manifest: Manifest, flows: list[Flow], category: str | None = None, recipient: str | None = None) -> graphviz.Digraph:
     taxonomy = manifest.taxonomy_view()
+    if category is not None and not valid_key(category):
+        raise InputError("not a taxonomy key (like user.contact.email)", "category")
     if category:
         flows = [f for f in flows if covers(category, f.category)]
     g = build_graph(manifest, flows)
@@ -83,6 +86,8 @@ def _keep(g, flows: list[Flow], recipient: str | None) -> set:  # type: ignore[n
     """The nodes to draw: with a recipient filter, its flows and its sub-processor chain only."""
     if recipient is None:
         return set(g.nodes)
+    if recipient_node(recipient) not in g:
+        raise InputError(f"no recipient {recipient!r} is declared or observed", "recipient")
     keep = {recipient_node(recipient)} | {recipient_node(s) for s, _ in subprocessors(g, recipient)}
     keep |= {source_node(f.source) for f in flows if f.recipient == recipient}
     return keep

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from .. import declarations, deadletters, disclosures, drift as drift_mod, ledger, questions, reports
 from ..events import RawRecord, parse_bound
@@ -31,10 +32,20 @@ _MEDIA = {"md": "text/markdown; charset=utf-8", "csv": "text/csv; charset=utf-8"
 
 
 def _schema(name: str) -> dict[str, Any]:
+    """A schema of ``schemas/`` for the OpenAPI document: its ``#/$defs/`` references would point
+    into the OpenAPI document there, so they are inlined."""
     schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
-    for key in ("$schema", "$id"):
-        schema.pop(key, None)
-    return schema
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items() if k not in ("$schema", "$id")}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    return inline(schema)  # type: ignore[no-any-return]
 
 
 def _bound(text: str | None, name: str) -> Any:
@@ -108,7 +119,8 @@ async def log_disclosure(request: Request, owner: Annotated[TokenOwner, Depends(
     document = await _json_body(request)
     if not isinstance(document, dict):
         raise InputError("a disclosure is a JSON object", "body")
-    return disclosures.log_disclosure(request.app.state.engine, orjson.dumps(document).decode(), origin=f"web:{owner.name}")
+    return await run_in_threadpool(disclosures.log_disclosure, request.app.state.engine, orjson.dumps(document).decode(),
+                                   f"web:{owner.name}")
 
 
 @router.get("/disclosures", response_model=list[disclosures.Disclosure])
@@ -135,7 +147,8 @@ def dead_letters(request: Request, _: Reader, reason: str | None = None) -> Any:
 @router.post("/manifests", response_model=declarations.DeclareResult,
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _schema("manifest")}}}})
 async def declare(request: Request, _: Annotated[TokenOwner, Depends(allow(*ADMIN))]) -> Any:
-    return declarations.declare(request.app.state.engine, manifest_from_document(await _json_body(request)))
+    manifest = manifest_from_document(await _json_body(request))
+    return await run_in_threadpool(declarations.declare, request.app.state.engine, manifest)
 
 
 _EVENT_BODY = {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}
@@ -150,4 +163,6 @@ async def post_events(request: Request, _: Annotated[TokenOwner, Depends(allow(*
     items = body if isinstance(body, list) else [body]
     if not all(isinstance(item, dict) for item in items):
         raise InputError("events are JSON objects (structured CloudEvents)", "body")
-    return Ingestor(request.app.state.engine).ingest([RawRecord(value=orjson.dumps(item), topic="http") for item in items])
+    records = [RawRecord(value=orjson.dumps(item), topic="http") for item in items]
+    # the ingest is synchronous database work: keep it off the event loop
+    return await run_in_threadpool(lambda: Ingestor(request.app.state.engine).ingest(records))
