@@ -27,7 +27,7 @@ from registry.events import RawRecord
 from registry.exceptions import BrokerError
 from registry.ingest import BatchOutcome, DeadRecord, Ingestor, IngestResult
 from registry.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
-from registry.store import ConsumerOffset
+from registry.store import ConsumerOffset, table
 
 __all__ = ["WorkerConfig", "Worker"]
 
@@ -121,9 +121,9 @@ class Worker:
         """The next offset the store has applied for ``tp`` (read once per assignment)."""
         if tp not in self._stored:
             with self.engine.connect() as conn:
-                stored = conn.execute(sa.select(ConsumerOffset.next_offset).where(
-                    ConsumerOffset.group_id == self.config.group, ConsumerOffset.topic == tp.topic,
-                    ConsumerOffset.partition == tp.partition)).scalar()
+                stored = conn.execute(sa.select(table(ConsumerOffset).c.next_offset).where(
+                    table(ConsumerOffset).c.group_id == self.config.group, table(ConsumerOffset).c.topic == tp.topic,
+                    table(ConsumerOffset).c.partition == tp.partition)).scalar()
             self._stored[tp] = stored or 0
         return self._stored[tp]
 

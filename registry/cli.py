@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Optional, TypeVar
+from typing import Annotated, Any, Callable, Iterable, Optional, Sequence, TypeVar
 
 import orjson
 import typer
@@ -168,7 +168,7 @@ def _bound(text: str | None, option: str) -> Any:
         raise InputError(f"not an RFC 3339 time or a date: {text!r}", option) from None
 
 
-def _table(rows: list[BaseModel], columns: list[str], title: str | None = None) -> None:
+def _table(rows: Sequence[BaseModel], columns: list[str], title: str | None = None) -> None:
     table = Table(*columns, title=title)
     for row in rows:
         values = row.model_dump()

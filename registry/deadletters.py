@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from .events import Event, RawRecord, format_time
 from .exceptions import EventError
 from .ingest import Ingestor, apply_batch
-from .store import DeadLetter
+from .store import DeadLetter, table
 
 __all__ = ["DeadLetterView", "ReplayResult", "list_dead_letters", "replay"]
 
@@ -38,11 +38,11 @@ class ReplayResult(BaseModel):
 
 
 def list_dead_letters(engine: Engine, reason: str | None = None, include_replayed: bool = False) -> list[DeadLetterView]:
-    query = sa.select(DeadLetter).order_by(DeadLetter.id)
+    query = sa.select(table(DeadLetter)).order_by(table(DeadLetter).c.id)
     if reason:
-        query = query.where(DeadLetter.reason == reason)
+        query = query.where(table(DeadLetter).c.reason == reason)
     if not include_replayed:
-        query = query.where(DeadLetter.status == "dead")
+        query = query.where(table(DeadLetter).c.status == "dead")
     with engine.connect() as conn:
         return [DeadLetterView(id=r.id, reason=r.reason, detail=r.detail, status=r.status, received_at=format_time(r.received_at),
                                topic=r.topic, partition=r.partition, offset=r.offset, payload=r.payload)
@@ -56,7 +56,7 @@ def replay(engine: Engine) -> ReplayResult:
     now = datetime.now(timezone.utc)
     ingested = still_dead = attempted = 0
     with engine.begin() as conn:
-        rows = conn.execute(sa.select(DeadLetter).where(DeadLetter.status == "dead").order_by(DeadLetter.id)).all()
+        rows = conn.execute(sa.select(table(DeadLetter)).where(table(DeadLetter).c.status == "dead").order_by(table(DeadLetter).c.id)).all()
         passing: list[tuple[RawRecord, Event]] = []
         row_of: dict[int, Any] = {}
         for row in rows:
@@ -82,4 +82,4 @@ def replay(engine: Engine) -> ReplayResult:
 
 
 def _mark(conn: sa.Connection, row_id: int, **values: Any) -> None:
-    conn.execute(sa.update(DeadLetter).where(DeadLetter.id == row_id).values(**values))
+    conn.execute(sa.update(table(DeadLetter)).where(table(DeadLetter).c.id == row_id).values(**values))

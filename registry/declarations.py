@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from .manifest import Manifest
-from .store import ActivityRow, ManifestVersion, RecipientRow
+from .store import ActivityRow, ManifestVersion, RecipientRow, table
 
 __all__ = ["DeclareResult", "declare", "current_manifest"]
 
@@ -26,7 +26,7 @@ def declare(engine: Engine, manifest: Manifest) -> DeclareResult:
     """Store ``manifest`` as a new version (one transaction)."""
     now = datetime.now(timezone.utc)
     with engine.begin() as conn:
-        newest = conn.execute(sa.select(sa.func.max(ManifestVersion.version))).scalar()
+        newest = conn.execute(sa.select(sa.func.max(table(ManifestVersion).c.version))).scalar()
         version = (newest or 0) + 1
         conn.execute(sa.insert(ManifestVersion), [{
             "version": version, "declared_at": now, "controller": manifest.controller.name,
@@ -42,7 +42,7 @@ def declare(engine: Engine, manifest: Manifest) -> DeclareResult:
 
 def current_manifest(bind: Engine | Connection) -> Manifest | None:
     """The newest declared manifest, or None before the first ``declare``."""
-    query = sa.select(ManifestVersion.body).order_by(ManifestVersion.version.desc()).limit(1)
+    query = sa.select(table(ManifestVersion).c.body).order_by(table(ManifestVersion).c.version.desc()).limit(1)
     if isinstance(bind, Engine):
         with bind.connect() as conn:
             body = conn.execute(query).scalar()

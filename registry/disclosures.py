@@ -18,7 +18,7 @@ from .declarations import current_manifest
 from .events import DISCLOSURE, EventValidator
 from .exceptions import DisclosureError, EventError
 from .ledger import append_snapshots
-from .store import LedgerEntry
+from .store import LedgerEntry, table
 from .transfers import EEA
 
 __all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning"]
@@ -93,7 +93,7 @@ def current_disclosures(conn: Connection) -> list[tuple[Disclosure, dict[str, An
     """(row, newest snapshot data) per request; newest by snapshot time, then by ledger order."""
     newest: dict[str, tuple[str, dict[str, Any]]] = {}
     versions: dict[str, int] = {}
-    for request_id, body in conn.execute(sa.select(LedgerEntry.request_id, LedgerEntry.body).order_by(LedgerEntry.seq)):
+    for request_id, body in conn.execute(sa.select(table(LedgerEntry).c.request_id, table(LedgerEntry).c.body).order_by(table(LedgerEntry).c.seq)):
         entry = orjson.loads(body)
         versions[request_id] = versions.get(request_id, 0) + 1
         known = newest.get(request_id)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .exceptions import InputError
-from .store import EventRow, FlowDay, FlowHour
+from .store import EventRow, FlowDay, FlowHour, table
 from .taxonomy import valid_key
 
 __all__ = ["Flow", "observed_flows", "category_filter"]
@@ -56,7 +56,7 @@ def observed_flows(conn: Connection, since: datetime | None = None, until: datet
     at row by row (recounted from its events where a row straddles the bound)."""
     if category is not None and not valid_key(category):
         raise InputError("not a taxonomy key (like user.contact.email)", "category")
-    d, h = FlowDay.__table__, FlowHour.__table__
+    d, h = table(FlowDay), table(FlowHour)
     merged: dict[tuple[str, ...], Flow] = {}
 
     def add_sums(table: sa.Table, column: str, low: Any, high: Any) -> None:
@@ -126,7 +126,7 @@ def _add(merged: dict[tuple[str, ...], Flow], flow: Flow) -> None:
 
 
 def _from_events(conn: Connection, recipient: str, low: datetime, high: datetime, category: str | None) -> Iterable[Flow]:
-    e = EventRow.__table__
+    e = table(EventRow)
     rows = conn.execute(sa.select(e.c.source, e.c.time, e.c.body).where(
         e.c.recipient == recipient, e.c.time >= low, e.c.time < high, e.c.type == "registry.transfer.v1"))
     for source, moment, body in rows:

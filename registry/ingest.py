@@ -20,7 +20,7 @@ from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, reda
 from .exceptions import EventError
 from .ledger import append_snapshots
 from .subjects import redact_text
-from .store import EventRow
+from .store import EventRow, table
 from .writes import Bulk, bulk_for
 
 __all__ = ["IngestResult", "DeadRecord", "BatchOutcome", "Ingestor", "ingest_records", "lines_of"]
@@ -183,8 +183,8 @@ def _existing_hashes(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple
     found: dict[tuple[str, str], str] = {}
     ids = sorted({event_id for _, event_id in keys})
     for start in range(0, len(ids), _ID_CHUNK):
-        rows = conn.execute(sa.select(EventRow.source, EventRow.event_id, EventRow.payload_hash)
-                            .where(EventRow.event_id.in_(ids[start:start + _ID_CHUNK])))
+        rows = conn.execute(sa.select(table(EventRow).c.source, table(EventRow).c.event_id, table(EventRow).c.payload_hash)
+                            .where(table(EventRow).c.event_id.in_(ids[start:start + _ID_CHUNK])))
         for source, event_id, payload_hash in rows:
             if (source, event_id) in keys:
                 found[(source, event_id)] = payload_hash

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from .events import format_time
-from .store import LedgerEntry
+from .store import LedgerEntry, table
 
 __all__ = ["GENESIS", "canonical", "entry_hash", "append_snapshots", "VerifyResult", "verify"]
 
@@ -37,7 +37,7 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
     or who logged it) is part of the hashed entry. Returns {request_id, version, hash} each."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    last = conn.execute(sa.select(LedgerEntry.seq, LedgerEntry.hash).order_by(LedgerEntry.seq.desc()).limit(1)).first()
+    last = conn.execute(sa.select(table(LedgerEntry).c.seq, table(LedgerEntry).c.hash).order_by(table(LedgerEntry).c.seq.desc()).limit(1)).first()
     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
     out: list[dict[str, Any]] = []
     now = datetime.now(timezone.utc)
@@ -45,7 +45,7 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
         request_id = data["request_id"]
         digest = hashlib.sha256(canonical(data)).hexdigest()
         versions = conn.execute(
-            sa.select(LedgerEntry.content_hash, LedgerEntry.hash).where(LedgerEntry.request_id == request_id).order_by(LedgerEntry.seq)
+            sa.select(table(LedgerEntry).c.content_hash, table(LedgerEntry).c.hash).where(table(LedgerEntry).c.request_id == request_id).order_by(table(LedgerEntry).c.seq)
         ).all()
         if versions and versions[-1][0] == digest:
             out.append({"request_id": request_id, "version": len(versions), "hash": versions[-1][1]})
@@ -73,7 +73,7 @@ def verify(engine: Engine) -> VerifyResult:
     """Recompute the chain from the genesis hash; the first entry that does not fit is named."""
     prev, expected_seq, count = GENESIS, 1, 0
     with engine.connect() as conn:
-        for row in conn.execute(sa.select(LedgerEntry).order_by(LedgerEntry.seq)):
+        for row in conn.execute(sa.select(table(LedgerEntry)).order_by(table(LedgerEntry).c.seq)):
             count += 1
             body = row.body.encode()
             try:

@@ -16,20 +16,25 @@ from .events import format_time
 from .exceptions import InputError
 from .flows import Flow, observed_flows
 from .graph import build_graph, chain, erasure_fanout, recipient_node, subprocessors
-from .store import LedgerEntry, SubjectFlow
+from .store import LedgerEntry, SubjectFlow, table
 from .subjects import is_subject_ref
 
 __all__ = ["RecipientRow", "recipients_of", "RecipientDetail", "recipient_detail", "SubjectAnswer", "subject",
            "SubprocessorRow", "subprocessor_chains"]
 
 
-class RecipientRow(BaseModel):
+class RecipientInfo(BaseModel):
+    """What the manifest says of a recipient (``declared`` False: only observed)."""
+
     recipient: str
     name: str
     service: str | None
     role: str | None
     country: str | None
     declared: bool
+
+
+class RecipientRow(RecipientInfo):
     via: str | None
     categories: list[str]
     first_seen: str
@@ -78,13 +83,7 @@ class FlowView(BaseModel):
     records: int
 
 
-class RecipientDetail(BaseModel):
-    recipient: str
-    name: str
-    service: str | None
-    role: str | None
-    country: str | None
-    declared: bool
+class RecipientDetail(RecipientInfo):
     flows: list[FlowView]
 
 
@@ -136,7 +135,7 @@ def subject(engine: Engine, ref: str) -> SubjectAnswer:
     if not is_subject_ref(ref):
         raise InputError("a subject ref is 64 lowercase hex characters (see `registry subject-ref`)", "REF")
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(SubjectFlow).where(SubjectFlow.subject_ref == ref)).all()
+        rows = conn.execute(sa.select(table(SubjectFlow)).where(table(SubjectFlow).c.subject_ref == ref)).all()
         disclosures = _disclosures_of(conn, ref)
         manifest = current_manifest(conn)
     grouped: dict[tuple[str, str], list[Any]] = {}
@@ -154,7 +153,7 @@ def subject(engine: Engine, ref: str) -> SubjectAnswer:
 
 def _disclosures_of(conn: sa.Connection, ref: str) -> list[SubjectDisclosure]:
     """Current state of every disclosure request any version of which names the subject."""
-    ids = {r for (r,) in conn.execute(sa.select(LedgerEntry.request_id).where(LedgerEntry.body.like(f"%{ref}%")))}
+    ids = {r for (r,) in conn.execute(sa.select(table(LedgerEntry).c.request_id).where(table(LedgerEntry).c.body.like(f"%{ref}%")))}
     if not ids:
         return []
     return [SubjectDisclosure(request_id=row.request_id, authority=row.authority, instrument=row.instrument,

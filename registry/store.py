@@ -10,7 +10,7 @@ import os
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -20,7 +20,7 @@ from sqlmodel import JSON, Column, Field, SQLModel
 from .exceptions import StoreError
 
 __all__ = [
-    "DEFAULT_DATABASE_URL", "open_store", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
+    "DEFAULT_DATABASE_URL", "open_store", "table", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
     "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "DeadLetter", "LedgerEntry", "ConsumerOffset", "ApiToken",
 ]
 
@@ -188,6 +188,11 @@ class ConsumerOffset(SQLModel, table=True):
     topic: str = Field(primary_key=True)
     partition: int = Field(primary_key=True)
     next_offset: int
+
+
+def table(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a model, for typed column expressions in queries."""
+    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
 
 
 def database_url(url: str | None = None) -> str:

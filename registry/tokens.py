@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from .exceptions import InputError
-from .store import ApiToken
+from .store import ApiToken, table
 
 __all__ = ["ROLES", "Role", "CreatedToken", "TokenOwner", "create_token", "lookup_token"]
 
@@ -48,5 +48,5 @@ def create_token(engine: Engine, role: str, name: str | None = None) -> CreatedT
 
 def lookup_token(engine: Engine, token: str) -> TokenOwner | None:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(ApiToken.role, ApiToken.name).where(ApiToken.token_hash == _hash(token))).first()
+        row = conn.execute(sa.select(table(ApiToken).c.role, table(ApiToken).c.name).where(table(ApiToken).c.token_hash == _hash(token))).first()
     return TokenOwner(role=row.role, name=row.name) if row else None

@@ -98,7 +98,7 @@ def ropa_of(manifest: Manifest, flows: list[Flow], role: Role = "controller") ->
             if not named:
                 continue
         covered = [f for f in flows if f.recipient in keys and _covers(a, f)]
-        transfers = {(r.key, r.country): r.transfer_mechanism for r in named if r.country not in EEA}
+        transfers: dict[tuple[str, str], str | None] = {(r.key, r.country): r.transfer_mechanism for r in named if r.country not in EEA}
         for f in covered:
             if f.country and f.country not in EEA:
                 transfers.setdefault((f.recipient, f.country), f.mechanism or by_key[f.recipient].transfer_mechanism)
