@@ -70,7 +70,8 @@ class Worker:
             consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap,
                 group_id=self.config.group, enable_auto_commit=False, auto_offset_reset="earliest",
-                max_poll_records=self.config.batch_size, max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+                max_poll_records=self.config.batch_size, max_partition_fetch_bytes=2 * 1024 * 1024,
+                fetch_max_bytes=16 * 1024 * 1024,  # what the client buffers: bounds the memory
                 session_timeout_ms=self.config.session_timeout_ms, heartbeat_interval_ms=self.config.heartbeat_interval_ms,
             )
             producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_REQUEST_BYTES)

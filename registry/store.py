@@ -226,7 +226,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps the unique index hot during ingest
+    cursor.execute("PRAGMA cache_size=-16384")  # 16 MiB of pages: the hot index pages, within the memory target
     cursor.close()
 
 
