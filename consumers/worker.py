@@ -80,6 +80,9 @@ class Worker:
             raise BrokerError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
         try:
             self._loop(consumer, producer, ingestor)
+        except KafkaError as exc:
+            # the batch in hand was rolled back (or committed with its offsets): nothing is lost
+            raise BrokerError(f"Kafka failed: {exc.__class__.__name__}: {exc}") from None
         finally:
             producer.close()
             consumer.close(autocommit=False)

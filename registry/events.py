@@ -39,6 +39,9 @@ REASONS = (
 _SCHEMAS = {TRANSFER: "transfer.v1", DISCLOSURE: "disclosure.v1"}
 _CE_ATTRS = ("specversion", "id", "source", "type", "time", "subject", "dataschema")
 _HEX = frozenset("0123456789abcdefABCDEF")
+_VARYING = ("subject_refs", "record_count")  # the transfer fields that change from event to event
+_PER_EVENT = ("id", "time", "data")  # envelope members that change from event to event
+_SHAPES_KEPT = 10_000
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -106,16 +109,17 @@ class EventValidator:
         self.subjects = taxonomy.keys("data_subjects")
         self._envelope = validator("cloudevent")
         self._data = {t: validator(name) for t, name in _SCHEMAS.items()}
+        self._varying = {name: validator(_SCHEMAS[TRANSFER], name) for name in _VARYING}
+        self._valid_shapes: set[bytes] = set()
+        self._attributes = {name: validator("cloudevent", name) for name in ("id", "time")}
+        self._valid_envelopes: set[bytes] = set()
 
     def decode(self, record: RawRecord) -> Event:
         """The validated event, or EventError with the reason code."""
         if len(record.value) > MAX_EVENT_BYTES:
             raise EventError("too_large", f"{len(record.value)} bytes is over the 1 MiB limit")
         envelope, binary = self._envelope_of(record)
-        try:
-            self._envelope(envelope)
-        except SchemaViolation as exc:
-            raise EventError("invalid_envelope", exc.message, exc.path or "(envelope)") from None
+        self._check_envelope(envelope)
         try:
             moment = parse_time(envelope["time"])
         except ValueError as exc:
@@ -138,6 +142,9 @@ class EventValidator:
 
     def check_data(self, kind: str, data: dict[str, Any], prefix: str = "data.") -> None:
         """Validate an event's data (raw identifiers, schema, taxonomy); EventError names the field."""
+        if kind == TRANSFER and prefix == "data.":
+            self._check_transfer(data)
+            return
         try:
             _refuse_raw_identifiers(kind, data)
             try:
@@ -151,6 +158,51 @@ class EventValidator:
             if prefix == "data." or not exc.path:
                 raise
             raise EventError(exc.reason, exc.message, prefix + exc.path.removeprefix("data.")) from None
+
+    def _check_envelope(self, envelope: dict[str, Any]) -> None:
+        """As for data: the attributes but id and time repeat per source, so a shape seen valid
+        is not validated again, only id and time against their own definitions."""
+        shape = orjson.dumps({k: v for k, v in envelope.items() if k not in _PER_EVENT}, option=orjson.OPT_SORT_KEYS) \
+            if "id" in envelope and "time" in envelope else None
+        try:
+            if shape is None or shape not in self._valid_envelopes:
+                self._envelope(envelope)
+                if shape is not None:
+                    if len(self._valid_envelopes) >= _SHAPES_KEPT:
+                        self._valid_envelopes.clear()
+                    self._valid_envelopes.add(shape)
+                return
+            for name in ("id", "time"):
+                try:
+                    self._attributes[name](envelope[name])
+                except SchemaViolation as exc:
+                    raise SchemaViolation(name, exc.message) from None
+        except SchemaViolation as exc:
+            raise EventError("invalid_envelope", exc.message, exc.path or "(envelope)") from None
+
+    def _check_transfer(self, data: dict[str, Any]) -> None:
+        """Transfers from one service mostly repeat the same fields but for subject_refs and
+        record_count: a shape (all the other fields) seen valid once is not validated again, and
+        only the varying fields are, against their own definitions in the same schema."""
+        shape = orjson.dumps({k: v for k, v in data.items() if k not in _VARYING}, option=orjson.OPT_SORT_KEYS)
+        if shape not in self._valid_shapes:
+            _refuse_raw_identifiers(TRANSFER, data)
+            try:
+                self._data[TRANSFER](data)
+            except SchemaViolation as exc:
+                raise EventError("invalid_data", exc.message, f"data.{exc.path}" if exc.path else "data") from None
+            self._check_taxonomy(data)
+            if len(self._valid_shapes) >= _SHAPES_KEPT:
+                self._valid_shapes.clear()
+            self._valid_shapes.add(shape)
+            return
+        _refuse_raw_refs(data)
+        for name in _VARYING:
+            if name in data:
+                try:
+                    self._varying[name](data[name])
+                except SchemaViolation as exc:
+                    raise EventError("invalid_data", exc.message, f"data.{name}{exc.path}") from None
 
     def _envelope_of(self, record: RawRecord) -> tuple[Any, bool]:
         headers = _header_map(record.headers)
@@ -204,18 +256,22 @@ def _check_dates(data: dict[str, Any]) -> None:
 def _refuse_raw_identifiers(kind: str, data: dict[str, Any]) -> None:
     """An email, phone, IP or name where a subject ref belongs (or an email/IP in a free-text
     field) is refused before anything is stored. A wrong-length hex string is a malformed ref."""
-    refs = data.get("subject_refs")
-    if isinstance(refs, list):
-        for i, ref in enumerate(refs):
-            if isinstance(ref, str) and not is_subject_ref(ref) and not (ref and set(ref) <= _HEX):
-                what = looks_like_raw_identifier(ref) or "value"
-                raise EventError("raw_identifier", f"a raw {what} where a subject ref (64 hex) belongs", f"data.subject_refs[{i}]")
+    _refuse_raw_refs(data)
     for name in _FREE_TEXT[kind]:
         text = data.get(name)
         # cheap gate first: every email has an @, every IP a digit first or a colon
         if isinstance(text, str) and ("@" in text or text[:1].isdigit() or ":" in text) \
                 and looks_like_raw_identifier(text) in ("email", "ip"):
             raise EventError("raw_identifier", "a raw email or IP address", f"data.{name}")
+
+
+def _refuse_raw_refs(data: dict[str, Any]) -> None:
+    refs = data.get("subject_refs")
+    if isinstance(refs, list):
+        for i, ref in enumerate(refs):
+            if isinstance(ref, str) and not is_subject_ref(ref) and not (ref and set(ref) <= _HEX):
+                what = looks_like_raw_identifier(ref) or "value"
+                raise EventError("raw_identifier", f"a raw {what} where a subject ref (64 hex) belongs", f"data.subject_refs[{i}]")
 
 
 def redacted_payload(record: RawRecord, limit: int = 4096) -> str:

@@ -35,9 +35,12 @@ def _format_path(parts: list[str]) -> str:
 
 
 @lru_cache(maxsize=None)
-def validator(name: str) -> Callable[[Any], Any]:
-    """A compiled validator for ``schemas/<name>.schema.json`` raising SchemaViolation."""
+def validator(name: str, prop: str | None = None) -> Callable[[Any], Any]:
+    """A compiled validator for ``schemas/<name>.schema.json`` (or for one of its top-level
+    properties, ``prop``) raising SchemaViolation."""
     schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    if prop is not None:
+        schema = {"$schema": schema["$schema"], **schema["properties"][prop]}
     compiled = fastjsonschema.compile(schema)
 
     def validate(document: Any) -> Any:

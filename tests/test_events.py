@@ -94,3 +94,52 @@ def test_redacted_payload_keeps_no_raw_identifier() -> None:
     assert "jane.doe" not in kept and "555" not in kept and "Jane Doe" not in kept
     assert ref("x") in kept and "google-analytics" in kept
     assert "jane@example.org" not in redacted_payload(RawRecord(value=b'{"broken": "jane@example.org'))
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({}, None),
+    ({"subject_refs": [ref("a"), ref("b")], "record_count": 7}, None),
+    ({"subject_refs": ["jane@example.org"]}, ("raw_identifier", "data.subject_refs[0]")),
+    ({"subject_refs": [ref("a"), "abc123"]}, ("invalid_data", "data.subject_refs[1]")),
+    ({"subject_refs": "not-a-list"}, ("invalid_data", "data.subject_refs")),
+    ({"record_count": 0}, ("invalid_data", "data.record_count")),
+    ({"record_count": "3"}, ("invalid_data", "data.record_count")),
+    ({"record_count": True}, ("invalid_data", "data.record_count")),
+])
+def test_a_known_shape_gives_the_same_verdict_as_a_fresh_validator(manifest, changes: dict, expected) -> None:  # type: ignore[no-untyped-def]
+    """The shape cache is an optimisation only: a validator that has seen the shape before and
+    one that has not must agree on every event, reason and field."""
+    taxonomy = manifest.taxonomy_view()
+    warm = EventValidator(taxonomy)
+    warm.decode(record(transfer("seen", subject_refs=[ref("x")], record_count=2)))  # caches the shape
+    event = record(transfer("e1", **changes))
+
+    def verdict(v: EventValidator) -> tuple[str, str | None] | None:
+        try:
+            v.decode(event)
+            return None
+        except EventError as exc:
+            return exc.reason, exc.path
+
+    fresh = verdict(EventValidator(taxonomy))
+    assert fresh == expected
+    assert verdict(warm) == fresh
+
+
+@pytest.mark.parametrize("changes", [{}, {"id": ""}, {"id": 7}, {"time": "yesterday"}, {"time": "2026-13-01T00:00:00Z"},
+                                     {"specversion": "0.3"}, {"source": ""}])
+def test_a_known_envelope_shape_gives_the_same_verdict(manifest, changes: dict) -> None:  # type: ignore[no-untyped-def]
+    taxonomy = manifest.taxonomy_view()
+    warm = EventValidator(taxonomy)
+    warm.decode(record(transfer("seen")))
+    event = record({**transfer("e1"), **changes})
+
+    def verdict(v: EventValidator) -> tuple[str, str | None] | None:
+        try:
+            v.decode(event)
+            return None
+        except EventError as exc:
+            return exc.reason, exc.path
+
+    assert verdict(warm) == verdict(EventValidator(taxonomy))
+    assert (verdict(warm) is None) == (changes == {})
