@@ -146,18 +146,21 @@ class EventValidator:
             self._check_transfer(data)
             return
         try:
-            _refuse_raw_identifiers(kind, data)
-            try:
-                self._data[kind](data)
-            except SchemaViolation as exc:
-                raise EventError("invalid_data", exc.message, f"data.{exc.path}" if exc.path else "data") from None
-            self._check_taxonomy(data)
-            if kind == DISCLOSURE:
-                _check_dates(data)
+            self._check_fully(kind, data)
         except EventError as exc:
             if prefix == "data." or not exc.path:
                 raise
             raise EventError(exc.reason, exc.message, prefix + exc.path.removeprefix("data.")) from None
+
+    def _check_fully(self, kind: str, data: dict[str, Any]) -> None:
+        _refuse_raw_identifiers(kind, data)
+        try:
+            self._data[kind](data)
+        except SchemaViolation as exc:
+            raise EventError("invalid_data", exc.message, f"data.{exc.path}" if exc.path else "data") from None
+        self._check_taxonomy(data)
+        if kind == DISCLOSURE:
+            _check_dates(data)
 
     def _check_envelope(self, envelope: dict[str, Any]) -> None:
         """As for data: the attributes but id and time repeat per source, so a shape seen valid
@@ -168,9 +171,7 @@ class EventValidator:
             if shape is None or shape not in self._valid_envelopes:
                 self._envelope(envelope)
                 if shape is not None:
-                    if len(self._valid_envelopes) >= _SHAPES_KEPT:
-                        self._valid_envelopes.clear()
-                    self._valid_envelopes.add(shape)
+                    _remember(self._valid_envelopes, shape)
                 return
             for name in ("id", "time"):
                 try:
@@ -186,15 +187,8 @@ class EventValidator:
         only the varying fields are, against their own definitions in the same schema."""
         shape = orjson.dumps({k: v for k, v in data.items() if k not in _VARYING}, option=orjson.OPT_SORT_KEYS)
         if shape not in self._valid_shapes:
-            _refuse_raw_identifiers(TRANSFER, data)
-            try:
-                self._data[TRANSFER](data)
-            except SchemaViolation as exc:
-                raise EventError("invalid_data", exc.message, f"data.{exc.path}" if exc.path else "data") from None
-            self._check_taxonomy(data)
-            if len(self._valid_shapes) >= _SHAPES_KEPT:
-                self._valid_shapes.clear()
-            self._valid_shapes.add(shape)
+            self._check_fully(TRANSFER, data)
+            _remember(self._valid_shapes, shape)
             return
         _refuse_raw_refs(data)
         for name in _VARYING:
@@ -236,6 +230,12 @@ _FREE_TEXT = {
     TRANSFER: ("recipient", "activity"),
     DISCLOSURE: ("request_id", "authority", "notice_reason", "legal_reference"),
 }
+
+
+def _remember(shapes: set[bytes], shape: bytes) -> None:
+    if len(shapes) >= _SHAPES_KEPT:  # a stream of ever-new shapes must not grow memory without bound
+        shapes.clear()
+    shapes.add(shape)
 
 
 def _check_dates(data: dict[str, Any]) -> None:

@@ -96,6 +96,14 @@ def test_redacted_payload_keeps_no_raw_identifier() -> None:
     assert "jane@example.org" not in redacted_payload(RawRecord(value=b'{"broken": "jane@example.org'))
 
 
+def verdict(v: EventValidator, event: RawRecord) -> tuple[str, str | None] | None:
+    try:
+        v.decode(event)
+        return None
+    except EventError as exc:
+        return exc.reason, exc.path
+
+
 @pytest.mark.parametrize(("changes", "expected"), [
     ({}, None),
     ({"subject_refs": [ref("a"), ref("b")], "record_count": 7}, None),
@@ -113,17 +121,9 @@ def test_a_known_shape_gives_the_same_verdict_as_a_fresh_validator(manifest, cha
     warm = EventValidator(taxonomy)
     warm.decode(record(transfer("seen", subject_refs=[ref("x")], record_count=2)))  # caches the shape
     event = record(transfer("e1", **changes))
-
-    def verdict(v: EventValidator) -> tuple[str, str | None] | None:
-        try:
-            v.decode(event)
-            return None
-        except EventError as exc:
-            return exc.reason, exc.path
-
-    fresh = verdict(EventValidator(taxonomy))
+    fresh = verdict(EventValidator(taxonomy), event)
     assert fresh == expected
-    assert verdict(warm) == fresh
+    assert verdict(warm, event) == fresh
 
 
 @pytest.mark.parametrize("changes", [{}, {"id": ""}, {"id": 7}, {"time": "yesterday"}, {"time": "2026-13-01T00:00:00Z"},
@@ -133,13 +133,5 @@ def test_a_known_envelope_shape_gives_the_same_verdict(manifest, changes: dict) 
     warm = EventValidator(taxonomy)
     warm.decode(record(transfer("seen")))
     event = record({**transfer("e1"), **changes})
-
-    def verdict(v: EventValidator) -> tuple[str, str | None] | None:
-        try:
-            v.decode(event)
-            return None
-        except EventError as exc:
-            return exc.reason, exc.path
-
-    assert verdict(warm) == verdict(EventValidator(taxonomy))
-    assert (verdict(warm) is None) == (changes == {})
+    assert verdict(warm, event) == verdict(EventValidator(taxonomy), event)
+    assert (verdict(warm, event) is None) == (changes == {})
