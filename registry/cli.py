@@ -11,6 +11,7 @@ from typing import Annotated, Any, Callable, Iterable, Optional, Sequence, TypeV
 
 import orjson
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
@@ -26,10 +27,11 @@ from .exceptions import InputError, RegistryError
 from .kafka import Topics, send_lines
 from .kafka import bootstrap_servers as kafka_bootstrap
 from .manifest import load_manifest
-from .store import open_store
+from .store import database_url, open_store
 from .subjects import subject_ref as make_subject_ref
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Registry of who receives which personal data.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Registry of who receives which personal data.")
 dead_app = typer.Typer(no_args_is_help=True, help="Events that were refused, with their reason; replay them.")
 app.add_typer(dead_app, name="dead-letters")
 disclosures_app = typer.Typer(no_args_is_help=True, help="The legal team's ledger of disclosures to authorities.")
@@ -68,6 +70,11 @@ def command(fn: F) -> F:
             raise typer.Exit(2) from None
         except RegistryError as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        except SQLAlchemyError as exc:
+            # e.g. a store written by another version of the schema: say so in one line
+            reason = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+            err.print(f"error: the store at {_Globals.db or database_url()} failed: {reason}", markup=False, highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

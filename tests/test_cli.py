@@ -201,3 +201,15 @@ def test_disclosure_commands(tmp_path: Path) -> None:
     snapshot.write_text(snapshot.read_text().replace("notice: pending", "notice: delayed"))
     code, out, err = cli(db, "disclosures", "log", str(snapshot))
     assert code == 2 and err.strip() == "error: notice_due: is required"
+
+
+def test_a_broken_store_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # claims the newest schema but has no tables
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES ('0001')")
+    code, _, err = cli(f"sqlite:///{path}", "drift")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "no such table" in err
