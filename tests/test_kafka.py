@@ -98,12 +98,23 @@ def test_emitter_validates_before_sending_and_the_worker_records(tmp_path: Path,
     with Emitter("//services/web", bootstrap_servers=kafka_bootstrap, topics=topics, mode="binary") as emit:
         emit.transfer(recipient="google-analytics", data_categories=["user.device.cookie_id"], purpose="analytics.reporting",
                       legal_basis="consent")
+    with Emitter("//services/case-management", bootstrap_servers=kafka_bootstrap, topics=topics) as emit:
+        emit.disclosure(request_id="SUB-9", authority="District Court of Harris County", authority_country="US",
+                        instrument="subpoena", received_at="2026-03-02T09:00:00Z", outcome="produced",
+                        data_categories=["user.contact.email"], subject_refs=[ref("customer-42")], notice="given")
+        with pytest.raises(EventError) as info:
+            emit.disclosure(request_id="SUB-10", authority="X", authority_country="US", instrument="subpoena",
+                            received_at="2026-03-02T09:00:00Z", outcome="pending", notice="delayed")
+        assert info.value.path == "data.notice_due"
     totals = Worker(engine, WorkerConfig(bootstrap=kafka_bootstrap, group=f"g{uuid.uuid4().hex[:6]}", topics=topics,
                                          stop_when_idle=3, **FAST_GROUP)).run(install_signals=False)
-    assert totals.model_dump() == {"ingested": 2, "duplicates": 0, "dead_lettered": 0}
+    assert totals.model_dump() == {"ingested": 3, "duplicates": 0, "dead_lettered": 0}
     with engine.connect() as conn:
-        assert sorted(conn.exec_driver_sql("SELECT source, recipient FROM event").all()) == [
+        assert sorted(conn.exec_driver_sql("SELECT source, recipient FROM event WHERE type = 'registry.transfer.v1'").all()) == [
             ("//services/checkout", "stripe"), ("//services/web", "google-analytics")]
+    from registry.questions import subject
+
+    assert [(d.request_id, d.outcome) for d in subject(engine, ref("customer-42")).disclosures] == [("SUB-9", "produced")]
 
 
 def test_end_to_end_10k_structured_and_binary(tmp_path: Path, kafka_bootstrap: str) -> None:
