@@ -73,7 +73,7 @@ def command(fn: F) -> F:
             raise typer.Exit(2) from None
         except SQLAlchemyError as exc:
             # e.g. a store written by another version of the schema: say so in one line
-            reason = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             err.print(f"error: the store at {_Globals.db or database_url()} failed: {reason}", markup=False, highlight=False)
             raise typer.Exit(2) from None
 

@@ -20,7 +20,7 @@ from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, reda
 from .exceptions import EventError
 from .ledger import append_snapshots
 from .subjects import redact_text
-from .store import EventRow, table
+from .store import EventRow, monday, table
 from .writes import Bulk, bulk_for
 
 __all__ = ["IngestResult", "DeadRecord", "BatchOutcome", "Ingestor", "ingest_records", "lines_of"]
@@ -227,8 +227,8 @@ _EVENT_COLUMNS = ("source", "event_id", "type", "time", "recipient", "payload_ha
 _FLOW_COLUMNS = ("day", "source", "recipient", "category", "purpose", "legal_basis", "activity", "country", "mechanism",
                  "events", "records", "first_seen", "last_seen")
 _FLOW_KEYS = _FLOW_COLUMNS[:9]
-_SUBJECT_COLUMNS = ("subject_ref", "recipient", "source", "purpose", "categories", "events", "first_seen", "last_seen")
-_SUBJECT_KEYS = _SUBJECT_COLUMNS[:5]
+_SUBJECT_COLUMNS = ("week", "subject_ref", "recipient", "source", "purpose", "categories", "events", "first_seen", "last_seen")
+_SUBJECT_KEYS = _SUBJECT_COLUMNS[:6]
 _DEAD_COLUMNS = ("raw_hash", "reason", "detail", "payload", "headers", "topic", "partition", "offset", "received_at", "status")
 
 
@@ -249,8 +249,9 @@ def _aggregate(plan: Plan, bulk: Bulk, transfers: list[tuple[Event, Any]]) -> No
         refs = d.get("subject_refs")
         if refs:
             joined = ",".join(categories)
+            week = bulk.day(monday(e.time.date()))
             for ref in set(refs):
-                _tally(subjects, (ref, recipient, e.source, purpose, joined), 0, stamp)
+                _tally(subjects, (week, ref, recipient, e.source, purpose, joined), 0, stamp)
     days: dict[tuple[Any, ...], list[Any]] = {}
     for key, (events, records, first, last) in hours.items():
         day_key = (key[0][:10] if bulk.sqlite else key[0].date(), *key[1:])

@@ -123,6 +123,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('version')
     )
     op.create_table('subject_flow',
+    sa.Column('week', sa.Date(), nullable=False),
     sa.Column('subject_ref', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('recipient', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -131,7 +132,7 @@ def upgrade() -> None:
     sa.Column('events', sa.Integer(), nullable=False),
     sa.Column('first_seen', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('last_seen', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('subject_ref', 'recipient', 'source', 'purpose', 'categories'),
+    sa.PrimaryKeyConstraint('week', 'subject_ref', 'recipient', 'source', 'purpose', 'categories'),
     sqlite_with_rowid=False,
     )
     op.create_table('activity',
