@@ -3,7 +3,7 @@ recipient received, everything about one data subject, the sub-processor chains.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -135,11 +135,12 @@ def subject(engine: Engine, ref: str) -> SubjectAnswer:
     if not is_subject_ref(ref):
         raise InputError("a subject ref is 64 lowercase hex characters (see `registry subject-ref`)", "REF")
     with engine.connect() as conn:
-        # the index is keyed by day first (so a batch's inserts land together): one seek per day
-        # two statements: SQLite answers a lone min() or max() from the index, both together by a scan
-        first = conn.execute(sa.select(sa.func.min(table(FlowDay).c.day))).scalar()
-        last = conn.execute(sa.select(sa.func.max(table(FlowDay).c.day))).scalar()
-        weeks = [monday(first) + timedelta(weeks=i) for i in range((monday(last) - monday(first)).days // 7 + 1)] if first else []
+        # the index is keyed by week first (so a batch's inserts land together): one seek per week
+        # of data. Two statements: SQLite answers a lone min() or max() from the index, both by a scan.
+        first: date | None = conn.execute(sa.select(sa.func.min(table(FlowDay).c.day))).scalar()
+        last: date | None = conn.execute(sa.select(sa.func.max(table(FlowDay).c.day))).scalar()
+        weeks = [] if first is None or last is None else \
+            [monday(first) + timedelta(weeks=i) for i in range((monday(last) - monday(first)).days // 7 + 1)]
         subjects = table(SubjectFlow)
         # the weeks are generated here, not user input: inlined as literals, one index seek each
         query = sa.text(f"SELECT recipient, source, purpose, categories, events, first_seen, last_seen FROM subject_flow "
