@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import lru_cache
 
 import orjson
 import sqlalchemy as sa
@@ -48,4 +49,10 @@ def current_manifest(bind: Engine | Connection) -> Manifest | None:
             body = conn.execute(query).scalar()
     else:
         body = bind.execute(query).scalar()
-    return Manifest.model_validate(orjson.loads(body)) if body else None
+    return _parsed(body) if body else None
+
+
+@lru_cache(maxsize=8)
+def _parsed(body: str) -> Manifest:
+    # every question reads the manifest; it is immutable (frozen models), so one parse per version
+    return Manifest.model_validate(orjson.loads(body))

@@ -236,32 +236,30 @@ def _aggregate(plan: Plan, bulk: Bulk, transfers: list[tuple[Event, Any]]) -> No
     """The batch's flows per hour and day and its subject index, as rows in key order (so that
     concurrent writers take row locks in the same order). ``stamp`` is the event time in the
     store's form, which orders like the time itself. Day rows are summed from the hour rows."""
-    hours: dict[tuple[Any, ...], list[Any]] = {}
+    # one tally per event under its whole signature (categories included); spread over the
+    # categories afterwards, over the few distinct signatures of the batch
+    signatures: dict[tuple[Any, ...], list[Any]] = {}
     subjects: dict[tuple[str, ...], list[Any]] = {}
     for e, stamp in transfers:
         d = e.data
-        records = d.get("record_count", 1)
-        hour, recipient, purpose = bulk.hour(e.time, stamp), d["recipient"], d["purpose"]
-        tail = (purpose, d["legal_basis"], d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", ""))
-        categories = sorted(set(d["data_categories"]))
-        for category in categories:
-            _tally(hours, (hour, e.source, recipient, category, *tail), records, stamp)
+        categories = tuple(sorted(set(d["data_categories"])))
+        recipient, purpose = d["recipient"], d["purpose"]
+        _tally(signatures, (bulk.hour(e.time, stamp), e.source, recipient, categories, purpose, d["legal_basis"],
+                            d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", "")),
+               d.get("record_count", 1), stamp)
         refs = d.get("subject_refs")
         if refs:
             joined = ",".join(categories)
             week = bulk.day(monday(e.time.date()))
             for ref in set(refs):
                 _tally(subjects, (week, ref, recipient, e.source, purpose, joined), 0, stamp)
+    hours: dict[tuple[Any, ...], list[Any]] = {}
+    for (hour, source, recipient, categories, *tail), counts in signatures.items():
+        for category in categories:
+            _merge(hours, (hour, source, recipient, category, *tail), counts)
     days: dict[tuple[Any, ...], list[Any]] = {}
-    for key, (events, records, first, last) in hours.items():
-        day_key = (key[0][:10] if bulk.sqlite else key[0].date(), *key[1:])
-        day = days.get(day_key)
-        if day is None:
-            days[day_key] = [events, records, first, last]
-        else:
-            day[0] += events
-            day[1] += records
-            day[2], day[3] = min(day[2], first), max(day[3], last)
+    for key, counts in hours.items():
+        _merge(days, (key[0][:10] if bulk.sqlite else key[0].date(), *key[1:]), counts)
     plan.day_rows = [(*k, *v) for k, v in sorted(days.items())]
     plan.hour_rows = [(*k, *v) for k, v in sorted(hours.items())]
     plan.subject_rows = [(*k, v[0], v[2], v[3]) for k, v in sorted(subjects.items())]
@@ -278,6 +276,16 @@ def _tally(table: dict[Any, list[Any]], key: Any, records: int, moment: Any) -> 
             row[2] = moment
         if moment > row[3]:
             row[3] = moment
+
+
+def _merge(table: dict[Any, list[Any]], key: Any, counts: list[Any]) -> None:
+    row = table.get(key)
+    if row is None:
+        table[key] = list(counts)
+    else:
+        row[0] += counts[0]
+        row[1] += counts[1]
+        row[2], row[3] = min(row[2], counts[2]), max(row[3], counts[3])
 
 
 def _write_dead(conn: Connection, bulk: Bulk, dead: list[DeadRecord]) -> None:
