@@ -2,16 +2,19 @@
 
     python bench/http_ingest.py [--events 10000] [--repeat 3]
 
-Starts the web service (uvicorn) on a loopback port with a fresh SQLite store, posts the batch
-``--repeat`` times (fresh event ids each time) and prints events/s per request."""
+Starts ``registry serve`` (its own process) on a loopback port with a fresh SQLite store, posts
+the batch ``--repeat`` times (fresh event ids each time) and prints events/s per request. Each batch holds
+ten minutes of events, as a service posting what it just sent would."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -25,7 +28,7 @@ from registry.declarations import declare  # noqa: E402
 from registry.manifest import load_manifest  # noqa: E402
 from registry.store import open_store  # noqa: E402
 from registry.tokens import create_token  # noqa: E402
-from tests.helpers import live_server  # noqa: E402
+from registry.devbroker import free_port  # noqa: E402
 
 
 def main() -> None:
@@ -39,16 +42,42 @@ def main() -> None:
         engine = open_store(url)
         declare(engine, load_manifest(ROOT / "examples/blausen/manifest.yaml"))
         token = create_token(engine, "service", "bench").token
-        with live_server(url) as base, httpx.Client(timeout=120) as client:
-            for run in range(args.repeat):
-                batch = [orjson.loads(line) for line, _ in generate(args.events, seed=100 + run, poison_per_reason=0)]
-                body = orjson.dumps(batch)
-                start = time.perf_counter()
-                response = client.post(f"{base}/api/events", content=body,
-                                       headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-                elapsed = time.perf_counter() - start
-                print(f"run {run + 1}: {response.status_code} {response.json()}  {args.events / elapsed:,.0f} events/s "
-                      f"({len(body) / 1e6:.1f} MB in {elapsed:.2f} s)")
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "registry", "--db", url, "serve", "--port", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait(base)
+            _post(base, token, args)
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+def _wait(base: str) -> None:
+    for _ in range(200):
+        try:
+            httpx.get(f"{base}/openapi.json", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("the service did not start")
+
+
+def _post(base: str, token: str, args: argparse.Namespace) -> None:
+    with httpx.Client(timeout=120) as client:
+        for run in range(args.repeat):
+            # a batch a service posts holds recent events: here ten minutes' worth, one batch after the other
+            start = datetime(2026, 3, 1, tzinfo=timezone.utc) + timedelta(minutes=10 * run)
+            batch = [orjson.loads(line) for line, _ in generate(args.events, seed=100 + run, poison_per_reason=0,
+                                                                 span=timedelta(minutes=10), start=start)]
+            body = orjson.dumps(batch)
+            began = time.perf_counter()
+            response = client.post(f"{base}/api/events", content=body,
+                                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            elapsed = time.perf_counter() - began
+            print(f"run {run + 1}: {response.status_code} {response.json()}  {args.events / elapsed:,.0f} events/s "
+                  f"({len(body) / 1e6:.1f} MB in {elapsed:.2f} s)")
 
 
 if __name__ == "__main__":

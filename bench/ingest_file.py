@@ -1,6 +1,6 @@
 """Benchmark: file ingest of generated events into a fresh SQLite store.
 
-    python bench/ingest_file.py [--events 100000] [--batch-size 5000]
+    python bench/ingest_file.py [--events 100000] [--batch-size 5000] [--span-minutes M]
 
 Prints events/s for the ingest alone (declare and generation excluded) and the peak RSS."""
 
@@ -11,6 +11,7 @@ import resource
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,11 +29,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--span-minutes", type=float, help="spread the events over this many minutes "
+                        "(default: the generator's 180 days; a live stream is denser)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         stream = Path(tmp) / "stream.jsonl"
         with stream.open("wb") as fh:
-            for line, _ in generate(args.events, seed=1):
+            span = {"span": timedelta(minutes=args.span_minutes)} if args.span_minutes else {}
+            for line, _ in generate(args.events, seed=1, **span):
                 fh.write(line + b"\n")
         engine = open_store(args.db or f"sqlite:///{tmp}/bench.db")
         declare(engine, load_manifest(ROOT / "examples" / "blausen" / "manifest.yaml"))

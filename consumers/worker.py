@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from registry.events import RawRecord
 from registry.exceptions import BrokerError
-from registry.ingest import BatchOutcome, DeadRecord, Ingestor, IngestResult
+from registry.ingest import BatchOutcome, DeadRecord, Ingestor, IngestResult, few_collections
 from registry.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
 from registry.store import ConsumerOffset, table
 
@@ -79,7 +79,8 @@ class Worker:
         except KafkaError as exc:
             raise BrokerError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
         try:
-            self._loop(consumer, producer, ingestor)
+            with few_collections():  # polled records and batches are many short-lived objects
+                self._loop(consumer, producer, ingestor)
         except KafkaError as exc:
             # the batch in hand was rolled back (or committed with its offsets): nothing is lost
             raise BrokerError(f"Kafka failed: {exc.__class__.__name__}: {exc}") from None

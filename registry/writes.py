@@ -21,7 +21,10 @@ class Bulk:
         self.mark = "?" if self.sqlite else "%s"
 
     def time(self, moment: datetime) -> Any:
-        return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else moment
+        if not self.sqlite:
+            return moment
+        # = strftime("%Y-%m-%d %H:%M:%S.%f") of the UTC time, at a third of its cost
+        return f"{moment.isoformat(' ')[:19]}.{moment.microsecond:06d}"
 
     def hour(self, moment: datetime, stamp: Any) -> Any:
         """The start of ``moment``'s hour, in the store's form (``stamp`` is ``time(moment)``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 import sqlalchemy as sa
 import yaml
 
@@ -146,3 +147,13 @@ def test_migrations_match_the_models(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
+
+
+@pytest.mark.parametrize("moment", ["2026-01-01T00:00:00Z", "2026-12-31T23:59:59.999999Z", "2026-03-01T10:02:03.52+02:00"])
+def test_bulk_times_are_written_as_sqlalchemy_writes_them(moment: str) -> None:
+    """Rows written by the bulk path must read back through the models: same text as strftime."""
+    from registry.events import parse_time
+    from registry.writes import Bulk
+
+    value = parse_time(moment)
+    assert Bulk("sqlite").time(value) == value.strftime("%Y-%m-%d %H:%M:%S.%f")

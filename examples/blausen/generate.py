@@ -117,8 +117,8 @@ def poison(reason: str, n: int, good: dict[str, Any], moment: datetime) -> bytes
 
 
 def generate(events: int, seed: int, poison_per_reason: int = 3, subject_key: str | None = None,
-             population: int = 20000) -> Iterator[tuple[bytes, str | None]]:
-    """Yield (line, dead-letter reason or None) in time order."""
+             population: int = 20000, span: timedelta = SPAN, start: datetime = START) -> Iterator[tuple[bytes, str | None]]:
+    """Yield (line, dead-letter reason or None) in time order, spread evenly over ``span``."""
     import os
 
     rng = random.Random(seed)
@@ -131,10 +131,10 @@ def generate(events: int, seed: int, poison_per_reason: int = 3, subject_key: st
     slots = sorted(rng.sample(range(valid // 10 + 1, valid + poison_total), poison_total))
     schedule = {slot: POISON_REASONS[i % len(POISON_REASONS)] for i, slot in enumerate(slots)}
     counters = dict.fromkeys(POISON_REASONS, 0)
-    step = SPAN / max(events, 1)
+    step = span / max(events, 1)
     last_good: dict[str, Any] | None = None
     for i in range(events):
-        moment = START + step * i
+        moment = start + step * i
         reason = schedule.get(i)
         if reason is not None and last_good is not None:
             counters[reason] += 1

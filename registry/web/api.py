@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from .. import declarations, deadletters, disclosures, drift as drift_mod, ledger, questions, reports
 from ..events import RawRecord, parse_bound
 from ..exceptions import InputError
-from ..ingest import IngestResult, Ingestor
+from ..ingest import IngestResult, Ingestor, few_collections
 from ..manifest import manifest_from_document
 from ..reports.notice import to_notice
 from ..reports.transparency import TransparencyReport, transparency_report
@@ -159,10 +159,19 @@ _EVENT_BODY = {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type":
 async def post_events(request: Request, _: Annotated[TokenOwner, Depends(allow(*SERVICE))]) -> Any:
     """One structured CloudEvent or an array of them, through the same path as the consumer;
     invalid events are dead-lettered and counted, not refused."""
-    body = await _json_body(request)
-    items = body if isinstance(body, list) else [body]
-    if not all(isinstance(item, dict) for item in items):
-        raise InputError("events are JSON objects (structured CloudEvents)", "body")
-    records = [RawRecord(value=orjson.dumps(item), topic="http") for item in items]
-    # the ingest is synchronous database work: keep it off the event loop
-    return await run_in_threadpool(lambda: Ingestor(request.app.state.engine).ingest(records))
+    raw = await request.body()
+    # parsing, re-serialising and ingesting are synchronous CPU and database work: off the event loop
+    return await run_in_threadpool(_ingest_body, request.app.state.engine, raw)
+
+
+def _ingest_body(engine: Any, raw: bytes) -> IngestResult:
+    with few_collections():  # a batch body is hundreds of thousands of small objects
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InputError(f"not JSON: {exc}", "body") from None
+        items = body if isinstance(body, list) else [body]
+        if not all(isinstance(item, dict) for item in items):
+            raise InputError("events are JSON objects (structured CloudEvents)", "body")
+        records = [RawRecord(value=orjson.dumps(item), topic="http") for item in items]
+    return Ingestor(engine).ingest(records)

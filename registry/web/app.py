@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..exceptions import ConfigError, InputError, RegistryError
+from ..events import EventValidator
 from ..store import open_store
 from .api import router as api_router
 from .pages import router as pages_router
@@ -22,6 +23,7 @@ def create_app(db_url: str | None = None) -> FastAPI:
     app = FastAPI(title="dataflow-registry", version=__version__,
                   description="Who receives which personal data: questions, records of processing, disclosures.")
     app.state.engine = open_store(db_url)
+    EventValidator()  # compile the schemas now, not during the first request
 
     @app.exception_handler(InputError)
     async def bad_input(_request: Request, exc: InputError) -> JSONResponse:
