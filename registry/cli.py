@@ -166,15 +166,6 @@ SinceOpt = Annotated[Optional[str], typer.Option("--since", help="Window start, 
 UntilOpt = Annotated[Optional[str], typer.Option("--until", help="Window end, exclusive (RFC 3339 or YYYY-MM-DD).")]
 
 
-def _bound(text: str | None, option: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return parse_bound(text)
-    except ValueError:
-        raise InputError(f"not an RFC 3339 time or a date: {text!r}", option) from None
-
-
 def _table(rows: Sequence[BaseModel], columns: list[str], title: str | None = None) -> None:
     table = Table(*columns, title=title)
     for row in rows:
@@ -193,7 +184,7 @@ def recipients(
     as_json: JsonOpt = False,
 ) -> None:
     """Who received this category (or anything under it) in the window."""
-    rows = questions.recipients_of(_store(), category, _bound(since, "--since"), _bound(until, "--until"), include_subprocessors)
+    rows = questions.recipients_of(_store(), category, parse_bound(since, "--since"), parse_bound(until, "--until"), include_subprocessors)
     emit(rows, as_json, lambda r: _table(r, ["recipient", "via", "service", "country", "declared", "categories", "events", "last_seen"]))
 
 
@@ -206,7 +197,7 @@ def recipient(
     as_json: JsonOpt = False,
 ) -> None:
     """What one recipient received: per source, category, purpose and legal basis."""
-    detail = questions.recipient_detail(_store(), key, _bound(since, "--since"), _bound(until, "--until"))
+    detail = questions.recipient_detail(_store(), key, parse_bound(since, "--since"), parse_bound(until, "--until"))
 
     def render(d: questions.RecipientDetail) -> None:
         out.print(f"[bold]{d.name}[/] ({d.recipient}) {d.service or ''} {d.role or ''} {d.country or ''}"
@@ -239,7 +230,7 @@ def drift(
     as_json: JsonOpt = False,
 ) -> None:
     """Observed flows nobody declared, declarations nothing confirms, transfers without a safeguard."""
-    rows = drift_mod.drift(_store(), _bound(since, "--since"), _bound(until, "--until"))
+    rows = drift_mod.drift(_store(), parse_bound(since, "--since"), parse_bound(until, "--until"))
     emit(rows, as_json, lambda r: _table(r, ["kind", "source", "recipient", "category", "purpose", "activity", "events", "detail"]))
     if fail_on_drift and rows:
         raise typer.Exit(1)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from .exceptions import EventError
+from .exceptions import EventError, InputError
 from .schemas import SchemaViolation, validator
 from .subjects import is_subject_ref, looks_like_raw_identifier, redact, redact_text
 from .taxonomy import Taxonomy, default_taxonomy
@@ -87,11 +87,17 @@ def parse_time(text: str) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def parse_bound(text: str) -> datetime:
-    """A window bound from the command line: RFC 3339, or a date meaning its midnight UTC."""
-    if len(text) == 10:
-        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-    return parse_time(text)
+def parse_bound(text: str | None, name: str = "since") -> datetime | None:
+    """A window bound given by a user: RFC 3339, or a date meaning its midnight UTC; None stays
+    None. InputError names the option or parameter ``name``."""
+    if text is None:
+        return None
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        return parse_time(text)
+    except ValueError:
+        raise InputError(f"not an RFC 3339 time or a date: {text!r}", name) from None
 
 
 def format_time(moment: datetime) -> str:

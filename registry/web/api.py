@@ -48,15 +48,6 @@ def _schema(name: str) -> dict[str, Any]:
     return inline(schema)  # type: ignore[no-any-return]
 
 
-def _bound(text: str | None, name: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return parse_bound(text)
-    except ValueError:
-        raise InputError(f"not an RFC 3339 time or a date: {text!r}", name) from None
-
-
 async def _json_body(request: Request) -> Any:
     try:
         return orjson.loads(await request.body())
@@ -67,13 +58,13 @@ async def _json_body(request: Request) -> Any:
 @router.get("/recipients", response_model=list[questions.RecipientRow])
 def recipients(request: Request, _: Reader, category: str, since: Since = None, until: Until = None,
                include_subprocessors: bool = False) -> Any:
-    return questions.recipients_of(request.app.state.engine, category, _bound(since, "since"), _bound(until, "until"),
+    return questions.recipients_of(request.app.state.engine, category, parse_bound(since, "since"), parse_bound(until, "until"),
                                    include_subprocessors)
 
 
 @router.get("/recipients/{key}", response_model=questions.RecipientDetail)
 def recipient(request: Request, _: Reader, key: str, since: Since = None, until: Until = None) -> Any:
-    return questions.recipient_detail(request.app.state.engine, key, _bound(since, "since"), _bound(until, "until"))
+    return questions.recipient_detail(request.app.state.engine, key, parse_bound(since, "since"), parse_bound(until, "until"))
 
 
 @router.get("/subjects/{ref}", response_model=questions.SubjectAnswer)
@@ -83,7 +74,7 @@ def subject(request: Request, _: Reader, ref: str) -> Any:
 
 @router.get("/drift", response_model=list[drift_mod.DriftRow])
 def drift(request: Request, _: Reader, since: Since = None, until: Until = None) -> Any:
-    return drift_mod.drift(request.app.state.engine, _bound(since, "since"), _bound(until, "until"))
+    return drift_mod.drift(request.app.state.engine, parse_bound(since, "since"), parse_bound(until, "until"))
 
 
 @router.get("/subprocessors", response_model=list[questions.SubprocessorRow])

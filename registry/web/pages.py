@@ -106,8 +106,8 @@ def recipients_page(request: Request, category: str = "user", since: str = "", u
             f'<label>Since <input name=since value="{escape(since)}" placeholder="YYYY-MM-DD"></label>'
             f'<label>Until <input name=until value="{escape(until)}" placeholder="YYYY-MM-DD"></label><button>Show</button></form>')
     try:
-        rows = questions.recipients_of(request.app.state.engine, category, parse_bound(since) if since else None,
-                                       parse_bound(until) if until else None, include_subprocessors=True)
+        rows = questions.recipients_of(request.app.state.engine, category, parse_bound(since or None, "since"),
+                                       parse_bound(until or None, "until"), include_subprocessors=True)
         result = _table((r.model_dump() for r in rows), ["recipient", "via", "name", "service", "country", "declared",
                                                           "categories", "events", "first_seen", "last_seen"])
     except (ValueError, InputError) as exc:
