@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import orjson
 
@@ -24,6 +24,7 @@ __all__ = [
     "Event",
     "EventValidator",
     "redacted_payload",
+    "lines_of",
     "parse_time",
     "parse_bound",
     "format_time",
@@ -66,6 +67,14 @@ class Event:
     data: dict[str, Any]
     payload_hash: str
     body: bytes = field(repr=False)  # the structured envelope as received, kept as evidence
+
+
+def lines_of(stream: Iterable[bytes], origin: str | None = None) -> Iterator[RawRecord]:
+    """JSON Lines → raw records (blank lines skipped; the line number kept as the offset)."""
+    for number, line in enumerate(stream, start=1):
+        line = line.rstrip(b"\r\n")
+        if line.strip():
+            yield RawRecord(value=line, topic=origin, offset=number)
 
 
 def _header_map(headers: Headers | None) -> dict[str, str]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from .declarations import current_manifest
-from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, redacted_payload
+from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, redacted_payload
 from .exceptions import EventError
 from .ledger import append_snapshots
 from .subjects import redact_text
@@ -148,14 +148,6 @@ def few_collections() -> Iterator[None]:
 
 def ingest_records(engine: Engine, records: Iterable[RawRecord], batch_size: int = 5000) -> IngestResult:
     return Ingestor(engine).ingest(records, batch_size)
-
-
-def lines_of(stream: Iterable[bytes], origin: str | None = None) -> Iterator[RawRecord]:
-    """JSON Lines → raw records (blank lines skipped; the line number kept as the offset)."""
-    for number, line in enumerate(stream, start=1):
-        line = line.rstrip(b"\r\n")
-        if line.strip():
-            yield RawRecord(value=line, topic=origin, offset=number)
 
 
 def plan_events(events: list[Event], bulk: Bulk) -> Plan:

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Literal
 
 import orjson
 
-from .events import DISCLOSURE
+from .events import DISCLOSURE, lines_of
 
 __all__ = ["Topics", "bootstrap_servers", "ensure_topics", "to_kafka", "send_lines", "Mode", "MAX_REQUEST_BYTES"]
 
@@ -81,13 +81,6 @@ def to_kafka(line: bytes, mode: Mode) -> tuple[Any, bytes | None, bytes, list[tu
     return envelope.get("type"), key, line, [("content-type", b"application/cloudevents+json")]
 
 
-def iter_lines(stream: Iterable[bytes]) -> Iterable[bytes]:
-    for line in stream:
-        line = line.rstrip(b"\r\n")
-        if line.strip():
-            yield line
-
-
 def send_lines(lines: Iterable[bytes], *, bootstrap: str, topics: Topics, mode: Mode, partitions: int = 3) -> int:
     """``registry publish``: send JSON Lines of structured events as they are (not validated:
     the consumer is where events are judged, so poison lines reach the dead-letter topic)."""
@@ -104,8 +97,8 @@ def send_lines(lines: Iterable[bytes], *, bootstrap: str, topics: Topics, mode: 
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
     count = 0
     try:
-        for line in iter_lines(lines):
-            kind, key, value, headers = to_kafka(line, mode)
+        for record in lines_of(lines):
+            kind, key, value, headers = to_kafka(record.value, mode)
             producer.send(topics.for_type(kind), key=key, value=value, headers=headers)
             count += 1
         producer.flush()
