@@ -1,10 +1,11 @@
 """Benchmark: a bare kafka-python consume loop vs ``registry consume`` into SQLite, same topic.
 
-    python bench/consume.py [--events 100000]
+    python bench/consume.py [--events 100000] [--batch-size N]
 
 Publishes generated events to a fresh topic on the broker (KAFKA_BOOTSTRAP_SERVERS, else the
-embedded tansu), then times (1) a bare consumer group reading every record, (2) the registry
-worker in a child process writing them to a fresh SQLite store, whose peak RSS is measured."""
+embedded tansu), then times (1) a bare consumer group reading every record, with the worker's
+own client settings, (2) the registry worker in a child process writing them to a fresh SQLite
+store, whose peak RSS is measured. Both are timed from their first records to their last."""
 
 from __future__ import annotations
 
@@ -30,9 +31,12 @@ from registry.kafka import Topics, send_lines  # noqa: E402
 def bare_loop(bootstrap: str, topics: Topics, total: int) -> float:
     from kafka import KafkaConsumer
 
+    from consumers.worker import CONSUMER_SETTINGS, WorkerConfig
+
+    config = WorkerConfig()  # the worker's own client settings: like for like
     consumer = KafkaConsumer(topics.transfers, topics.disclosures, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
-                             auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000,
-                             session_timeout_ms=6000, heartbeat_interval_ms=1000, max_partition_fetch_bytes=8 * 1024 * 1024)
+                             max_poll_records=config.batch_size, fetch_max_wait_ms=config.fetch_max_wait_ms,
+                             session_timeout_ms=6000, heartbeat_interval_ms=1000, **CONSUMER_SETTINGS)
     seen, start = 0, None
     while seen < total:
         polled = consumer.poll(timeout_ms=1000)
@@ -44,23 +48,24 @@ def bare_loop(bootstrap: str, topics: Topics, total: int) -> float:
     return total / elapsed
 
 
-def registry_consume(bootstrap: str, topics: Topics, total: int, tmp: str) -> tuple[float, float]:
+def registry_consume(bootstrap: str, topics: Topics, total: int, tmp: str, extra: list[str]) -> tuple[float, float]:
     db = f"sqlite:///{tmp}/bench.db"
     subprocess.run([sys.executable, "-m", "registry", "--db", db, "declare", str(ROOT / "examples/blausen/manifest.yaml")],
                    check=True, capture_output=True)
     args = [sys.executable, "-m", "registry", "--db", db, "--json", "consume", "--group", f"reg-{uuid.uuid4().hex[:6]}",
             "--bootstrap-servers", bootstrap, "--transfers-topic", topics.transfers, "--disclosures-topic", topics.disclosures,
             "--dead-letter-topic", topics.dead_letter, "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000",
-            "--max-events", str(total)]
+            "--max-events", str(total), *extra]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first_batch = None
+    first_batch = last_batch = 0.0
     assert proc.stderr is not None
-    for line in proc.stderr:  # the worker logs one JSON line per batch
-        if '"event": "batch"' in line and first_batch is None:
-            first = json.loads(line)
-            first_batch = time.perf_counter() - first["ms"] / 1000
+    for line in proc.stderr:  # the worker logs one JSON line per batch: timed from the first's start to the last's end
+        if '"event": "batch"' in line:
+            last_batch = time.perf_counter()
+            if not first_batch:
+                first_batch = last_batch - json.loads(line)["ms"] / 1000
     proc.wait()
-    elapsed = time.perf_counter() - (first_batch or time.perf_counter())
+    elapsed = last_batch - first_batch
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return total / elapsed, peak_mb
 
@@ -68,6 +73,7 @@ def registry_consume(bootstrap: str, topics: Topics, total: int, tmp: str) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, help="the worker's batch size (default: its own)")
     args = parser.parse_args()
     os.environ.setdefault("REGISTRY_SUBJECT_KEY", "bench")
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +90,7 @@ def main() -> None:
         print(f"published         {sent} events in {time.perf_counter() - start:.1f} s")
         bare = bare_loop(bootstrap, topics, sent)
         print(f"bare kafka-python {bare:,.0f} events/s")
-        rate, peak = registry_consume(bootstrap, topics, sent, tmp)
+        rate, peak = registry_consume(bootstrap, topics, sent, tmp, ["--batch-size", str(args.batch_size)] if args.batch_size else [])
         print(f"registry consume  {rate:,.0f} events/s into SQLite, peak RSS {peak:.0f} MB")
         print(f"ratio             {rate / bare:.2f}")
 
