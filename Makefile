@@ -1,6 +1,10 @@
 # The two fresh-machine commands: `make demo` (the main job) and `make test` (.ci/run calls it).
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Debian packages: graphviz's `dot` draws the data map (demo and tests); chromium runs the
+# browser test. Installed with apt when missing (as root, or through sudo).
+DEMO_DEBS := graphviz
+TEST_DEBS := graphviz chromium
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -8,13 +12,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench debs-demo debs-test
 install: $(VENV)/.installed
 
-demo: $(VENV)/.installed
+debs-demo:
+	@./.ci/debs $(DEMO_DEBS)
+
+debs-test:
+	@./.ci/debs $(TEST_DEBS)
+
+demo: debs-demo $(VENV)/.installed
 	$(PY) -m examples.blausen.demo
 
-test: $(VENV)/.installed
+test: debs-test $(VENV)/.installed
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
