@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ def bare_loop(bootstrap: str, topics: Topics, total: int) -> float:
     return total / elapsed
 
 
-def registry_consume(bootstrap: str, topics: Topics, total: int, tmp: str, extra: list[str]) -> tuple[float, float]:
+def registry_consume(bootstrap: str, topics: Topics, total: int, tmp: str, extra: list[str]) -> tuple[float, int]:
     db = f"sqlite:///{tmp}/bench.db"
     subprocess.run([sys.executable, "-m", "registry", "--db", db, "declare", str(ROOT / "examples/blausen/manifest.yaml")],
                    check=True, capture_output=True)
@@ -58,15 +57,18 @@ def registry_consume(bootstrap: str, topics: Topics, total: int, tmp: str, extra
             "--max-events", str(total), *extra]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first_batch = last_batch = 0.0
+    peak_mb = 0
     assert proc.stderr is not None
     for line in proc.stderr:  # the worker logs one JSON line per batch: timed from the first's start to the last's end
         if '"event": "batch"' in line:
             last_batch = time.perf_counter()
             if not first_batch:
                 first_batch = last_batch - json.loads(line)["ms"] / 1000
+        elif '"event": "stopped"' in line:
+            # its own figure: getrusage here would count this process's size at the fork
+            peak_mb = json.loads(line)["peak_rss_mb"]
     proc.wait()
     elapsed = last_batch - first_batch
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return total / elapsed, peak_mb
 
 
