@@ -3,7 +3,8 @@
     python bench/http_ingest.py [--events 10000] [--repeat 3]
 
 Starts ``registry serve`` (its own process) on a loopback port with a fresh SQLite store, posts
-the batch ``--repeat`` times (fresh event ids each time) and prints events/s per request. Each batch holds
+the batch ``--repeat`` times (fresh event ids each time) and prints events/s per request, then
+the server's memory. Each batch holds
 ten minutes of events, as a service posting what it just sent would."""
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
         try:
             _wait(base)
             _post(base, token, args)
+            print(f"server memory after {args.repeat} requests: {_memory(server.pid)}")
         finally:
             server.terminate()
             server.wait(10)
@@ -62,6 +64,16 @@ def _wait(base: str) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise SystemExit("the service did not start")
+
+
+def _memory(pid: int) -> str:
+    """The server's resident memory now and at its peak (Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            fields = dict(line.split(":", 1) for line in status if line.startswith(("VmRSS", "VmHWM")))
+    except OSError:
+        return "unknown (no /proc)"
+    return f"RSS {int(fields['VmRSS'].split()[0]) // 1024} MB, peak {int(fields['VmHWM'].split()[0]) // 1024} MB"
 
 
 def _post(base: str, token: str, args: argparse.Namespace) -> None:
