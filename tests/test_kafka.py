@@ -79,6 +79,15 @@ def _declared_db(tmp_path: Path) -> tuple[str, sa.Engine]:
     return db, engine
 
 
+def _published(tmp_path: Path, bootstrap: str, events: int, seed: int) -> tuple[Topics, str, sa.Engine, dict[str, Any], str]:
+    """Fresh topics with a generated stream on them, a declared store, and a fresh group name."""
+    topics = _topics()
+    db, engine = _declared_db(tmp_path)
+    lines, expected = _stream(tmp_path, events, seed=seed)
+    send_lines(lines, bootstrap=bootstrap, topics=topics, mode="structured")
+    return topics, db, engine, expected, f"g{uuid.uuid4().hex[:6]}"
+
+
 def test_emitter_validates_before_sending_and_the_worker_records(tmp_path: Path, kafka_bootstrap: str) -> None:
     from consumers.worker import Worker, WorkerConfig
 
@@ -165,11 +174,7 @@ def test_two_workers_share_a_four_partition_topic(tmp_path: Path, kafka_bootstra
 
 
 def test_sigterm_finishes_the_batch_and_commits(tmp_path: Path, kafka_bootstrap: str) -> None:
-    topics = _topics()
-    db, engine = _declared_db(tmp_path)
-    lines, expected = _stream(tmp_path, 20_000, seed=13)
-    send_lines(lines, bootstrap=kafka_bootstrap, topics=topics, mode="structured")
-    group = f"g{uuid.uuid4().hex[:6]}"
+    topics, db, engine, expected, group = _published(tmp_path, kafka_bootstrap, 20_000, seed=13)
     worker = _consume_cli(db, kafka_bootstrap, topics, group, "--batch-size", "1000")
     deadline = time.monotonic() + 60
     while table_counts(engine)["event"] == 0 and time.monotonic() < deadline:
@@ -188,11 +193,7 @@ def test_sigterm_finishes_the_batch_and_commits(tmp_path: Path, kafka_bootstrap:
 
 @pytest.mark.slow
 def test_sigkill_five_times_loses_and_doubles_nothing(tmp_path: Path, kafka_bootstrap: str) -> None:
-    topics = _topics()
-    db, engine = _declared_db(tmp_path)
-    lines, expected = _stream(tmp_path, 100_000, seed=17)
-    send_lines(lines, bootstrap=kafka_bootstrap, topics=topics, mode="structured")
-    group = f"g{uuid.uuid4().hex[:6]}"
+    topics, db, engine, expected, group = _published(tmp_path, kafka_bootstrap, 100_000, seed=17)
     rng = random.Random(99)
     kills = 0
     while kills < 5:
