@@ -27,14 +27,14 @@ from examples.blausen.generate import generate  # noqa: E402
 from registry.kafka import Topics, send_lines  # noqa: E402
 
 
-def bare_loop(bootstrap: str, topics: Topics, total: int) -> float:
+def bare_loop(bootstrap: str, topics: Topics, total: int, batch_size: int | None) -> float:
     from kafka import KafkaConsumer
 
     from consumers.worker import CONSUMER_SETTINGS, WorkerConfig
 
-    config = WorkerConfig()  # the worker's own client settings: like for like
+    config = WorkerConfig()  # the worker's own client settings and batch size: like for like
     consumer = KafkaConsumer(topics.transfers, topics.disclosures, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
-                             max_poll_records=config.batch_size, fetch_max_wait_ms=config.fetch_max_wait_ms,
+                             max_poll_records=batch_size or config.batch_size, fetch_max_wait_ms=config.fetch_max_wait_ms,
                              session_timeout_ms=6000, heartbeat_interval_ms=1000, **CONSUMER_SETTINGS)
     seen, start = 0, None
     while seen < total:
@@ -90,7 +90,7 @@ def main() -> None:
         sent = send_lines((line for line, _ in generate(args.events, seed=2, poison_per_reason=0)), bootstrap=bootstrap,
                           topics=topics, mode="structured")
         print(f"published         {sent} events in {time.perf_counter() - start:.1f} s")
-        bare = bare_loop(bootstrap, topics, sent)
+        bare = bare_loop(bootstrap, topics, sent, args.batch_size)
         print(f"bare kafka-python {bare:,.0f} events/s")
         rate, peak = registry_consume(bootstrap, topics, sent, tmp, ["--batch-size", str(args.batch_size)] if args.batch_size else [])
         print(f"registry consume  {rate:,.0f} events/s into SQLite, peak RSS {peak:.0f} MB")

@@ -4,8 +4,8 @@
 
 Starts ``registry serve`` (its own process) on a loopback port with a fresh SQLite store, posts
 the batch ``--repeat`` times (fresh event ids each time) and prints events/s per request, then
-the server's memory. Each batch holds
-ten minutes of events, as a service posting what it just sent would."""
+the server's memory. Each batch holds ten minutes of events, as a service posting what it just
+sent would."""
 
 from __future__ import annotations
 
