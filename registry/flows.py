@@ -14,9 +14,10 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .events import TRANSFER
 from .exceptions import InputError
 from .store import EventRow, FlowDay, FlowHour, table
-from .taxonomy import valid_key
+from .taxonomy import covers, valid_key
 
 __all__ = ["Flow", "observed_flows", "category_filter"]
 
@@ -128,12 +129,12 @@ def _add(merged: dict[tuple[str, ...], Flow], flow: Flow) -> None:
 def _from_events(conn: Connection, recipient: str, low: datetime, high: datetime, category: str | None) -> Iterable[Flow]:
     e = table(EventRow)
     rows = conn.execute(sa.select(e.c.source, e.c.time, e.c.body).where(
-        e.c.recipient == recipient, e.c.time >= low, e.c.time < high, e.c.type == "registry.transfer.v1"))
+        e.c.recipient == recipient, e.c.time >= low, e.c.time < high, e.c.type == TRANSFER))
     for source, moment, body in rows:
         envelope = orjson.loads(body)
         d = envelope["data"] if "data" in envelope else envelope
         for cat in dict.fromkeys(d["data_categories"]):
-            if category and not (cat == category or cat.startswith(category + ".")):
+            if category and not covers(category, cat):
                 continue
             yield Flow(source, recipient, cat, d["purpose"], d["legal_basis"], d.get("activity", ""),
                        d.get("destination_country", ""), d.get("transfer_mechanism", ""),
