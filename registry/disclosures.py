@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from .declarations import current_manifest
-from .events import DISCLOSURE, EventValidator
+from .events import DISCLOSURE, EventValidator, format_time
 from .exceptions import DisclosureError, EventError
 from .ledger import append_snapshots
 from .store import LedgerEntry, table
@@ -52,7 +52,7 @@ def parse_disclosure(text: str, validator: EventValidator) -> dict[str, Any]:
 def _as_text(value: Any) -> Any:
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return format_time(moment)
     if isinstance(value, date):
         return value.isoformat()
     return value
