@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from .declarations import current_manifest
 from .events import format_time
-from .flows import Flow, observed_flows
+from .flows import Flow, Observation, observations, per_category
 from .manifest import Activity, Manifest
 from .taxonomy import covers
 from .transfers import safeguard_problem
@@ -43,26 +43,27 @@ class DriftRow(BaseModel):
 
 def drift(engine: Engine, since: datetime | None = None, until: datetime | None = None) -> list[DriftRow]:
     with engine.connect() as conn:
-        flows = observed_flows(conn, since, until)
+        found = observations(conn, since, until)
         manifest = current_manifest(conn)
-    return drift_of(manifest, flows)
+    return drift_of(manifest, found)
 
 
-def drift_of(manifest: Manifest | None, flows: list[Flow]) -> list[DriftRow]:
-    """Pure: the drift rows of ``flows`` against ``manifest``, sorted by kind then flow."""
+def drift_of(manifest: Manifest | None, found: list[Observation]) -> list[DriftRow]:
+    """Pure: the drift rows of the observations against ``manifest``, sorted by kind then flow.
+    A flow row counts the events carrying its category; a safeguard row counts each event once."""
     rows: list[DriftRow] = []
     grouped: dict[tuple[str, str, str, str, str], list[Flow]] = {}
-    for f in flows:
+    for f in per_category(found):
         grouped.setdefault((f.source, f.recipient, f.category, f.purpose, f.legal_basis), []).append(f)
     for (source, recipient, category, purpose, basis), items in grouped.items():
-        found = classify_flow(manifest, source, recipient, category, purpose, basis)
-        if found:
-            kind, activity, detail = found
+        problem = classify_flow(manifest, source, recipient, category, purpose, basis)
+        if problem:
+            kind, activity, detail = problem
             rows.append(_row(kind, items, source=source, recipient=recipient, category=category, purpose=purpose,
                              activity=activity, detail=detail))
-    rows += _safeguards(manifest, flows)
+    rows += _safeguards(manifest, found)
     if manifest is not None:
-        rows += _not_observed(manifest, flows)
+        rows += _not_observed(manifest, found)
     order = {k: i for i, k in enumerate(KINDS)}
     return sorted(rows, key=lambda r: (order[r.kind], r.recipient, r.source or "", r.category or "", r.purpose or "", r.activity or ""))
 
@@ -93,15 +94,15 @@ def _keys(activities: list[Activity]) -> str:
     return ",".join(sorted(a.key for a in activities))
 
 
-def _row(kind: str, items: list[Flow], **fields: str | None) -> DriftRow:
+def _row(kind: str, items: list[Flow] | list[Observation], **fields: str | None) -> DriftRow:
     return DriftRow(kind=kind, first_seen=format_time(min(f.first_seen for f in items)),
                     last_seen=format_time(max(f.last_seen for f in items)), events=sum(f.events for f in items),
                     **fields)  # type: ignore[arg-type]
 
 
-def _safeguards(m: Manifest | None, flows: list[Flow]) -> list[DriftRow]:
-    by_place: dict[tuple[str, str], tuple[str, list[Flow]]] = {}
-    for f in flows:
+def _safeguards(m: Manifest | None, found: list[Observation]) -> list[DriftRow]:
+    by_place: dict[tuple[str, str], tuple[str, list[Observation]]] = {}
+    for f in found:
         declared = m.recipient(f.recipient) if m else None
         country = f.country or (declared.country if declared else "")
         mechanism = f.mechanism or (declared.transfer_mechanism if declared else None)
@@ -112,12 +113,12 @@ def _safeguards(m: Manifest | None, flows: list[Flow]) -> list[DriftRow]:
                  activity=None, detail=problem) for (recipient, _), (problem, items) in by_place.items()]
 
 
-def _not_observed(m: Manifest, flows: list[Flow]) -> list[DriftRow]:
+def _not_observed(m: Manifest, found: list[Observation]) -> list[DriftRow]:
     rows = []
     for a in m.activities:
         for key in a.recipients:
-            if not any(f.recipient == key and any(covers(p, f.purpose) for p in a.purposes)
-                       and any(covers(c, f.category) for c in a.data_categories) for f in flows):
+            if not any(o.recipient == key and any(covers(p, o.purpose) for p in a.purposes)
+                       and any(covers(c, k) for c in a.data_categories for k in o.categories) for o in found):
                 rows.append(DriftRow(kind="declared_not_observed", source=None, recipient=key, category=None, purpose=None,
                                      activity=a.key, detail=f"no event confirms {a.key} → {key}", first_seen=None,
                                      last_seen=None, events=0))

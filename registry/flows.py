@@ -1,8 +1,11 @@
-"""Observed flows for a time window, from the day aggregates.
+"""Observed flows for a time window, from the aggregates.
 
-Whole days come from ``flow_day``, whole hours of a partial day from ``flow_hour``, and an hour
-row that straddles a bound is recounted from that hour's events of that recipient, so ``since``
-(inclusive) and ``until`` (exclusive) are exact while touching at most two hours of events."""
+Whole days come from ``flow_day``, whole hours of a partial day from ``flow_hour``, and the
+recipients with an hour row straddling a bound have that hour recounted from their events, so
+``since`` (inclusive) and ``until`` (exclusive) are exact while touching at most two hours of
+events. The unit is the :class:`Observation`: the events of one signature (their category *set*
+included), so each event is in exactly one observation; :func:`per_category` spreads them into
+one :class:`Flow` per category, which counts the events carrying that category (contract §1)."""
 
 from __future__ import annotations
 
@@ -19,13 +22,42 @@ from .exceptions import InputError
 from .store import EventRow, FlowDay, FlowHour, table
 from .taxonomy import covers, valid_key
 
-__all__ = ["Flow", "observed_flows", "category_filter"]
+__all__ = ["Observation", "Flow", "observations", "per_category", "category_filter"]
 
-_KEY = ("source", "recipient", "category", "purpose", "legal_basis", "activity", "country", "mechanism")
+_KEY = ("source", "recipient", "categories", "purpose", "legal_basis", "activity", "country", "mechanism")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Events of one signature in a window: every event is in exactly one observation, so a sum
+    of ``events`` over any set of observations counts each event once."""
+
+    source: str
+    recipient: str
+    categories: tuple[str, ...]  # sorted
+    purpose: str
+    legal_basis: str
+    activity: str
+    country: str
+    mechanism: str
+    events: int
+    records: int
+    first_seen: datetime
+    last_seen: datetime
+
+    def merge(self, other: "Observation") -> "Observation":
+        return replace(self, events=self.events + other.events, records=self.records + other.records,
+                       first_seen=min(self.first_seen, other.first_seen), last_seen=max(self.last_seen, other.last_seen))
+
+    def covered(self, category: str | None) -> tuple[str, ...]:
+        """The categories of these events under ``category`` (all of them for None)."""
+        return self.categories if category is None else tuple(c for c in self.categories if covers(category, c))
 
 
 @dataclass(frozen=True)
 class Flow:
+    """One category's flow: the events that carried ``category`` (with their record counts)."""
+
     source: str
     recipient: str
     category: str
@@ -44,21 +76,54 @@ class Flow:
                        first_seen=min(self.first_seen, other.first_seen), last_seen=max(self.last_seen, other.last_seen))
 
 
+def per_category(found: Iterable[Observation], category: str | None = None) -> list[Flow]:
+    """One flow per (source, recipient, category, purpose, legal basis, activity, country,
+    mechanism), for the categories under ``category`` (all for None), sorted by key."""
+    merged: dict[tuple[str, ...], Flow] = {}
+    for o in found:
+        for cat in o.covered(category):
+            flow = Flow(o.source, o.recipient, cat, o.purpose, o.legal_basis, o.activity, o.country, o.mechanism,
+                        o.events, o.records, o.first_seen, o.last_seen)
+            key = (o.source, o.recipient, cat, o.purpose, o.legal_basis, o.activity, o.country, o.mechanism)
+            known = merged.get(key)
+            merged[key] = flow if known is None else known.merge(flow)
+    return [merged[k] for k in sorted(merged)]
+
+
 def category_filter(column: Any, category: str) -> Any:
     """``column`` is ``category`` or lies under it."""
-    return sa.or_(column == category, column.like(category.replace("_", r"\_") + ".%", escape="\\"))
+    return sa.or_(column == category, column.like(_escape(category) + ".%", escape="\\"))
 
 
-def observed_flows(conn: Connection, since: datetime | None = None, until: datetime | None = None,
-                   category: str | None = None, recipient: str | None = None) -> list[Flow]:
-    """Flows aggregated over the window, one per (source, recipient, category, purpose,
-    legal basis, activity, country, mechanism): whole days summed from ``flow_day``, the whole
-    hours of a partial day from ``flow_hour``, and only the hour a bound falls inside is looked
-    at row by row (recounted from its events where a row straddles the bound)."""
+def _set_filter(column: Any, category: str) -> Any:
+    """The comma-joined set in ``column`` holds ``category`` or a key under it (a prefilter: the
+    rows are checked again with ``covers``)."""
+    wrapped = sa.literal(",") + column + sa.literal(",")
+    return sa.or_(wrapped.like(f"%,{_escape(category)},%", escape="\\"), wrapped.like(f"%,{_escape(category)}.%", escape="\\"))
+
+
+def _escape(key: str) -> str:
+    return key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def observations(conn: Connection, since: datetime | None = None, until: datetime | None = None,
+                 category: str | None = None, recipient: str | None = None) -> list[Observation]:
+    """The window's observations (only those with a category under ``category``, and of
+    ``recipient``, when given), one per signature, sorted by it: whole days summed from
+    ``flow_day``, the whole hours of a partial day from ``flow_hour``, and the hour a bound falls
+    inside looked at row by row; a recipient with a row there that straddles the bound has that
+    whole hour (within the bound) recounted from its events instead."""
     if category is not None and not valid_key(category):
         raise InputError("not a taxonomy key (like user.contact.email)", "category")
     d, h = table(FlowDay), table(FlowHour)
-    merged: dict[tuple[str, ...], Flow] = {}
+    merged: dict[tuple[Any, ...], Observation] = {}
+
+    def add(o: Observation) -> None:
+        if category is not None and not o.covered(category):
+            return
+        key = tuple(getattr(o, k) for k in _KEY)
+        known = merged.get(key)
+        merged[key] = o if known is None else known.merge(o)
 
     def add_sums(table: sa.Table, column: str, low: Any, high: Any) -> None:
         if low is not None and high is not None and low >= high:
@@ -72,7 +137,7 @@ def observed_flows(conn: Connection, since: datetime | None = None, until: datet
         query = sa.select(*keys, sa.func.sum(table.c.events), sa.func.sum(table.c.records), sa.func.min(table.c.first_seen),
                           sa.func.max(table.c.last_seen)).where(*where).group_by(*keys)
         for row in conn.execute(query):
-            _add(merged, Flow(*row[:8], int(row[8]), int(row[9]), row[10], row[11]))
+            add(_observation(row[:8], int(row[8]), int(row[9]), row[10], row[11]))
 
     add_sums(d, "day", since and _ceil(since, DAY).date(), until and until.date())
     partial_days = {_floor(b, DAY) for b in (since, until) if b is not None and b != _floor(b, DAY)}
@@ -82,20 +147,27 @@ def observed_flows(conn: Connection, since: datetime | None = None, until: datet
         add_sums(h, "hour", low, high)
     partial_hours = {_floor(b, HOUR) for b in (since, until) if b is not None and b != _floor(b, HOUR)}
     for hour in sorted(partial_hours):
-        recount: set[str] = set()
-        for row in conn.execute(sa.select(h).where(*_filters(h, category, recipient), h.c.hour == hour)):
-            if (since is not None and row.last_seen < since) or (until is not None and row.first_seen >= until):
-                continue
-            if (since is not None and row.first_seen < since) or (until is not None and row.last_seen >= until):
-                recount.add(row.recipient)
-                continue
-            _add(merged, Flow(**{k: getattr(row, k) for k in _KEY}, events=row.events, records=row.records,
-                              first_seen=row.first_seen, last_seen=row.last_seen))
         low, high = max(hour, since) if since else hour, min(hour + HOUR, until) if until else hour + HOUR
-        for who in sorted(recount):
-            for flow in _from_events(conn, who, low, high, category):
-                _add(merged, flow)
-    return sorted(merged.values(), key=lambda f: tuple(getattr(f, k) for k in _KEY))
+        if low >= high:
+            continue
+        rows = [row for row in conn.execute(sa.select(h).where(*_filters(h, category, recipient), h.c.hour == hour))
+                if row.last_seen >= low and row.first_seen < high]
+        # A recipient is recounted whole for this hour or not at all: mixing its untouched rows
+        # with a recount of its events would count those rows' events twice.
+        recount = sorted({row.recipient for row in rows if row.first_seen < low or row.last_seen >= high})
+        for row in rows:
+            if row.recipient not in recount:
+                add(_observation([getattr(row, k) for k in _KEY], row.events, row.records, row.first_seen, row.last_seen))
+        for who in recount:
+            for o in _from_events(conn, who, low, high):
+                add(o)
+    return [merged[k] for k in sorted(merged)]
+
+
+def _observation(key: Any, events: int, records: int, first_seen: datetime, last_seen: datetime) -> Observation:
+    source, recipient, categories, purpose, legal_basis, activity, country, mechanism = key
+    return Observation(source, recipient, tuple(categories.split(",")), purpose, legal_basis, activity, country, mechanism,
+                       events, records, first_seen, last_seen)
 
 
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
@@ -114,28 +186,19 @@ def _ceil(moment: datetime, step: timedelta) -> datetime:
 def _filters(table: sa.Table, category: str | None, recipient: str | None) -> list[Any]:
     where = []
     if category:
-        where.append(category_filter(table.c.category, category))
+        where.append(_set_filter(table.c.categories, category))
     if recipient:
         where.append(table.c.recipient == recipient)
     return where
 
 
-def _add(merged: dict[tuple[str, ...], Flow], flow: Flow) -> None:
-    key = tuple(getattr(flow, k) for k in _KEY)
-    known = merged.get(key)
-    merged[key] = flow if known is None else known.merge(flow)
-
-
-def _from_events(conn: Connection, recipient: str, low: datetime, high: datetime, category: str | None) -> Iterable[Flow]:
+def _from_events(conn: Connection, recipient: str, low: datetime, high: datetime) -> Iterable[Observation]:
     e = table(EventRow)
     rows = conn.execute(sa.select(e.c.source, e.c.time, e.c.body).where(
         e.c.recipient == recipient, e.c.time >= low, e.c.time < high, e.c.type == TRANSFER))
     for source, moment, body in rows:
         envelope = orjson.loads(body)
         d = envelope["data"] if "data" in envelope else envelope
-        for cat in dict.fromkeys(d["data_categories"]):
-            if category and not covers(category, cat):
-                continue
-            yield Flow(source, recipient, cat, d["purpose"], d["legal_basis"], d.get("activity", ""),
-                       d.get("destination_country", ""), d.get("transfer_mechanism", ""),
-                       1, d.get("record_count", 1), moment, moment)
+        yield Observation(source, recipient, tuple(sorted(set(d["data_categories"]))), d["purpose"], d["legal_basis"],
+                          d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", ""),
+                          1, d.get("record_count", 1), moment, moment)

@@ -8,7 +8,7 @@ from typing import Iterable
 
 import networkx as nx
 
-from .flows import Flow
+from .flows import Observation
 from .manifest import Manifest
 
 __all__ = ["build_graph", "source_node", "recipient_node", "subprocessors", "erasure_fanout", "chain"]
@@ -22,7 +22,7 @@ def recipient_node(key: str) -> tuple[str, str]:
     return ("recipient", key)
 
 
-def build_graph(manifest: Manifest | None, flows: Iterable[Flow] = ()) -> nx.DiGraph:
+def build_graph(manifest: Manifest | None, flows: Iterable[Observation] = ()) -> nx.DiGraph:
     """Nodes ``("source", s)`` and ``("recipient", key)``. Edge kinds: ``transfer`` (source →
     recipient; ``flows`` observed, ``declared_by`` activities) and ``processor`` (recipient →
     its sub-processor)."""

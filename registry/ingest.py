@@ -218,7 +218,7 @@ def _existing_hashes(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple
 
 
 _EVENT_COLUMNS = ("source", "event_id", "type", "time", "recipient", "payload_hash", "body")
-_FLOW_COLUMNS = ("day", "source", "recipient", "category", "purpose", "legal_basis", "activity", "country", "mechanism",
+_FLOW_COLUMNS = ("day", "source", "recipient", "categories", "purpose", "legal_basis", "activity", "country", "mechanism",
                  "events", "records", "first_seen", "last_seen")
 _FLOW_KEYS = _FLOW_COLUMNS[:9]
 _SUBJECT_COLUMNS = ("week", "subject_ref", "recipient", "source", "purpose", "categories", "events", "first_seen", "last_seen")
@@ -228,29 +228,24 @@ _DEAD_COLUMNS = ("raw_hash", "reason", "detail", "payload", "headers", "topic", 
 
 def _aggregate(plan: Plan, bulk: Bulk, transfers: list[tuple[Event, Any]]) -> None:
     """The batch's flows per hour and day and its subject index, as rows in key order (so that
-    concurrent writers take row locks in the same order). ``stamp`` is the event time in the
+    concurrent writers take row locks in the same order). A flow row is keyed by the event's whole
+    signature, its category set included, so each event adds to exactly one row (contract §1:
+    a row listing several categories counts the event once). ``stamp`` is the event time in the
     store's form, which orders like the time itself. Day rows are summed from the hour rows."""
-    # one tally per event under its whole signature (categories included); spread over the
-    # categories afterwards, over the few distinct signatures of the batch
-    signatures: dict[tuple[Any, ...], list[Any]] = {}
+    hours: dict[tuple[Any, ...], list[Any]] = {}
     subjects: dict[tuple[str, ...], list[Any]] = {}
     for e, stamp in transfers:
         d = e.data
-        categories = tuple(sorted(set(d["data_categories"])))
+        categories = ",".join(sorted(set(d["data_categories"])))
         recipient, purpose = d["recipient"], d["purpose"]
-        _tally(signatures, (bulk.hour(e.time, stamp), e.source, recipient, categories, purpose, d["legal_basis"],
-                            d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", "")),
+        _tally(hours, (bulk.hour(e.time, stamp), e.source, recipient, categories, purpose, d["legal_basis"],
+                       d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", "")),
                d.get("record_count", 1), stamp)
         refs = d.get("subject_refs")
         if refs:
-            joined = ",".join(categories)
             week = bulk.day(monday(e.time.date()))
             for ref in set(refs):
-                _tally(subjects, (week, ref, recipient, e.source, purpose, joined), 0, stamp)
-    hours: dict[tuple[Any, ...], list[Any]] = {}
-    for (hour, source, recipient, categories, *tail), counts in signatures.items():
-        for category in categories:
-            _merge(hours, (hour, source, recipient, category, *tail), counts)
+                _tally(subjects, (week, ref, recipient, e.source, purpose, categories), 0, stamp)
     days: dict[tuple[Any, ...], list[Any]] = {}
     for key, counts in hours.items():
         _merge(days, (key[0][:10] if bulk.sqlite else key[0].date(), *key[1:]), counts)

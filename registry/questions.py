@@ -14,7 +14,7 @@ from .declarations import current_manifest
 from .disclosures import current_disclosures
 from .events import format_time
 from .exceptions import InputError
-from .flows import Flow, observed_flows
+from .flows import Flow, Observation, observations, per_category
 from .graph import build_graph, chain, erasure_fanout, recipient_node, subprocessors
 from .store import FlowDay, LedgerEntry, SubjectFlow, monday, table
 from .subjects import is_subject_ref
@@ -53,23 +53,24 @@ def recipients_of(engine: Engine, category: str, since: datetime | None = None, 
     """Recipients of ``category`` or anything under it in the window; sub-processors inherit
     what their processor received (``via`` names the direct parent)."""
     with engine.connect() as conn:
-        flows = observed_flows(conn, since, until, category=category)
+        found = observations(conn, since, until, category=category)
         manifest = current_manifest(conn)
-    g = build_graph(manifest, flows)
-    by_recipient: dict[str, list[Flow]] = {}
-    for f in flows:
-        by_recipient.setdefault(f.recipient, []).append(f)
-    rows = [_row(g, key, None, items) for key, items in by_recipient.items()]
+    g = build_graph(manifest, found)
+    by_recipient: dict[str, list[Observation]] = {}
+    for o in found:
+        by_recipient.setdefault(o.recipient, []).append(o)
+    rows = [_row(g, key, None, items, category) for key, items in by_recipient.items()]
     if include_subprocessors:
         for key, items in by_recipient.items():
-            rows += [_row(g, sub, parent, items) for sub, parent in subprocessors(g, key)]
+            rows += [_row(g, sub, parent, items, category) for sub, parent in subprocessors(g, key)]
     return sorted(rows, key=lambda r: (r.recipient, r.via or ""))
 
 
-def _row(g, key: str, via: str | None, flows: list[Flow]) -> RecipientRow:  # type: ignore[no-untyped-def]
-    return RecipientRow(**_describe(g, key), via=via, categories=sorted({f.category for f in flows}),
-                        first_seen=format_time(min(f.first_seen for f in flows)),
-                        last_seen=format_time(max(f.last_seen for f in flows)), events=sum(f.events for f in flows))
+def _row(g, key: str, via: str | None, found: list[Observation], category: str) -> RecipientRow:  # type: ignore[no-untyped-def]
+    """Each event once, however many of its categories lie under ``category`` (contract §1)."""
+    return RecipientRow(**_describe(g, key), via=via, categories=sorted({c for o in found for c in o.covered(category)}),
+                        first_seen=format_time(min(o.first_seen for o in found)),
+                        last_seen=format_time(max(o.last_seen for o in found)), events=sum(o.events for o in found))
 
 
 class FlowView(BaseModel):
@@ -90,8 +91,9 @@ class RecipientDetail(RecipientInfo):
 def recipient_detail(engine: Engine, key: str, since: datetime | None = None, until: datetime | None = None) -> RecipientDetail:
     """What ``key`` received, per (source, category, purpose, legal basis)."""
     with engine.connect() as conn:
-        flows = observed_flows(conn, since, until, recipient=key)
+        found = observations(conn, since, until, recipient=key)
         manifest = current_manifest(conn)
+    flows = per_category(found)
     if not flows and (manifest is None or manifest.recipient(key) is None):
         raise InputError(f"no recipient {key!r} is declared or observed", "KEY")
     merged: dict[tuple[str, str, str, str], Flow] = {}
@@ -101,7 +103,7 @@ def recipient_detail(engine: Engine, key: str, since: datetime | None = None, un
     views = [FlowView(source=f.source, category=f.category, purpose=f.purpose, legal_basis=f.legal_basis,
                       first_seen=format_time(f.first_seen), last_seen=format_time(f.last_seen), events=f.events, records=f.records)
              for _, f in sorted(merged.items())]
-    return RecipientDetail(**_describe(build_graph(manifest, flows), key), flows=views)
+    return RecipientDetail(**_describe(build_graph(manifest, found), key), flows=views)
 
 
 class SubjectTransfer(BaseModel):

@@ -19,6 +19,19 @@ from sqlmodel import JSON, Column, Field, SQLModel
 
 from .exceptions import StoreError
 
+# Counts, sums, offsets and row ids are 64-bit everywhere: a sum of record_count (up to 10^12 an
+# event) passes 2^31 at once, and Kafka offsets are 64-bit. SQLite's INTEGER already is; its
+# autoincrement keys stay INTEGER so that they remain the rowid.
+BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _big(nullable: bool = False) -> Any:
+    return Field(default=None if nullable else ..., sa_column=Column(BIG, nullable=nullable))
+
+
+def _big_key() -> Any:
+    return Field(default=None, sa_column=Column(BIG, primary_key=True, autoincrement=True))
+
 __all__ = [
     "DEFAULT_DATABASE_URL", "open_store", "table", "monday", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
     "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "DeadLetter", "LedgerEntry", "ConsumerOffset", "ApiToken",
@@ -70,7 +83,7 @@ class EventRow(SQLModel, table=True):
     # exact edges of time windows that start or end inside a day.
     __table_args__ = (sa.UniqueConstraint("event_id", "source", name="uq_event_id_source"),
                       sa.Index("ix_event_recipient_time", "recipient", "time"))
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: Optional[int] = _big_key()
     source: str
     event_id: str
     type: str
@@ -81,22 +94,25 @@ class EventRow(SQLModel, table=True):
 
 
 class FlowDay(SQLModel, table=True):
-    """One observed flow on one UTC day. ``country``/``mechanism`` are '' when the event named none
-    (the recipient's declared values then apply)."""
+    """The events of one UTC day per event signature: source, recipient, the set of categories,
+    purpose, legal basis, activity, country, mechanism. Each event adds to exactly one row, so a
+    sum over rows counts an event once however many categories it carries (contract §1); a
+    category's flow sums the rows whose set holds it. ``country``/``mechanism`` are '' when the
+    event named none (the recipient's declared values then apply)."""
 
     __tablename__ = "flow_day"
     __table_args__ = {"sqlite_with_rowid": False}  # the key is the row: half the pages on SQLite
     day: date = Field(primary_key=True)
     source: str = Field(primary_key=True)
     recipient: str = Field(primary_key=True)
-    category: str = Field(primary_key=True)
+    categories: str = Field(primary_key=True)  # the event's category keys, sorted, comma-joined
     purpose: str = Field(primary_key=True)
     legal_basis: str = Field(primary_key=True)
     activity: str = Field(primary_key=True, default="")
     country: str = Field(primary_key=True, default="")
     mechanism: str = Field(primary_key=True, default="")
-    events: int
-    records: int
+    events: int = _big()
+    records: int = _big()
     first_seen: datetime
     last_seen: datetime
 
@@ -110,14 +126,14 @@ class FlowHour(SQLModel, table=True):
     hour: datetime = Field(primary_key=True)
     source: str = Field(primary_key=True)
     recipient: str = Field(primary_key=True)
-    category: str = Field(primary_key=True)
+    categories: str = Field(primary_key=True)  # the event's category keys, sorted, comma-joined
     purpose: str = Field(primary_key=True)
     legal_basis: str = Field(primary_key=True)
     activity: str = Field(primary_key=True, default="")
     country: str = Field(primary_key=True, default="")
     mechanism: str = Field(primary_key=True, default="")
-    events: int
-    records: int
+    events: int = _big()
+    records: int = _big()
     first_seen: datetime
     last_seen: datetime
 
@@ -137,14 +153,14 @@ class SubjectFlow(SQLModel, table=True):
     source: str = Field(primary_key=True)
     purpose: str = Field(primary_key=True)
     categories: str = Field(primary_key=True)
-    events: int
+    events: int = _big()
     first_seen: datetime
     last_seen: datetime
 
 
 class DeadLetter(SQLModel, table=True):
     __tablename__ = "dead_letter"
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: Optional[int] = _big_key()
     raw_hash: str = Field(unique=True)  # sha256 of the original bytes and headers: the same record is one row
     reason: str = Field(index=True)
     detail: str
@@ -152,7 +168,7 @@ class DeadLetter(SQLModel, table=True):
     headers: Optional[str] = None
     topic: Optional[str] = None
     partition: Optional[int] = None
-    offset: Optional[int] = None
+    offset: Optional[int] = _big(nullable=True)
     received_at: datetime
     status: str = "dead"  # dead | replayed
     replayed_at: Optional[datetime] = None
@@ -162,7 +178,7 @@ class LedgerEntry(SQLModel, table=True):
     """Append-only; ``hash = sha256(prev_hash || body)``. No code path updates or deletes a row."""
 
     __tablename__ = "ledger_entry"
-    seq: Optional[int] = Field(default=None, primary_key=True)
+    seq: Optional[int] = _big_key()
     request_id: str = Field(index=True)
     snapshot_time: datetime
     recorded_at: datetime
@@ -190,7 +206,7 @@ class ConsumerOffset(SQLModel, table=True):
     group_id: str = Field(primary_key=True)
     topic: str = Field(primary_key=True)
     partition: int = Field(primary_key=True)
-    next_offset: int
+    next_offset: int = _big()
 
 
 def monday(day: date) -> date:

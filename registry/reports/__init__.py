@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from ..declarations import current_manifest
 from ..drift import drift
 from ..exceptions import InputError
-from ..flows import observed_flows
+from ..flows import observations
 
 __all__ = ["FORMATS", "ropa_document", "datamap_document", "write_all"]
 
@@ -35,7 +35,7 @@ def datamap_document(engine: Engine, fmt: Literal["svg", "png", "dot"], category
 
     with engine.connect() as conn:
         manifest = current_manifest(conn)
-        flows = observed_flows(conn)
+        flows = observations(conn)
     if manifest is None:
         raise InputError("no manifest declared yet: run `registry declare FILE` first")
     return render(datamap(manifest, flows, category, recipient), fmt)

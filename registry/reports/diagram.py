@@ -4,16 +4,17 @@ receiving without a safeguard have a red border, declared edges nothing confirms
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import graphviz
 
 from ..drift import classify_flow, drift_of
 from ..exceptions import InputError
-from ..flows import Flow
+from ..flows import Observation
 from ..graph import build_graph, recipient_node, source_node, subprocessors
 from ..manifest import Manifest
-from ..taxonomy import covers, valid_key
+from ..taxonomy import valid_key
 from .ropa import SERVICES
 
 __all__ = ["datamap", "render"]
@@ -22,34 +23,37 @@ Format = Literal["svg", "png", "dot"]
 _FONT = "Helvetica"
 
 
-def datamap(manifest: Manifest, flows: list[Flow], category: str | None = None, recipient: str | None = None) -> graphviz.Digraph:
+def datamap(manifest: Manifest, flows: list[Observation], category: str | None = None,
+            recipient: str | None = None) -> graphviz.Digraph:
+    """Every string from events or the manifest reaches dot escaped (``graphviz.escape``), and node
+    ids are an injective encoding of the key: no label can break the file, no two keys share a node."""
     taxonomy = manifest.taxonomy_view()
     if category is not None and not valid_key(category):
         raise InputError("not a taxonomy key (like user.contact.email)", "category")
     if category:
-        flows = [f for f in flows if covers(category, f.category)]
+        flows = [replace(o, categories=o.covered(category)) for o in flows if o.covered(category)]
     g = build_graph(manifest, flows)
     keep = _keep(g, flows, recipient)
     unsafe = {r.recipient: r.detail for r in drift_of(manifest, flows) if r.kind == "transfer_without_safeguard"}
 
     dot = graphviz.Digraph("datamap", graph_attr={
         "rankdir": "LR", "fontname": _FONT, "nodesep": "0.25", "ranksep": "1.6", "splines": "true", "newrank": "true",
-        "label": f"Data map — {manifest.controller.name}" + (f" — category {category}" if category else "")
-                 + (f" — recipient {recipient}" if recipient else ""), "labelloc": "t", "fontsize": "20"},
+        "label": _text(f"Data map — {manifest.controller.name}" + (f" — category {category}" if category else "")
+                       + (f" — recipient {recipient}" if recipient else "")), "labelloc": "t", "fontsize": "20"},
         node_attr={"fontname": _FONT, "fontsize": "11", "shape": "box", "style": "rounded,filled", "fillcolor": "white"},
         edge_attr={"fontname": _FONT, "fontsize": "9", "color": "#57606a", "fontcolor": "#57606a", "arrowsize": "0.7"})
 
     sources = sorted(n[1] for n in g if n[0] == "source" and n in keep)
     with dot.subgraph(name="cluster_services", graph_attr={"label": "Our services", "style": "rounded", "color": "#8c959f"}) as c:
         for s in sources:
-            c.node(_id(source_node(s)), s.removeprefix("//services/"), fillcolor="#ddf4ff")
+            c.node(_id(source_node(s)), _text(s.removeprefix("//services/")), fillcolor="#ddf4ff")
     kinds: dict[str, list[str]] = {}
     for node, attrs in g.nodes(data=True):
         if node[0] == "recipient" and node in keep:
             kinds.setdefault(attrs.get("service") or "undeclared", []).append(node[1])
     for kind, keys in sorted(kinds.items()):
         label = SERVICES.get(kind, "Not in the manifest")
-        with dot.subgraph(name=f"cluster_{kind}", graph_attr={"label": label, "style": "rounded,dashed" if kind == "undeclared" else "rounded",
+        with dot.subgraph(name=f"cluster_{kind.encode().hex()}", graph_attr={"label": label, "style": "rounded,dashed" if kind == "undeclared" else "rounded",
                                                                "color": "#cf222e" if kind == "undeclared" else "#8c959f"}) as c:
             for key in sorted(keys):
                 attrs = g.nodes[recipient_node(key)]
@@ -60,21 +64,27 @@ def datamap(manifest: Manifest, flows: list[Flow], category: str | None = None, 
                 if key in unsafe:
                     text += "\n⚠ no transfer safeguard"
                     style.update({"color": "#cf222e", "penwidth": "2.2"})
-                c.node(_id(recipient_node(key)), text, **style)
+                c.node(_id(recipient_node(key)), _text(text), **style)
     for u, v, data in g.edges(data=True):
         if u not in keep or v not in keep:
             continue
         if data["kind"] == "processor":
             dot.edge(_id(u), _id(v), label="sub-processor", style="dashed", color="#8250df", fontcolor="#8250df")
         elif data["flows"]:
-            # one edge for the declared flows, one red edge for the undeclared ones
-            undeclared = [f for f in data["flows"] if classify_flow(manifest, f.source, f.recipient, f.category, f.purpose, f.legal_basis)]
-            declared = [f for f in data["flows"] if f not in undeclared]
-            for part, bad in ((declared, False), (undeclared, True)):
+            # one edge for the declared categories, one red edge for the undeclared ones; each
+            # counts an event once however many of its categories it carries (contract §1)
+            parts: dict[bool, list[tuple[Observation, list[str]]]] = {False: [], True: []}
+            for o in data["flows"]:
+                for bad in (False, True):
+                    cats = [c for c in o.categories
+                            if bool(classify_flow(manifest, o.source, o.recipient, c, o.purpose, o.legal_basis)) == bad]
+                    if cats:
+                        parts[bad].append((o, cats))
+            for bad, part in parts.items():
                 if part:
-                    groups = sorted({taxonomy.name("data_categories", ".".join(f.category.split(".")[:2])) for f in part})
-                    label = f"{', '.join(groups)}\n{sum(f.events for f in part):,} events" + (" · undeclared" if bad else "")
-                    dot.edge(_id(u), _id(v), label=label,
+                    groups = sorted({taxonomy.name("data_categories", ".".join(c.split(".")[:2])) for _, cats in part for c in cats})
+                    label = f"{', '.join(groups)}\n{sum(o.events for o, _ in part):,} events" + (" · undeclared" if bad else "")
+                    dot.edge(_id(u), _id(v), label=_text(label),
                              **({"color": "#cf222e", "fontcolor": "#cf222e", "style": "dashed", "penwidth": "1.6"} if bad else {}))
         elif data["declared_by"] and not category:
             dot.edge(_id(u), _id(v), style="dotted", color="#afb8c1", label="declared, not observed", fontcolor="#8c959f")
@@ -82,7 +92,7 @@ def datamap(manifest: Manifest, flows: list[Flow], category: str | None = None, 
     return dot
 
 
-def _keep(g, flows: list[Flow], recipient: str | None) -> set:  # type: ignore[no-untyped-def,type-arg]
+def _keep(g, flows: list[Observation], recipient: str | None) -> set:  # type: ignore[no-untyped-def,type-arg]
     """The nodes to draw: with a recipient filter, its flows and its sub-processor chain only."""
     if recipient is None:
         return set(g.nodes)
@@ -107,7 +117,13 @@ def _legend(dot: graphviz.Digraph) -> None:
 
 
 def _id(node: tuple[str, str]) -> str:
-    return f"{node[0]}:{node[1]}".replace(":", "_").replace("/", "_").replace(".", "_").replace("-", "_")
+    """Injective: ``//svc/a-b`` and ``//svc/a.b`` are two nodes."""
+    return f"{node[0]}_{node[1].encode().hex()}"
+
+
+def _text(label: str) -> str:
+    """A label as literal text: backslashes and ``<...>`` lose their meaning to dot."""
+    return graphviz.escape(label)  # type: ignore[no-any-return]
 
 
 def render(dot: graphviz.Digraph, fmt: Format) -> bytes:

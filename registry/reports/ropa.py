@@ -18,7 +18,7 @@ from ..declarations import current_manifest
 from ..drift import DriftRow, drift_of
 from ..events import format_time
 from ..exceptions import InputError
-from ..flows import Flow, observed_flows
+from ..flows import Observation, observations
 from ..graph import build_graph, subprocessors
 from ..manifest import Activity, Manifest
 from ..taxonomy import Taxonomy, covers
@@ -78,11 +78,11 @@ def build_ropa(engine: Engine, role: Role = "controller") -> tuple[Ropa, Manifes
         manifest = current_manifest(conn)
         if manifest is None:
             raise InputError("no manifest declared yet: run `registry declare FILE` first")
-        flows = observed_flows(conn)
-    return ropa_of(manifest, flows, role), manifest
+        found = observations(conn)
+    return ropa_of(manifest, found, role), manifest
 
 
-def ropa_of(manifest: Manifest, flows: list[Flow], role: Role = "controller") -> Ropa:
+def ropa_of(manifest: Manifest, flows: list[Observation], role: Role = "controller") -> Ropa:
     """Pure: the record for ``manifest`` checked against ``flows``. As ``processor`` (Art. 30(2)),
     only the processing that processors and sub-processors carry out on the controller's behalf."""
     g = build_graph(manifest)
@@ -120,8 +120,10 @@ def ropa_of(manifest: Manifest, flows: list[Flow], role: Role = "controller") ->
                 activities=activities, undeclared=undeclared)
 
 
-def _covers(a: Activity, f: Flow) -> bool:
-    return any(covers(p, f.purpose) for p in a.purposes) and any(covers(c, f.category) for c in a.data_categories)
+def _covers(a: Activity, o: Observation) -> bool:
+    """The events serve a purpose of ``a`` and carry at least one of its categories: evidence for
+    the activity, each event counted once (contract §1)."""
+    return any(covers(p, o.purpose) for p in a.purposes) and any(covers(c, k) for c in a.data_categories for k in o.categories)
 
 
 class Labels:
