@@ -1,5 +1,10 @@
 """Dead letters: listing them and replaying them through the ingest path (e.g. after a manifest
-adds the taxonomy extension an event needed). Replayed rows are kept, marked ``replayed``."""
+adds the taxonomy extension an event needed). Replayed rows are kept, marked ``replayed``.
+
+A row keeps the original event unless it held a raw identifier (``events.stored_copy``), so a
+replay is exactly the original: same ``(source, id)``, same payload hash, and a later redelivery
+of the original counts as a duplicate. ``raw_identifier`` rows are never replayed: their copy
+is masked, and ingesting it would record an event that was never sent."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from .events import Event, RawRecord, format_time
 from .exceptions import EventError
-from .ingest import Ingestor, apply_batch
+from .ingest import Ingestor, apply_isolating
 from .store import DeadLetter, table
 
 __all__ = ["DeadLetterView", "ReplayResult", "list_dead_letters", "replay"]
@@ -50,13 +55,15 @@ def list_dead_letters(engine: Engine, reason: str | None = None, include_replaye
 
 
 def replay(engine: Engine) -> ReplayResult:
-    """Re-validate every dead row against the current manifest; those that pass are ingested
-    (or found to be duplicates) and marked replayed, the rest keep their (updated) reason."""
+    """Re-validate every dead row but ``raw_identifier`` ones against the current manifest; those
+    that pass are ingested (or found to be duplicates) and marked replayed, the rest keep their
+    (updated) reason. ``replayed`` counts the rows tried."""
     ingestor = Ingestor(engine)
     now = datetime.now(timezone.utc)
     ingested = still_dead = attempted = 0
     with engine.begin() as conn:
-        rows = conn.execute(sa.select(table(DeadLetter)).where(table(DeadLetter).c.status == "dead").order_by(table(DeadLetter).c.id)).all()
+        dead = table(DeadLetter)
+        rows = conn.execute(sa.select(dead).where(dead.c.status == "dead", dead.c.reason != "raw_identifier").order_by(dead.c.id)).all()
         passing: list[tuple[RawRecord, Event]] = []
         row_of: dict[int, Any] = {}
         for row in rows:
@@ -69,7 +76,7 @@ def replay(engine: Engine) -> ReplayResult:
             except EventError as exc:
                 still_dead += 1
                 _mark(conn, row.id, status="dead", reason=exc.reason, detail=str(exc))
-        outcome = apply_batch(conn, passing, [], write_dead=False)
+        outcome = apply_isolating(conn, passing, [], write_dead=False)
         ingested = outcome.result.ingested
         for dead in outcome.dead:
             still_dead += 1

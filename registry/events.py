@@ -12,7 +12,7 @@ import orjson
 
 from .exceptions import EventError, InputError
 from .schemas import SchemaViolation, validator
-from .subjects import is_subject_ref, looks_like_raw_identifier, redact, redact_text
+from .subjects import Finding, identifier_in, mask_text, scrub
 from .taxonomy import Taxonomy, default_taxonomy
 
 __all__ = [
@@ -23,7 +23,7 @@ __all__ = [
     "RawRecord",
     "Event",
     "EventValidator",
-    "redacted_payload",
+    "stored_copy",
     "lines_of",
     "parse_time",
     "parse_bound",
@@ -39,7 +39,6 @@ REASONS = (
 )
 _SCHEMAS = {TRANSFER: "transfer.v1", DISCLOSURE: "disclosure.v1"}
 _CE_ATTRS = ("specversion", "id", "source", "type", "time", "subject", "dataschema")
-_HEX = frozenset("0123456789abcdefABCDEF")
 _VARYING = ("subject_refs", "record_count")  # the transfer fields that change from event to event
 _PER_EVENT = ("id", "time", "data")  # envelope members that change from event to event
 _SHAPES_KEPT = 10_000
@@ -133,8 +132,35 @@ class EventValidator:
         """The validated event, or EventError with the reason code."""
         if len(record.value) > MAX_EVENT_BYTES:
             raise EventError("too_large", f"{len(record.value)} bytes is over the 1 MiB limit")
-        envelope, binary = self._envelope_of(record)
-        self._check_envelope(envelope)
+        envelope, binary, headers = self._envelope_of(record)
+        if not isinstance(envelope, dict):
+            _refuse(scrub(envelope)[1])
+            raise EventError("invalid_envelope", "a structured event must be a JSON object")
+        # Raw identifiers first, in every string of the event (keys included): whatever else is
+        # wrong with it, such an event is a raw_identifier dead letter, and an event refused for
+        # any other reason is known to be clean, so its stored copy can be the original.
+        _refuse([Finding(f"headers.{mask_text(name)}", kind) for name, value in headers.items()
+                 for kind in (identifier_in(name) or identifier_in(value),) if kind])
+        attributes = {k: v for k, v in envelope.items() if k not in _PER_EVENT}
+        shape = orjson.dumps(attributes, option=orjson.OPT_SORT_KEYS)
+        if shape not in self._valid_envelopes:  # a shape seen valid was seen clean
+            _refuse(scrub(attributes)[1])
+        for name in ("id", "time"):
+            if name in envelope:
+                _refuse(scrub(envelope[name], name)[1])
+        data = envelope.get("data")
+        data_shape = None
+        if isinstance(data, dict) and envelope.get("type") == TRANSFER:
+            data_shape = orjson.dumps({k: v for k, v in data.items() if k not in _VARYING}, option=orjson.OPT_SORT_KEYS)
+            if data_shape in self._valid_shapes:
+                for name in _VARYING:
+                    if name in data:
+                        _refuse(scrub(data[name], f"data.{name}", name == "subject_refs" and isinstance(data[name], list))[1])
+            else:
+                _refuse(scrub(data, "data")[1])
+        elif "data" in envelope:
+            _refuse(scrub(data, "data")[1])
+        self._check_envelope(envelope, shape)
         try:
             moment = parse_time(envelope["time"])
         except ValueError as exc:
@@ -142,10 +168,12 @@ class EventValidator:
         kind = envelope["type"]
         if kind not in _SCHEMAS:
             raise EventError("unknown_type", f"unknown event type {kind!r}", "type")
-        data = envelope.get("data")
         if not isinstance(data, dict):
             raise EventError("invalid_data", "data must be a JSON object", "data")
-        self.check_data(kind, data)
+        if kind == TRANSFER:
+            self._check_transfer(data, data_shape)
+        else:
+            self.check_data(kind, data)
         # The payload hash ignores key order and whitespace: a redelivery re-serialised by another
         # client is still a duplicate, not a conflict.
         digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
@@ -157,9 +185,6 @@ class EventValidator:
 
     def check_data(self, kind: str, data: dict[str, Any], prefix: str = "data.") -> None:
         """Validate an event's data (raw identifiers, schema, taxonomy); EventError names the field."""
-        if kind == TRANSFER and prefix == "data.":
-            self._check_transfer(data)
-            return
         try:
             self._check_fully(kind, data)
         except EventError as exc:
@@ -168,7 +193,7 @@ class EventValidator:
             raise EventError(exc.reason, exc.message, prefix + exc.path.removeprefix("data.")) from None
 
     def _check_fully(self, kind: str, data: dict[str, Any]) -> None:
-        _refuse_raw_identifiers(kind, data)
+        _refuse(scrub(data, "data")[1])
         try:
             self._data[kind](data)
         except SchemaViolation as exc:
@@ -177,11 +202,11 @@ class EventValidator:
         if kind == DISCLOSURE:
             _check_dates(data)
 
-    def _check_envelope(self, envelope: dict[str, Any]) -> None:
+    def _check_envelope(self, envelope: dict[str, Any], shape: bytes) -> None:
         """As for data: the attributes but id and time repeat per source, so a shape seen valid
         is not validated again, only id and time against their own definitions."""
-        shape = orjson.dumps({k: v for k, v in envelope.items() if k not in _PER_EVENT}, option=orjson.OPT_SORT_KEYS) \
-            if "id" in envelope and "time" in envelope else None
+        if "id" not in envelope or "time" not in envelope:
+            shape = None  # type: ignore[assignment]
         try:
             if shape is None or shape not in self._valid_envelopes:
                 self._envelope(envelope)
@@ -196,16 +221,16 @@ class EventValidator:
         except SchemaViolation as exc:
             raise EventError("invalid_envelope", exc.message, exc.path or "(envelope)") from None
 
-    def _check_transfer(self, data: dict[str, Any]) -> None:
+    def _check_transfer(self, data: dict[str, Any], shape: bytes | None = None) -> None:
         """Transfers from one service mostly repeat the same fields but for subject_refs and
         record_count: a shape (all the other fields) seen valid once is not validated again, and
         only the varying fields are, against their own definitions in the same schema."""
-        shape = orjson.dumps({k: v for k, v in data.items() if k not in _VARYING}, option=orjson.OPT_SORT_KEYS)
+        if shape is None:
+            shape = orjson.dumps({k: v for k, v in data.items() if k not in _VARYING}, option=orjson.OPT_SORT_KEYS)
         if shape not in self._valid_shapes:
             self._check_fully(TRANSFER, data)
             _remember(self._valid_shapes, shape)
             return
-        _refuse_raw_refs(data)
         for name in _VARYING:
             if name in data:
                 try:
@@ -213,7 +238,7 @@ class EventValidator:
                 except SchemaViolation as exc:
                     raise EventError("invalid_data", exc.message, f"data.{name}{exc.path}") from None
 
-    def _envelope_of(self, record: RawRecord) -> tuple[Any, bool]:
+    def _envelope_of(self, record: RawRecord) -> tuple[Any, bool, dict[str, str]]:
         headers = _header_map(record.headers)
         binary = _is_binary(headers)
         try:
@@ -221,12 +246,10 @@ class EventValidator:
         except orjson.JSONDecodeError as exc:
             raise EventError("invalid_json", f"not JSON: {exc}") from None
         if not binary:
-            if not isinstance(value, dict):
-                raise EventError("invalid_envelope", "a structured event must be a JSON object")
-            return value, False
+            return value, False, headers
         envelope: dict[str, Any] = {a: headers[f"ce_{a}"] for a in _CE_ATTRS if f"ce_{a}" in headers}
         envelope["data"] = value
-        return envelope, True
+        return envelope, True, headers
 
     def _check_taxonomy(self, data: dict[str, Any]) -> None:
         for i, key in enumerate(data.get("data_categories", ())):
@@ -237,14 +260,6 @@ class EventValidator:
         for i, key in enumerate(data.get("data_subjects", ())):
             if key not in self.subjects:
                 raise EventError("unknown_subject_category", f"unknown data subject category {key!r}", f"data.data_subjects[{i}]")
-
-
-# Fields whose values are free text (or keys loose enough to hold "1.2.3.4"); the rest are
-# constrained by the schema to characters no email or IP address can be written with.
-_FREE_TEXT = {
-    TRANSFER: ("recipient", "activity"),
-    DISCLOSURE: ("request_id", "authority", "notice_reason", "legal_reference"),
-}
 
 
 def _remember(shapes: set[bytes], shape: bytes) -> None:
@@ -268,33 +283,26 @@ def _check_dates(data: dict[str, Any]) -> None:
             raise EventError("invalid_data", f"not a valid date: {exc}", "data.notice_due") from None
 
 
-def _refuse_raw_identifiers(kind: str, data: dict[str, Any]) -> None:
-    """An email, phone, IP or name where a subject ref belongs (or an email/IP in a free-text
-    field) is refused before anything is stored. A wrong-length hex string is a malformed ref."""
-    _refuse_raw_refs(data)
-    for name in _FREE_TEXT[kind]:
-        text = data.get(name)
-        # cheap gate first: every email has an @, every IP a digit first or a colon
-        if isinstance(text, str) and ("@" in text or text[:1].isdigit() or ":" in text) \
-                and looks_like_raw_identifier(text) in ("email", "ip"):
-            raise EventError("raw_identifier", "a raw email or IP address", f"data.{name}")
+def _refuse(findings: list[Finding]) -> None:
+    """raw_identifier naming where (paths whose keys are masked), never what."""
+    if findings:
+        others = ", ".join(dict.fromkeys(f.path or "(value)" for f in findings[1:]))
+        kinds = ", ".join(sorted({f.kind for f in findings}))
+        raise EventError("raw_identifier", f"a raw identifier ({kinds})" + (f"; also at {others}" if others else ""),
+                         findings[0].path or "(value)")
 
 
-def _refuse_raw_refs(data: dict[str, Any]) -> None:
-    refs = data.get("subject_refs")
-    if isinstance(refs, list):
-        for i, ref in enumerate(refs):
-            if isinstance(ref, str) and not is_subject_ref(ref) and not (ref and set(ref) <= _HEX):
-                what = looks_like_raw_identifier(ref) or "value"
-                raise EventError("raw_identifier", f"a raw {what} where a subject ref (64 hex) belongs", f"data.subject_refs[{i}]")
-
-
-def redacted_payload(record: RawRecord, limit: int = 4096) -> str:
-    """What a dead-letter row keeps of the bytes: parsed and redacted JSON where possible,
-    else redacted text; never more than ``limit`` characters for oversized records."""
+def stored_copy(record: RawRecord, limit: int = 4096) -> tuple[str, str | None]:
+    """What a dead-letter row keeps (payload, headers as JSON): the original itself where it holds
+    no raw identifier, so that a replay is exactly the original event; else a copy with only the
+    identifiers masked (structure-aware: ids, dates and numbers stay as they were). Oversized or
+    unparseable bytes keep at most ``limit`` characters of masked text."""
+    headers = orjson.dumps([[mask_text(k), mask_text(bytes(v).decode("utf-8", "replace"))] for k, v in record.headers]).decode() \
+        if record.headers else None
     if len(record.value) > MAX_EVENT_BYTES:
-        return redact_text(record.value[:limit].decode("utf-8", "replace"))
+        return mask_text(record.value[:limit].decode("utf-8", "replace")), headers
     try:
-        return orjson.dumps(redact(orjson.loads(record.value))).decode()
+        masked, findings = scrub(orjson.loads(record.value))
     except orjson.JSONDecodeError:
-        return redact_text(record.value.decode("utf-8", "replace"))
+        return mask_text(record.value[:limit].decode("utf-8", "replace")), headers
+    return (orjson.dumps(masked).decode() if findings else record.value.decode("utf-8")), headers

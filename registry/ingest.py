@@ -16,11 +16,11 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from .declarations import current_manifest
-from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, redacted_payload
+from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
 from .exceptions import EventError
 from .ledger import append_snapshots
-from .subjects import redact_text
-from .store import EventRow, monday, table
+from .store import EventRow, ManifestVersion, monday, table
+from .subjects import mask_text
 from .writes import Bulk, bulk_for
 
 __all__ = ["IngestResult", "DeadRecord", "BatchOutcome", "Ingestor", "ingest_records", "lines_of"]
@@ -67,14 +67,26 @@ class Plan:
 
 
 class Ingestor:
-    """Holds the validator (taxonomy of the current manifest) for a run of batches."""
+    """Holds the validator (taxonomy of the newest manifest) for a run of batches; a manifest
+    declared meanwhile applies from the next batch on (one small query a batch)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        manifest = current_manifest(engine)
-        self.validator = EventValidator(manifest.taxonomy_view() if manifest else None)
+        self._version: int | None = -1
+        self.validator = EventValidator()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Rebuild the validator if a newer manifest version was declared since the last batch."""
+        with self.engine.connect() as conn:
+            version = conn.execute(sa.select(sa.func.max(table(ManifestVersion).c.version))).scalar()
+            if version != self._version:
+                manifest = current_manifest(conn)
+                self.validator = EventValidator(manifest.taxonomy_view() if manifest else None)
+                self._version = version
 
     def decode(self, records: Sequence[RawRecord]) -> tuple[list[tuple[RawRecord, Event]], list[DeadRecord]]:
+        self.refresh()
         decoded: list[tuple[RawRecord, Event]] = []
         refused: list[DeadRecord] = []
         with few_collections():
@@ -95,7 +107,7 @@ class Ingestor:
         for attempt in range(3):
             try:
                 with few_collections(), self.engine.begin() as conn:
-                    outcome = apply_batch(conn, decoded, list(refused), offsets)
+                    outcome = apply_isolating(conn, decoded, list(refused), offsets)
                     if before_commit is not None:
                         before_commit(outcome)
                     return outcome
@@ -188,6 +200,54 @@ def apply_batch(conn: Connection, decoded: list[tuple[RawRecord, Event]], dead: 
     return write_plan(conn, plan_events(fresh, bulk), duplicates, dead + conflicts, offsets, write_dead)
 
 
+# What a database refuses of a value the schemas allowed (PostgreSQL: a NUL in a text, a sum past
+# 64 bits; SQLite: an integer past 64 bits, refused by the driver before the statement runs).
+_REFUSED_BY_DATABASE = (sa.exc.DataError, OverflowError)
+
+
+def apply_isolating(conn: Connection, decoded: list[tuple[RawRecord, Event]], dead: list[DeadRecord],
+                    offsets: Sequence[tuple[str, str, int, int]] = (), write_dead: bool = True) -> BatchOutcome:
+    """``apply_batch``, except that an event holding a value only the database refuses becomes
+    one ``invalid_data`` dead letter and its neighbours are written: the batch is halved under
+    savepoints until the refused events stand alone. A poison event never stops the stream."""
+    try:
+        with conn.begin_nested():
+            return apply_batch(conn, decoded, dead, offsets, write_dead)
+    except _REFUSED_BY_DATABASE:
+        pass
+    total, refused = IngestResult(), list(dead)
+    _write_apart(conn, decoded, total, refused)
+    outcome = write_plan(conn, Plan(), total.duplicates, refused, offsets, write_dead)
+    outcome.result.ingested = total.ingested
+    return outcome
+
+
+def _write_apart(conn: Connection, decoded: list[tuple[RawRecord, Event]], total: IngestResult, refused: list[DeadRecord]) -> None:
+    if not decoded:
+        return
+    try:
+        with conn.begin_nested():
+            outcome = apply_batch(conn, decoded, [], write_dead=False)
+        total.ingested += outcome.result.ingested
+        total.duplicates += outcome.result.duplicates
+        refused.extend(outcome.dead)
+        return
+    except _REFUSED_BY_DATABASE as exc:
+        if len(decoded) == 1:
+            refused.append(DeadRecord(decoded[0][0], "invalid_data", f"the database refused a value: {_refusal(exc)}"))
+            return
+    middle = len(decoded) // 2
+    _write_apart(conn, decoded[:middle], total, refused)
+    _write_apart(conn, decoded[middle:], total, refused)
+
+
+def _refusal(exc: BaseException) -> str:
+    """The database's reason without the statement or its parameters (which hold event values)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).splitlines() or [""])[0]
+    return mask_text(f"{type(cause).__name__}: {first}"[:300])
+
+
 def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRecord],
                offsets: Sequence[tuple[str, str, int, int]] = (), write_dead: bool = True) -> BatchOutcome:
     bulk = bulk_for(conn)
@@ -278,7 +338,8 @@ def _merge(table: dict[Any, list[Any]], key: Any, counts: list[Any]) -> None:
 
 
 def _write_dead(conn: Connection, bulk: Bulk, dead: list[DeadRecord]) -> None:
-    """One row per distinct original bytes; only a redacted form of them is kept."""
+    """One row per distinct original bytes: the original itself, or a copy with only its raw
+    identifiers masked (``events.stored_copy``)."""
     now = bulk.time(datetime.now(timezone.utc))
     rows = {}
     for d in dead:
@@ -286,7 +347,7 @@ def _write_dead(conn: Connection, bulk: Bulk, dead: list[DeadRecord]) -> None:
         for name, value in d.record.headers or ():  # binary mode: the identity is in the headers
             digest.update(b"\0" + name.encode() + b"=" + bytes(value))
         raw_hash = digest.hexdigest()
-        headers = orjson.dumps([[k, redact_text(v.decode("utf-8", "replace"))] for k, v in d.record.headers]).decode() if d.record.headers else None
-        rows[raw_hash] = (raw_hash, d.reason, d.detail[:2000], redacted_payload(d.record), headers,
+        payload, headers = stored_copy(d.record)
+        rows[raw_hash] = (raw_hash, d.reason, d.detail[:2000], payload, headers,
                           d.record.topic, d.record.partition, d.record.offset, now, "dead")
     bulk.run(conn, bulk.insert_sql("dead_letter", _DEAD_COLUMNS, keys=("raw_hash",), ignore=True), [rows[k] for k in sorted(rows)])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .exceptions import ConfigError
 
-__all__ = ["subject_ref", "is_subject_ref", "looks_like_raw_identifier", "redact", "redact_text"]
+__all__ = ["subject_ref", "is_subject_ref", "looks_like_raw_identifier", "identifier_in", "mask_text", "Finding", "scrub"]
 
 SUBJECT_KEY_ENV = "REGISTRY_SUBJECT_KEY"
 _REF = re.compile(r"^[0-9a-f]{64}$")
@@ -18,7 +20,6 @@ _REF = re.compile(r"^[0-9a-f]{64}$")
 # characters without an @ cost linear time, not quadratic.
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 _IPV4 = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
-_IPV6 = re.compile(r"\b(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}\b")
 # A whole value that is a phone number: optional +, 7-15 digits, common separators.
 _PHONE_VALUE = re.compile(r"^\+?[\d][\d ().-]{5,20}\d$")
 _PHONE_IN_TEXT = re.compile(r"\+\d[\d ().-]{6,18}\d")
@@ -45,7 +46,7 @@ def looks_like_raw_identifier(value: str) -> str | None:
     """The kind of raw identifier ``value`` looks like (``email``, ``phone``, ``ip``, ``name``), or None."""
     if _EMAIL.search(value):
         return "email"
-    if _IPV4.fullmatch(value) or (":" in value and _IPV6.fullmatch(value)):
+    if identifier_in(value) == "ip":
         return "ip"
     digits = sum(c.isdigit() for c in value)
     if _PHONE_VALUE.match(value) and 7 <= digits <= 15:
@@ -55,26 +56,96 @@ def looks_like_raw_identifier(value: str) -> str | None:
     return None
 
 
-def redact_text(text: str) -> str:
-    """Mask emails, IP addresses and +-prefixed phone numbers inside free text."""
+def _ipv6(match: re.Match[str]) -> bool:
+    token = match.group(0).strip(".")
+    if not any(c.isalnum() and c != ":" for c in token):
+        return False
+    try:
+        ipaddress.IPv6Address(token.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+# Candidate IPv6 tokens (checked by ``ipaddress``, so times like 10:30:00 never count).
+_IPV6_TOKEN = re.compile(r"(?<![0-9A-Za-z:.])[0-9A-Fa-f:][0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:%[0-9A-Za-z]+)?")
+# Whole strings that need no look: no @ (email), no . (IPv4), no : (IPv6), no + (phone).
+_GATE = frozenset("@.:+")
+
+
+def identifier_in(text: str) -> str | None:
+    """The kind of the first raw identifier inside ``text`` (``email``, ``ip``, ``phone``), or
+    None. Applied to every string of an event, keys included. Phones count only in their
+    international form (``+`` and 7–15 digits): bare digit runs are ids, counts and dates."""
+    if _GATE.isdisjoint(text):
+        return None
+    if "@" in text and _EMAIL.search(text):
+        return "email"
+    if "." in text and _IPV4.search(text):
+        return "ip"
+    if ":" in text and any(_ipv6(m) for m in _IPV6_TOKEN.finditer(text)):
+        return "ip"
+    if "+" in text and any(7 <= sum(c.isdigit() for c in m.group(0)) <= 15 for m in _PHONE_IN_TEXT.finditer(text)):
+        return "phone"
+    return None
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every raw identifier inside it replaced by ``[redacted:KIND]``."""
+    if _GATE.isdisjoint(text):
+        return text
     if "@" in text:
         text = _EMAIL.sub("[redacted:email]", text)
     text = _IPV4.sub("[redacted:ip]", text)
-    return _PHONE_IN_TEXT.sub("[redacted:phone]", text)
+    text = _IPV6_TOKEN.sub(lambda m: "[redacted:ip]" if _ipv6(m) else m.group(0), text)
+    return _PHONE_IN_TEXT.sub(lambda m: "[redacted:phone]" if 7 <= sum(c.isdigit() for c in m.group(0)) <= 15 else m.group(0), text)
 
 
-def redact(value: Any, _opaque: bool = False) -> Any:
-    """A copy of a parsed JSON value with raw identifiers masked. Anything inside a
-    ``subject_refs`` list that is not a subject ref is masked whole, whatever it looks like."""
-    if isinstance(value, dict):
-        return {k: redact(v, k == "subject_refs") for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, _opaque) for v in value]
+@dataclass(frozen=True)
+class Finding:
+    """Where a raw identifier sits (a JSON path whose own keys are masked) and its kind."""
+
+    path: str
+    kind: str
+
+
+def scrub(value: Any, path: str = "", refs: bool = False) -> tuple[Any, list[Finding]]:
+    """(``value`` with only its raw identifiers masked, where they were). Walks every string,
+    object keys included; inside a ``subject_refs`` list anything but a subject ref (or a
+    malformed all-hex ref, an error of another kind) is a raw subject id, masked whole. Values
+    that hold no identifier (ids, dates, numbers) come back unchanged."""
+    findings: list[Finding] = []
+    return _scrub(value, path, refs, findings), findings
+
+
+def _scrub(value: Any, path: str, refs: bool, findings: list[Finding]) -> Any:
     if isinstance(value, str):
-        if is_subject_ref(value):
+        if refs:
+            if _HEX_ONLY.match(value):
+                return value
+            findings.append(Finding(path, looks_like_raw_identifier(value) or "subject id"))
+            return "[redacted:subject_id]"
+        kind = identifier_in(value)
+        if kind is None:
             return value
-        if _opaque:
-            return "[redacted]"
-        kind = looks_like_raw_identifier(value)
-        return f"[redacted:{kind}]" if kind in ("phone", "ip") else redact_text(value)
+        findings.append(Finding(path, kind))
+        return mask_text(value)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            kind = identifier_in(key)
+            shown = mask_text(key) if kind else key
+            if kind:
+                findings.append(Finding(_join(path, shown) + " (key)", kind))
+            out[shown] = _scrub(item, _join(path, shown), key == "subject_refs" and isinstance(item, list), findings)
+        return out
+    if isinstance(value, list):
+        return [_scrub(item, f"{path}[{i}]", refs, findings) for i, item in enumerate(value)]
     return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+_HEX_ONLY = re.compile(r"^[0-9a-fA-F]+$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from registry.events import EventValidator, RawRecord, redacted_payload
+from registry.events import EventValidator, RawRecord, stored_copy
 from registry.exceptions import EventError
 
 from .helpers import record, ref, transfer
@@ -66,6 +66,8 @@ def test_extension_category_is_known_only_with_the_manifest(validator: EventVali
     (orjson.dumps(transfer("e1", legal_basis="because")), "invalid_data"),
     (orjson.dumps(transfer("e1", data_categories=[])), "invalid_data"),
     (orjson.dumps(transfer("e1", record_count=0)), "invalid_data"),
+    (orjson.dumps(transfer("e1", record_count=2**63)), "invalid_data"),
+    (orjson.dumps(transfer("e1", record_count=10**12 + 1)), "invalid_data"),
     (orjson.dumps(transfer("e1", surprise=1)), "invalid_data"),
     (orjson.dumps(transfer("e1", subject_refs=["abc123"])), "invalid_data"),
     (orjson.dumps(transfer("e1", data_categories=["user.telepathy"])), "unknown_category"),
@@ -88,12 +90,18 @@ def test_error_names_the_field(validator: EventValidator) -> None:
     assert info.value.path == "data.data_categories[1]"
 
 
-def test_redacted_payload_keeps_no_raw_identifier() -> None:
+def test_stored_copy_masks_only_the_raw_identifiers() -> None:
     raw = RawRecord(value=orjson.dumps(transfer("e1", subject_refs=["jane.doe@example.org", "+1 713 555 0100", "Jane Doe", ref("x")])))
-    kept = redacted_payload(raw)
+    kept, _ = stored_copy(raw)
     assert "jane.doe" not in kept and "555" not in kept and "Jane Doe" not in kept
     assert ref("x") in kept and "google-analytics" in kept
-    assert "jane@example.org" not in redacted_payload(RawRecord(value=b'{"broken": "jane@example.org'))
+    assert orjson.loads(kept)["id"] == "e1" and orjson.loads(kept)["time"] == "2026-03-01T10:00:00Z"
+    assert "jane@example.org" not in stored_copy(RawRecord(value=b'{"broken": "jane@example.org'))[0]
+
+
+def test_stored_copy_of_a_clean_event_is_the_original() -> None:
+    raw = RawRecord(value=b'{"id": "12345678", "time": "2026-03-02T10:00:00Z",  "data": {"n": 5551234567}}')
+    assert stored_copy(raw)[0] == raw.value.decode()
 
 
 def verdict(v: EventValidator, event: RawRecord) -> tuple[str, str | None] | None:

@@ -105,7 +105,7 @@ def test_raw_identifiers_reach_only_a_redacted_dead_letter(declared: sa.Engine) 
     assert [r.reason for r in rows] == ["raw_identifier", "raw_identifier"]
     stored = all_text(declared)
     assert email not in stored and "jane.doe" not in stored and "555 0199" not in stored
-    assert "[redacted]" in rows[0].payload
+    assert "[redacted:subject_id]" in rows[0].payload
 
 
 def test_replay_after_the_manifest_adds_an_extension(declared: sa.Engine, manifest) -> None:  # type: ignore[no-untyped-def]
