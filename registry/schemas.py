@@ -1,18 +1,19 @@
-"""The JSON Schemas in ``schemas/``, compiled once per process and used to validate at run time."""
+"""The JSON Schemas (package data in ``registry/jsonschemas/``, published as ``schemas/``), compiled
+once per process and used to validate at run time."""
 
 from __future__ import annotations
 
 import json
 import re
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 from typing import Any, Callable
 
 import fastjsonschema
 
 __all__ = ["SCHEMA_DIR", "validator", "SchemaViolation"]
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = resources.files("registry") / "jsonschemas"
 
 _MISSING = re.compile(r"must contain \['([^']+)'")
 _INDEX = re.compile(r"^\d+$")
