@@ -200,3 +200,42 @@ def test_records_sum_past_64_bit_counters_of_old(stocked) -> None:  # type: igno
     with engine.connect() as conn:
         total = conn.exec_driver_sql("SELECT SUM(records) FROM flow_day").scalar_one()
     assert int(total) == sum(e["data"].get("record_count", 1) for e in events) > 3 * 10**12
+
+
+def test_migration_rebuilds_old_per_category_aggregates(db_url: str, manifest: Manifest) -> None:
+    """A store written before 0002 (per-category flow rows, 32-bit counters on PostgreSQL) answers
+    with the contract's count semantics after the upgrade: the aggregates are rebuilt from events."""
+    from alembic import command
+    from alembic.config import Config
+
+    from registry.declarations import declare
+    from registry.store import _MIGRATIONS, _normalise, open_store
+
+    events = _events(seed=5, count=200)
+    old = sa.create_engine(_normalise(db_url))
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with old.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        import orjson
+
+        conn.execute(sa.text("INSERT INTO event (source, event_id, type, time, recipient, payload_hash, body) "
+                             "VALUES (:s, :i, 'registry.transfer.v1', :t, :r, 'h', :b)"),
+                     [{"s": e["source"], "i": e["id"], "t": e["_time"], "r": e["data"]["recipient"],
+                       "b": orjson.dumps({k: v for k, v in e.items() if k != "_time"}).decode()} for e in events])
+    old.dispose()
+    engine = open_store(db_url)
+    declare(engine, manifest)
+    expected: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        expected[e["data"]["recipient"]].append(e)
+    assert {r.recipient: (r.events, *_span_of(r)) for r in recipients_of(engine, "user") if r.via is None} == {
+        k: (len(v), *_span(v)) for k, v in expected.items()}
+    with engine.connect() as conn:
+        assert int(conn.exec_driver_sql("SELECT SUM(records) FROM flow_hour").scalar_one()) == \
+            sum(e["data"].get("record_count", 1) for e in events)
+
+
+def _span_of(row: Any) -> tuple[str, str]:
+    return row.first_seen, row.last_seen

@@ -10,7 +10,7 @@ Create Date: 2026-11-26
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from alembic import op
@@ -79,10 +79,10 @@ def _rebuild(bind: sa.Connection) -> None:
         row[1] += counts[1]
         row[2], row[3] = min(row[2], counts[2]), max(row[3], counts[3])
 
-    def stamp(value: Any) -> Any:
+    def stamp(value: Any) -> Any:  # SQLite keeps times and days as SQLAlchemy writes them
         if sqlite and isinstance(value, datetime):
             return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-        return value.isoformat() if sqlite else value
+        return value.isoformat() if sqlite and isinstance(value, date) else value
 
     columns = "source, recipient, categories, purpose, legal_basis, activity, country, mechanism, events, records, first_seen, last_seen"
     for name, first, table in (("flow_hour", "hour", hours), ("flow_day", "day", days)):
