@@ -98,7 +98,7 @@ def test_svg_parses_and_names_every_recipient(blausen: sa.Engine, manifest) -> N
         assert r.key in text, r.key
     assert "facebook-pixel" in text and "no transfer safeguard" in text
     only = datamap_document(blausen, "dot", recipient="mailchimp").decode()
-    assert "mandrill_gcp" in only and "stripe" not in only
+    assert "mandrill-gcp" in only and "Stripe" not in only  # labels name the keys; node ids are encoded
 
 
 def test_notice_groups_by_kind_and_lists_transfers(manifest) -> None:  # type: ignore[no-untyped-def]
@@ -113,3 +113,21 @@ def test_report_writes_the_folder(blausen: sa.Engine, tmp_path: Path) -> None:
     files = write_all(blausen, tmp_path / "audit")
     assert files == ["datamap.svg", "drift.json", "notice.md", "ropa.csv", "ropa.html", "ropa.json", "ropa.md", "ropa.xlsx"]
     assert all((tmp_path / "audit" / f).stat().st_size > 0 for f in files)
+
+
+def test_data_map_escapes_labels_and_keeps_lookalike_keys_apart(declared: sa.Engine) -> None:
+    """Sources and recipients are event strings: markup, quotes and backslashes must not break
+    dot, and keys that differ only by punctuation are different nodes."""
+    from .helpers import transfer
+
+    odd = ["//svc/<<b>x</b>>", "//svc/a-b", "//svc/a.b", '//svc/q"uote\\', "//svc/{x}; y -> z"]
+    events = [transfer(f"m{i}", source=s) for i, s in enumerate(odd)] + [transfer(f"r{r}", recipient=r) for r in ("x-y", "x.y")]
+    assert Ingestor(declared).ingest([record(e) for e in events]).ingested == len(events)
+    dot = datamap_document(declared, "dot").decode()
+    svg = datamap_document(declared, "svg")  # would raise if dot refused the file
+    texts = {"".join(t.itertext()) for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
+    for source in odd:
+        assert source.removeprefix("//services/") in texts, source
+    assert dot.count("source_") >= len(odd)  # five source nodes, none merged
+    assert any(t.startswith("x-y") for t in texts) and any(t.startswith("x.y") for t in texts)
+    assert datamap_document(declared, "png").startswith(b"\x89PNG")
