@@ -62,8 +62,8 @@ def replay(engine: Engine) -> ReplayResult:
     now = datetime.now(timezone.utc)
     ingested = still_dead = attempted = 0
     with engine.begin() as conn:
-        dead = table(DeadLetter)
-        rows = conn.execute(sa.select(dead).where(dead.c.status == "dead", dead.c.reason != "raw_identifier").order_by(dead.c.id)).all()
+        t = table(DeadLetter)
+        rows = conn.execute(sa.select(t).where(t.c.status == "dead", t.c.reason != "raw_identifier").order_by(t.c.id)).all()
         passing: list[tuple[RawRecord, Event]] = []
         row_of: dict[int, Any] = {}
         for row in rows:
