@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from .declarations import current_manifest
 from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, redacted_payload
 from .exceptions import EventError
+from .anchors import anchor_new_heads
 from .ledger import append_snapshots
 from .subjects import redact_text
 from .store import EventRow, monday, table
@@ -98,7 +99,8 @@ class Ingestor:
                     outcome = apply_batch(conn, decoded, list(refused), offsets)
                     if before_commit is not None:
                         before_commit(outcome)
-                    return outcome
+                anchor_new_heads(self.engine)  # disclosure heads go to the anchor file only once committed
+                return outcome
             except sa.exc.IntegrityError:
                 # Another worker inserted one of these events meanwhile (a rebalance overlap): redo.
                 if attempt == 2:
