@@ -117,20 +117,19 @@ def signed_head(entries: int, head_hash: str) -> Head:
                 public_key=public_text(key.public_key()))
 
 
-def head(engine: Engine) -> Head:
+def head(engine: Engine, start_anchor: bool = True) -> Head:
     """The signed head of a ledger that verifies (with the configured anchor file); the anchor
     file, when set, receives it. A ledger that does not verify gets no head: signing one would
-    vouch for the tampering."""
-    from .anchors import anchor_new_heads
-
-    from .anchors import anchor_path
+    vouch for the tampering. ``start_anchor``: a missing anchor file is started here (the
+    operator's ``disclosures head``; the web service never re-creates one)."""
+    from .anchors import anchor_new_heads, anchor_path
 
     configured = anchor_path()
-    starting = configured is not None and not configured.exists()  # an operator starts the anchor file here
+    starting = start_anchor and configured is not None and not configured.exists()
     check = verify(engine, configured_anchor=not starting)
     if not check.ok:
         raise LedgerError(f"the ledger does not verify, no head is signed: {check.reason}")
-    anchor_new_heads(engine, create=True)
+    anchor_new_heads(engine, create=starting)
     with engine.connect() as conn:
         last = conn.execute(sa.select(_T.c.seq, _T.c.hash).order_by(_T.c.seq.desc()).limit(1)).first()
     return signed_head(last.seq, last.hash) if last else signed_head(0, GENESIS)
