@@ -27,17 +27,26 @@ from .ledger import GENESIS, Head, entry_fits, head_message, signed_head
 from .ledger_keys import signature_valid, signing_key
 from .store import LedgerEntry, table
 
-__all__ = ["ANCHOR_ENV", "anchor_path", "anchor_new_heads", "Anchors", "load_anchors", "check_anchors"]
+__all__ = ["ANCHOR_ENV", "anchor_path", "anchor_started", "anchor_new_heads", "Anchors", "load_anchors", "check_anchors"]
 
 ANCHOR_ENV = "REGISTRY_LEDGER_ANCHOR_FILE"
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _T = table(LedgerEntry)
 log = logging.getLogger(__name__)
+_WARNED: set[Path] = set()
 
 
 def anchor_path() -> Path | None:
     value = os.environ.get(ANCHOR_ENV)
     return Path(value) if value else None
+
+
+def anchor_started(path: Path) -> bool:
+    """Whether the anchor file holds anything (a missing or empty one is started by ``head``)."""
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 @dataclass
@@ -149,12 +158,13 @@ def anchor_new_heads(target: Connection | Engine, create: bool = False) -> int:
     (and, with a key, a valid signature) are anchored: the key never vouches for rows written
     behind its back. A file whose last head the table no longer holds is left for ``verify``.
 
-    A missing file is created only when ``create`` is true (an empty ledger's first append, or
-    ``disclosures head``): a writer that re-created a deleted anchor file from the table would
-    anchor whatever tail the table has left."""
+    A missing or empty file is started (with the empty ledger's head) only when ``create`` is
+    true (an empty ledger's first append, or ``disclosures head``): a writer that re-created a
+    deleted anchor file from the table would anchor whatever tail the table has left."""
     path = anchor_path()
     if path is None or (not create and not path.exists()):
-        if path is not None:
+        if path is not None and path not in _WARNED:  # once per process: the worker calls this every batch
+            _WARNED.add(path)
             log.warning("ledger anchor file %s is missing; run `registry disclosures head` to start it", path)
         return 0
     if isinstance(target, Engine):
@@ -173,6 +183,10 @@ def anchor_new_heads(target: Connection | Engine, create: bool = False) -> int:
         except (orjson.JSONDecodeError, ValidationError, ValueError):
             log.warning("ledger anchor file %s: the last line is not a head; nothing appended", path)
             return 0
+        if last is None and not create:
+            # an emptied file is reported by verify, never silently refilled from the table
+            log.warning("ledger anchor file %s holds no head; nothing appended", path)
+            return 0
         start = last.entries if last else 0
         rows = target.execute(sa.select(_T).where(_T.c.seq >= start).order_by(_T.c.seq)).all()
         prev, previous_signed = (last.head, False) if last else (GENESIS, False)
@@ -182,7 +196,8 @@ def anchor_new_heads(target: Connection | Engine, create: bool = False) -> int:
         if start:
             previous_signed = rows[0].signature is not None
             rows = rows[1:]
-        lines = []
+        # a started file opens with the empty ledger's head: "started" and "emptied" then differ
+        lines = [orjson.dumps(signed_head(0, GENESIS).model_dump()) + b"\n"] if last is None else []
         for n, row in enumerate(rows, start + 1):
             fits = entry_fits(row, prev, n)
             if key is not None and fits:

@@ -122,10 +122,10 @@ def head(engine: Engine, start_anchor: bool = True) -> Head:
     file, when set, receives it. A ledger that does not verify gets no head: signing one would
     vouch for the tampering. ``start_anchor``: a missing anchor file is started here (the
     operator's ``disclosures head``; the web service never re-creates one)."""
-    from .anchors import anchor_new_heads, anchor_path
+    from .anchors import anchor_new_heads, anchor_path, anchor_started
 
     configured = anchor_path()
-    starting = start_anchor and configured is not None and not configured.exists()
+    starting = start_anchor and configured is not None and not anchor_started(configured)
     check = verify(engine, configured_anchor=not starting)
     if not check.ok:
         raise LedgerError(f"the ledger does not verify, no head is signed: {check.reason}")

@@ -94,9 +94,9 @@ def test_a_deleted_tail_is_caught_against_the_anchor_file(declared: sa.Engine, k
     for rid in ("R-1", "R-2", "R-3"):
         log_disclosure(declared, snap(request_id=rid))
     lines = [orjson.loads(line) for line in anchor_file.read_text().splitlines()]
-    assert [line["entries"] for line in lines] == [1, 2, 3]
+    assert [line["entries"] for line in lines] == [0, 1, 2, 3]  # started with the empty ledger's head
     assert lines[-1] == head(declared).model_dump()
-    assert len(anchor_file.read_text().splitlines()) == 3  # `head` appends nothing new
+    assert len(anchor_file.read_text().splitlines()) == 4  # `head` appends nothing new
     assert verify(declared).anchored is True
     _exec(declared, "DELETE FROM ledger_entry WHERE seq = 3")
     result = verify(declared)
@@ -111,6 +111,24 @@ def test_a_deleted_tail_is_caught_against_the_anchor_file(declared: sa.Engine, k
     assert verify(declared).model_dump(exclude={"reason"}) == {"ok": False, "entries": 0, "first_bad": None, "anchored": False}
     with pytest.raises(LedgerError):
         head(declared)  # no head is signed over a ledger that does not verify
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_deleted_or_emptied_anchor_file_is_reported(declared: sa.Engine, key: Path, anchor_file: Path, damage: str) -> None:
+    log_disclosure(declared, snap())
+    log_disclosure(declared, snap(request_id="R-2"))
+    assert verify(declared).anchored is True
+    if damage == "delete":
+        anchor_file.unlink()
+    else:
+        anchor_file.write_text("")
+    result = verify(declared)
+    assert (result.ok, result.anchored, result.first_bad) == (False, False, None)
+    assert f"is {'missing' if damage == 'delete' else 'empty'} while the table holds entries" in (result.reason or "")
+    log_disclosure(declared, snap(request_id="R-3"))  # a writer does not re-create or refill the file
+    assert (anchor_file.read_text() if anchor_file.exists() else None) == ("" if damage == "truncate" else None)
+    assert head(declared).entries == 3  # the operator's `disclosures head` (re)starts it, over a ledger that verifies
+    assert verify(declared).anchored is True
 
 
 def test_a_chain_rebuilt_and_signed_with_another_key_fails(signed: sa.Engine, tmp_path: Path,
