@@ -29,7 +29,7 @@ __all__ = ["GENESIS", "canonical", "entry_hash", "head_message", "append_snapsho
            "VerifyResult", "verify"]
 
 GENESIS = "0" * 64
-_LOCK_KEY = 730_115  # PostgreSQL advisory lock serialising appends (SQLite serialises writers itself)
+_LOCK_KEY = 730_115  # PostgreSQL advisory lock serialising appends
 _T = table(LedgerEntry)
 
 
@@ -56,13 +56,22 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
 
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    elif conn.dialect.name == "sqlite":
+        # pysqlite begins the transaction at the first write, so the newest seq read below would be
+        # read outside it: a write that changes nothing takes SQLite's write lock first
+        conn.exec_driver_sql("UPDATE ledger_entry SET seq = seq WHERE 0")
     key = signing_key()
     last = conn.execute(sa.select(_T.c.seq, _T.c.hash, _T.c.signature).order_by(_T.c.seq.desc()).limit(1)).first()
     if key is None and last is not None and last.signature is not None:
         # an unsigned entry after signed ones fails verification: refuse it instead of writing it
         raise ConfigError("the ledger is signed but REGISTRY_LEDGER_KEY is not set: set it to the ledger key's PEM file")
-    # heads committed by earlier writers (e.g. a worker whose process ended before anchoring)
-    anchor_new_heads(conn, create=last is None)
+    # heads committed by earlier writers (e.g. a worker whose process ended before anchoring); not
+    # a second time in one transaction, whose first rows are not committed (a rollback would leave
+    # the anchor file holding heads that never existed)
+    transaction = id(conn.get_transaction())
+    if conn.info.get("ledger_appending_in") != transaction:
+        anchor_new_heads(conn, create=last is None)
+        conn.info["ledger_appending_in"] = transaction
     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
     out: list[dict[str, Any]] = []
     now = datetime.now(timezone.utc)

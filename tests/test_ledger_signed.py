@@ -113,6 +113,39 @@ def test_a_deleted_tail_is_caught_against_the_anchor_file(declared: sa.Engine, k
         head(declared)  # no head is signed over a ledger that does not verify
 
 
+def test_concurrent_writers_keep_one_anchor_line_per_entry(declared: sa.Engine, key: Path, anchor_file: Path) -> None:
+    import threading
+
+    def write(prefix: str) -> None:
+        for i in range(4):
+            log_disclosure(declared, snap(request_id=f"{prefix}-{i}"))
+
+    threads = [threading.Thread(target=write, args=(p,)) for p in ("A", "B", "C")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [orjson.loads(line)["entries"] for line in anchor_file.read_text().splitlines()] == list(range(13))
+    result = verify(declared)
+    assert (result.ok, result.entries, result.anchored) == (True, 12, True)
+
+
+def test_two_appends_in_one_rolled_back_transaction_anchor_nothing(declared: sa.Engine, key: Path, anchor_file: Path) -> None:
+    from datetime import datetime, timezone
+
+    from registry.ledger import append_snapshots
+
+    log_disclosure(declared, snap())
+    before = anchor_file.read_text()
+    with pytest.raises(RuntimeError), declared.begin() as conn:
+        append_snapshots(conn, [(datetime.now(timezone.utc), {**BASE, "request_id": "X-1"}, "test")])
+        append_snapshots(conn, [(datetime.now(timezone.utc), {**BASE, "request_id": "X-2"}, "test")])
+        raise RuntimeError("rolled back")
+    assert anchor_file.read_text() == before
+    log_disclosure(declared, snap(request_id="R-2"))
+    assert verify(declared).ok
+
+
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
 def test_a_deleted_or_emptied_anchor_file_is_reported(declared: sa.Engine, key: Path, anchor_file: Path, damage: str) -> None:
     log_disclosure(declared, snap())
