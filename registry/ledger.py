@@ -10,6 +10,7 @@ anchor kept outside the database (a saved head, the anchor file of :mod:`registr
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -68,10 +69,10 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
     # heads committed by earlier writers (e.g. a worker whose process ended before anchoring); not
     # a second time in one transaction, whose first rows are not committed (a rollback would leave
     # the anchor file holding heads that never existed)
-    transaction = id(conn.get_transaction())
-    if conn.info.get("ledger_appending_in") != transaction:
+    transaction, seen = conn.get_transaction(), conn.info.get("ledger_appending_in")
+    if seen is None or seen() is not transaction:
         anchor_new_heads(conn, create=last is None)
-        conn.info["ledger_appending_in"] = transaction
+        conn.info["ledger_appending_in"] = weakref.ref(transaction) if transaction is not None else None
     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
     out: list[dict[str, Any]] = []
     now = datetime.now(timezone.utc)
