@@ -428,17 +428,6 @@ def disclosures_list(
     _warn(warnings)
 
 
-@disclosures_app.command("verify")
-@command
-def disclosures_verify(as_json: JsonOpt = False) -> None:
-    """Recompute the ledger's hash chain; exit 1 naming the first entry that does not fit."""
-    result = ledger.verify(_store())
-    emit(result, as_json, lambda r: out.print(f"ledger ok: {r.entries} entries" if r.ok else
-                                              f"[red]ledger broken[/] at {r.first_bad} ({r.entries} entries read)"))
-    if not result.ok:
-        raise typer.Exit(1)
-
-
 @disclosures_app.command("report")
 @command
 def disclosures_report(
@@ -486,6 +475,9 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
     from .web import create_app
 
     uvicorn.run(create_app(_Globals.db), host=host, port=port, log_level="info")
+
+
+from . import cli_ledger  # noqa: E402,F401  (registers `disclosures head`, `disclosures verify`, `ledger-key`)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
+from .anchors import anchor_new_heads
 from .events import Event, RawRecord, format_time
 from .exceptions import EventError
 from .ingest import Ingestor, apply_isolating
@@ -85,6 +86,7 @@ def replay(engine: Engine) -> ReplayResult:
         for row_id in row_of:
             if row_id not in refused:
                 _mark(conn, row_id, status="replayed", replayed_at=now)
+    anchor_new_heads(engine)  # replayed disclosures' heads, once committed
     return ReplayResult(replayed=attempted, ingested=ingested, still_dead=still_dead)
 
 

@@ -11,17 +11,19 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
 from .declarations import current_manifest
 from .events import DISCLOSURE, EventValidator, format_time
 from .exceptions import DisclosureError, EventError
+from .anchors import anchor_new_heads
 from .ledger import append_snapshots
 from .store import LedgerEntry, table
 from .transfers import EEA
 
-__all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning"]
+__all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning",
+           "overdue_warning"]
 
 _AGREEMENT = re.compile(r"mlat|treaty|agreement|convention|mutual legal assistance", re.IGNORECASE)
 
@@ -66,6 +68,7 @@ def log_disclosure(engine: Engine, text: str, origin: str | None = None) -> LogR
     origin = origin or f"file:{_user()}"
     with engine.begin() as conn:
         (result,) = append_snapshots(conn, [(datetime.now(timezone.utc), data, origin)])
+    anchor_new_heads(engine)  # after the commit: an anchor must never hold a head that was rolled back
     return LogResult(**result)
 
 
@@ -87,6 +90,7 @@ class Disclosure(BaseModel):
     notice: str
     notice_due: str | None
     versions: int
+    warnings: list[str] = Field(default_factory=list, description="Art. 48 and overdue-notice messages for this request")
 
 
 def current_disclosures(conn: Connection) -> list[tuple[Disclosure, dict[str, Any]]]:
@@ -111,7 +115,7 @@ def current_disclosures(conn: Connection) -> list[tuple[Disclosure, dict[str, An
 def list_disclosures(engine: Engine, open_only: bool = False, overdue_only: bool = False,
                      today: date | None = None) -> tuple[list[Disclosure], list[str]]:
     """Current requests (open = outcome pending; overdue = notice delayed past its due date),
-    and the Art. 48 warnings for them."""
+    each with its ``warnings``, and all those warnings (the CLI prints them on stderr)."""
     today = today or datetime.now(timezone.utc).date()
     with engine.connect() as conn:
         current = current_disclosures(conn)
@@ -119,13 +123,20 @@ def list_disclosures(engine: Engine, open_only: bool = False, overdue_only: bool
     for row, data in current:
         if open_only and row.outcome != "pending":
             continue
-        if overdue_only and not (row.notice == "delayed" and row.notice_due and date.fromisoformat(row.notice_due) < today):
+        overdue = overdue_warning(row, today)
+        if overdue_only and overdue is None:
             continue
+        row.warnings = [w for w in (art48_warning(data), overdue) if w]
         rows.append(row)
-        warning = art48_warning(data)
-        if warning:
-            warnings.append(warning)
+        warnings += row.warnings
     return rows, warnings
+
+
+def overdue_warning(row: Disclosure, today: date) -> str | None:
+    """A delayed notice to the data subjects whose due date has passed."""
+    if row.notice == "delayed" and row.notice_due and date.fromisoformat(row.notice_due) < today:
+        return f"{row.request_id}: notice to the data subjects was delayed until {row.notice_due} and is overdue"
+    return None
 
 
 def art48_warning(data: dict[str, Any]) -> str | None:

@@ -7,6 +7,7 @@
     │   └── DisclosureError    a disclosure snapshot is wrong (``path`` names it)
     ├── ConfigError            missing or wrong configuration (subject key, database URL); exit 2
     ├── StoreError             the database cannot be opened or migrated
+    ├── LedgerError            the disclosure ledger does not verify (``disclosures head``); exit 1
     └── BrokerError            Kafka cannot be reached or refuses a request
 
 Library code raises these and never calls ``sys.exit``; the CLI maps them to exit codes.
@@ -22,6 +23,7 @@ __all__ = [
     "DisclosureError",
     "ConfigError",
     "StoreError",
+    "LedgerError",
     "BrokerError",
 ]
 
@@ -61,6 +63,10 @@ class ConfigError(RegistryError):
 
 class StoreError(RegistryError):
     """The store cannot be opened, migrated or written."""
+
+
+class LedgerError(RegistryError):
+    """The disclosure ledger does not verify, so no head is signed over it."""
 
 
 class BrokerError(RegistryError):

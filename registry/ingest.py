@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from .declarations import current_manifest
 from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
 from .exceptions import EventError
+from .anchors import anchor_new_heads
 from .ledger import append_snapshots
 from .store import EventRow, ManifestVersion, monday, table
 from .subjects import mask_text
@@ -112,7 +113,8 @@ class Ingestor:
                     outcome = apply(conn, decoded, list(refused), offsets)
                     if before_commit is not None:
                         before_commit(outcome)
-                    return outcome
+                anchor_new_heads(self.engine)  # disclosure heads go to the anchor file only once committed
+                return outcome
             except _REFUSED_BY_DATABASE:
                 # Rare: redo the batch in a new transaction that sets the refused events apart.
                 # (Not savepoints from the start: on SQLite a savepoint opens the transaction

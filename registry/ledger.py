@@ -1,26 +1,37 @@
-"""The disclosure ledger: every snapshot of an authority's request, append-only and hash-chained.
+"""The disclosure ledger: every snapshot of an authority's request, append-only, hash-chained and
+signed.
 
 ``hash = sha256(prev_hash || canonical JSON of the entry)``, the entry carrying its own sequence
-number, so an edit, a deletion or a reordering of stored rows breaks the chain at that entry."""
+number, so an edit, a deletion or a reordering of stored rows breaks the chain at that entry. Each
+hash is signed with the ledger key (Ed25519, :mod:`registry.ledger_keys`), so recomputing every
+hash after an edit fails the signatures. A deleted tail leaves a valid shorter chain: only an
+anchor kept outside the database (a saved head, the anchor file of :mod:`registry.anchors`) sees it."""
 
 from __future__ import annotations
 
 import hashlib
+import weakref
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import orjson
 import sqlalchemy as sa
-from pydantic import BaseModel
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
 from .events import format_time
+from .exceptions import ConfigError, LedgerError
+from .ledger_keys import public_text, sign, signature_valid, signing_key, verifying_key
 from .store import LedgerEntry, table
 
-__all__ = ["GENESIS", "canonical", "entry_hash", "append_snapshots", "VerifyResult", "verify"]
+__all__ = ["GENESIS", "canonical", "entry_hash", "head_message", "append_snapshots", "Head", "head", "signed_head",
+           "VerifyResult", "verify"]
 
 GENESIS = "0" * 64
-_LOCK_KEY = 730_115  # PostgreSQL advisory lock serialising appends (SQLite serialises writers itself)
+_LOCK_KEY = 730_115  # PostgreSQL advisory lock serialising appends
+_T = table(LedgerEntry)
 
 
 def canonical(value: Any) -> bytes:
@@ -31,13 +42,37 @@ def entry_hash(prev_hash: str, body: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 
 
+def head_message(entries: int, head_hash: str) -> bytes:
+    """What a head's signature covers: the count and the newest hash. JSON, so it can never be
+    mistaken for an entry signature (which covers the 64 hex characters of a hash)."""
+    return canonical({"entries": entries, "head": head_hash})
+
+
 def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[str, Any], str]]) -> list[dict[str, Any]]:
     """Append each (time, data, origin) snapshot inside the caller's transaction. A snapshot
     identical to its request's newest version is not a new version. ``origin`` (the event source,
-    or who logged it) is part of the hashed entry. Returns {request_id, version, hash} each."""
+    or who logged it) is part of the hashed entry. Each new entry's hash is signed with
+    REGISTRY_LEDGER_KEY when set. Returns {request_id, version, hash} each."""
+    from .anchors import anchor_new_heads
+
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    last = conn.execute(sa.select(table(LedgerEntry).c.seq, table(LedgerEntry).c.hash).order_by(table(LedgerEntry).c.seq.desc()).limit(1)).first()
+    elif conn.dialect.name == "sqlite":
+        # pysqlite begins the transaction at the first write, so the newest seq read below would be
+        # read outside it: a write that changes nothing takes SQLite's write lock first
+        conn.exec_driver_sql("UPDATE ledger_entry SET seq = seq WHERE 0")
+    key = signing_key()
+    last = conn.execute(sa.select(_T.c.seq, _T.c.hash, _T.c.signature).order_by(_T.c.seq.desc()).limit(1)).first()
+    if key is None and last is not None and last.signature is not None:
+        # an unsigned entry after signed ones fails verification: refuse it instead of writing it
+        raise ConfigError("the ledger is signed but REGISTRY_LEDGER_KEY is not set: set it to the ledger key's PEM file")
+    # heads committed by earlier writers (e.g. a worker whose process ended before anchoring); not
+    # a second time in one transaction, whose first rows are not committed (a rollback would leave
+    # the anchor file holding heads that never existed)
+    transaction, seen = conn.get_transaction(), conn.info.get("ledger_appending_in")
+    if seen is None or seen() is not transaction:
+        anchor_new_heads(conn, create=last is None)
+        conn.info["ledger_appending_in"] = weakref.ref(transaction) if transaction is not None else None
     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
     out: list[dict[str, Any]] = []
     now = datetime.now(timezone.utc)
@@ -45,7 +80,7 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
         request_id = data["request_id"]
         digest = hashlib.sha256(canonical(data)).hexdigest()
         versions = conn.execute(
-            sa.select(table(LedgerEntry).c.content_hash, table(LedgerEntry).c.hash).where(table(LedgerEntry).c.request_id == request_id).order_by(table(LedgerEntry).c.seq)
+            sa.select(_T.c.content_hash, _T.c.hash).where(_T.c.request_id == request_id).order_by(_T.c.seq)
         ).all()
         if versions and versions[-1][0] == digest:
             out.append({"request_id": request_id, "version": len(versions), "hash": versions[-1][1]})
@@ -57,31 +92,134 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
         conn.execute(sa.insert(LedgerEntry), [{
             "seq": seq, "request_id": request_id, "snapshot_time": moment, "recorded_at": now,
             "content_hash": digest, "body": body.decode(), "prev_hash": prev, "hash": digest_of_entry,
+            "signature": sign(key, digest_of_entry.encode("ascii")) if key is not None else None,
         }])
         prev = digest_of_entry
         out.append({"request_id": request_id, "version": len(versions) + 1, "hash": prev})
     return out
 
 
-class VerifyResult(BaseModel):
-    ok: bool
-    entries: int
-    first_bad: str | None
+def entry_fits(row: Any, prev: str, expected_seq: int) -> bool:
+    """Whether a stored row is the entry that belongs at ``expected_seq`` after ``prev``."""
+    body = row.body.encode()
+    try:
+        stated = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return (isinstance(stated, dict) and stated.get("seq") == row.seq == expected_seq and stated.get("request_id") == row.request_id
+            and row.prev_hash == prev and entry_hash(prev, body) == row.hash)
 
 
-def verify(engine: Engine) -> VerifyResult:
-    """Recompute the chain from the genesis hash; the first entry that does not fit is named."""
-    prev, expected_seq, count = GENESIS, 1, 0
+class Head(BaseModel):
+    """``disclosures head``: the newest entry's hash and the number of entries, signed."""
+
+    entries: int = Field(description="Entries in the ledger")
+    head: str = Field(description="Hash of the newest entry (64 zeros for an empty ledger)")
+    signature: str | None = Field(description="Ed25519 signature (base64) of {entries, head} by the ledger key; null without a key")
+    public_key: str | None = Field(description="The signing key's public half (base64 of the 32 raw bytes); null without a key")
+
+
+def signed_head(entries: int, head_hash: str) -> Head:
+    key = signing_key()
+    if key is None:
+        return Head(entries=entries, head=head_hash, signature=None, public_key=None)
+    return Head(entries=entries, head=head_hash, signature=sign(key, head_message(entries, head_hash)),
+                public_key=public_text(key.public_key()))
+
+
+def head(engine: Engine, start_anchor: bool = True) -> Head:
+    """The signed head of a ledger that verifies (with the configured anchor file); the anchor
+    file, when set, receives it. A ledger that does not verify gets no head: signing one would
+    vouch for the tampering. ``start_anchor``: a missing anchor file is started here (the
+    operator's ``disclosures head``; the web service never re-creates one)."""
+    from .anchors import anchor_new_heads, anchor_path, anchor_started
+
+    configured = anchor_path()
+    starting = start_anchor and configured is not None and not anchor_started(configured)
+    check = verify(engine, configured_anchor=not starting)
+    if not check.ok:
+        raise LedgerError(f"the ledger does not verify, no head is signed: {check.reason}")
+    anchor_new_heads(engine, create=starting)
     with engine.connect() as conn:
-        for row in conn.execute(sa.select(table(LedgerEntry)).order_by(table(LedgerEntry).c.seq)):
-            count += 1
-            body = row.body.encode()
-            try:
-                stated = orjson.loads(body)
-                intact = stated.get("seq") == row.seq == expected_seq and stated.get("request_id") == row.request_id
-            except orjson.JSONDecodeError:
-                intact = False
-            if not intact or row.prev_hash != prev or entry_hash(prev, body) != row.hash:
-                return VerifyResult(ok=False, entries=count, first_bad=row.request_id)
-            prev, expected_seq = row.hash, expected_seq + 1
-    return VerifyResult(ok=True, entries=count, first_bad=None)
+        last = conn.execute(sa.select(_T.c.seq, _T.c.hash).order_by(_T.c.seq.desc()).limit(1)).first()
+    return signed_head(last.seq, last.hash) if last else signed_head(0, GENESIS)
+
+
+class VerifyResult(BaseModel):
+    ok: bool = Field(description="Chain, signatures and anchors all hold")
+    entries: int = Field(description="Entries read (up to and including the first bad one)")
+    first_bad: str | None = Field(description="request_id of the first entry that does not fit; null when none, or when the tail is missing")
+    anchored: bool | None = Field(description="null: no anchor checked; true: every anchored head is in the table; false: one is not")
+    reason: str | None = Field(description="What was checked and, when not ok, what failed")
+
+
+@dataclass
+class _Chain:
+    """The chain walk: the valid prefix's hashes and request ids, and the first problem."""
+
+    hashes: list[str] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
+    first_bad: str | None = None
+    problem: str | None = None
+    unsigned: int = 0  # unsigned entries before the first signed one (logged before signing existed)
+    signed: int = 0
+
+
+def _walk(engine: Engine, key: Ed25519PublicKey | None) -> _Chain:
+    chain = _Chain()
+    prev = GENESIS
+    with engine.connect() as conn:
+        for row in conn.execute(sa.select(_T).order_by(_T.c.seq)):
+            n = len(chain.hashes) + 1
+            where = f"entry {n} ({row.request_id})"
+            if not entry_fits(row, prev, n):
+                chain.problem = f"{where} does not fit the hash chain: edited, moved, or an entry before it was deleted"
+            elif key is not None and row.signature is None and chain.signed:
+                chain.problem = f"{where} is unsigned but follows signed entries"
+            elif key is not None and row.signature is not None and not signature_valid(key, row.signature, row.hash.encode("ascii")):
+                chain.problem = f"{where} has a signature the configured public key does not verify"
+            if chain.problem:
+                chain.first_bad = row.request_id
+                return chain
+            if row.signature is None:
+                chain.unsigned += 1
+            else:
+                chain.signed += 1
+            chain.hashes.append(row.hash)
+            chain.request_ids.append(row.request_id)
+            prev = row.hash
+    return chain
+
+
+def verify(engine: Engine, anchor_file: str | None = None, public_key_file: str | None = None,
+           configured_anchor: bool = True) -> VerifyResult:
+    """Recompute the chain from the genesis hash and check every signature with the configured
+    public key; then check each anchored head (``anchor_file``, and REGISTRY_LEDGER_ANCHOR_FILE
+    when set) against the table. The first entry that does not fit is named."""
+    from .anchors import check_anchors, load_anchors
+
+    key = verifying_key(public_key_file)
+    anchors = load_anchors(anchor_file, configured_anchor)
+    chain = _walk(engine, key)
+    read = len(chain.hashes) + (1 if chain.problem else 0)
+    anchored, anchor_bad, anchor_problem = check_anchors(anchors, chain.hashes, chain.request_ids, key, chain.problem is None)
+    ok = chain.problem is None and anchored is not False
+    if not ok:
+        return VerifyResult(ok=False, entries=read, first_bad=chain.first_bad or anchor_bad, anchored=anchored,
+                            reason=chain.problem or anchor_problem)
+    return VerifyResult(ok=True, entries=read, first_bad=None, anchored=anchored,
+                        reason=_summary(chain, key is not None, anchors.describe() if anchored else None))
+
+
+def _summary(chain: _Chain, keyed: bool, anchors: str | None) -> str:
+    n = len(chain.hashes)
+    if not keyed:
+        text = f"{n} entries chained; no signature was checked: no ledger key is configured"
+    elif chain.unsigned and chain.signed:
+        text = (f"{n} entries chained; the {chain.signed} newest are signed by the configured key; the first {chain.unsigned} "
+                "were logged before signing and are unsigned (only the chain and the later signatures cover them)")
+    elif chain.unsigned:
+        text = f"{n} entries chained; none is signed (logged before signing), so no signature was checked"
+    else:
+        text = f"{n} entries chained and signed by the configured key"
+    return text + (f"; {anchors}" if anchors else "; no anchor checked, so a deleted tail would not be seen")

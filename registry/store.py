@@ -35,6 +35,7 @@ def _big_key() -> Any:
 __all__ = [
     "DEFAULT_DATABASE_URL", "open_store", "table", "monday", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
     "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "DeadLetter", "LedgerEntry", "ConsumerOffset", "ApiToken",
+    "WebSession",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///registry.db"
@@ -175,7 +176,9 @@ class DeadLetter(SQLModel, table=True):
 
 
 class LedgerEntry(SQLModel, table=True):
-    """Append-only; ``hash = sha256(prev_hash || body)``. No code path updates or deletes a row."""
+    """Append-only; ``hash = sha256(prev_hash || body)``. No code path updates or deletes a row.
+    ``signature``: Ed25519 over ``hash`` by the ledger key (base64); null for entries logged
+    without a key (before signing existed, or on a first run without set-up)."""
 
     __tablename__ = "ledger_entry"
     seq: Optional[int] = _big_key()
@@ -186,6 +189,7 @@ class LedgerEntry(SQLModel, table=True):
     body: str
     prev_hash: str
     hash: str
+    signature: Optional[str] = None
 
 
 class ApiToken(SQLModel, table=True):
@@ -197,6 +201,19 @@ class ApiToken(SQLModel, table=True):
     role: str
     name: str
     created_at: datetime
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. Only the sha256 of the random session id is kept: a copy of this table
+    does not let anyone resume a session. ``csrf_token`` is the per-session form token."""
+
+    __tablename__ = "web_session"
+    id_hash: str = Field(primary_key=True)
+    role: str
+    name: str
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime = Field(index=True)
 
 
 class ConsumerOffset(SQLModel, table=True):

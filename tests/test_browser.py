@@ -1,6 +1,7 @@
 """A person's path through the pages, in headless Chromium (Debian's package) driven by
 Playwright: sign in with a legal token, log a disclosure through the form, see it listed and the
-ledger verified, see an inline error, open the data map. Screenshots go to out/screenshots/."""
+ledger verified, see an inline error, open the data map, sign out. The session cookie is not the
+token and is HttpOnly and SameSite=Strict. Screenshots go to out/screenshots/."""
 
 from __future__ import annotations
 
@@ -53,6 +54,12 @@ def test_legal_user_logs_a_disclosure_and_opens_the_map(server: tuple[str, str])
         page.click("button")
         page.wait_for_url(f"{base}/disclosures")
         assert "lena (legal)" in page.inner_text("nav")
+        (cookie,) = page.context.cookies()
+        assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == ("registry_session", True, "Strict")
+        assert cookie["value"] != token and token not in cookie["value"]
+        assert page.evaluate("document.cookie") == ""  # out of reach of scripts
+        # the API does not take the session: the browser's own fetch with its cookie is refused
+        assert page.evaluate("fetch('/api/drift', {credentials: 'include'}).then(r => r.status)") == 401
 
         page.fill("input[name=request_id]", "SW-2026-7")
         page.fill("input[name=authority]", "Travis County Sheriff")
@@ -77,4 +84,10 @@ def test_legal_user_logs_a_disclosure_and_opens_the_map(server: tuple[str, str])
         page.screenshot(path=str(SHOTS / "datamap.png"), full_page=True)
         page.goto(f"{base}/")
         page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+
+        page.click("#logout")
+        page.wait_for_url(f"{base}/login")
+        assert [c["name"] for c in page.context.cookies() if c["name"] == "registry_session"] == []
+        page.goto(f"{base}/disclosures")
+        assert "/login" in page.url
         browser.close()

@@ -182,14 +182,16 @@ def test_disclosure_commands(tmp_path: Path) -> None:
     code, out, err = cli(db, "--json", "disclosures", "list", "--open")
     rows = json.loads(out)
     assert set(rows[0]) == {"request_id", "authority", "authority_country", "instrument", "received_at", "disclosed_at",
-                            "outcome", "notice", "notice_due", "versions"}
+                            "outcome", "notice", "notice_due", "versions", "warnings"}
     assert "GDPR Art. 48" in err
     code, out, _ = cli(db, "--json", "disclosures", "report", "--year", "2026", "--format", "json")
     assert json.loads(out)["requests"] == 1
     code, out, _ = cli(db, "disclosures", "report", "--year", "2026")
     assert out.startswith("# Transparency report 2026")
     code, out, _ = cli(db, "--json", "disclosures", "verify")
-    assert code == 0 and json.loads(out) == {"ok": True, "entries": 1, "first_bad": None}
+    assert code == 0 and json.loads(out) == {"ok": True, "entries": 1, "first_bad": None, "anchored": None,
+                                             "reason": "1 entries chained; no signature was checked: no ledger key is configured; "
+                                                       "no anchor checked, so a deleted tail would not be seen"}
     import sqlalchemy as sa
 
     engine = sa.create_engine(db)
@@ -197,7 +199,10 @@ def test_disclosure_commands(tmp_path: Path) -> None:
         conn.exec_driver_sql("UPDATE ledger_entry SET body = REPLACE(body, 'Harris', 'Travis')")
     engine.dispose()
     code, out, _ = cli(db, "--json", "disclosures", "verify")
-    assert code == 1 and json.loads(out) == {"ok": False, "entries": 1, "first_bad": "HC-7"}
+    result = json.loads(out)
+    assert code == 1 and {k: result[k] for k in ("ok", "entries", "first_bad", "anchored")} == {
+        "ok": False, "entries": 1, "first_bad": "HC-7", "anchored": None}
+    assert result["reason"].startswith("entry 1 (HC-7) does not fit the hash chain")
     snapshot.write_text(snapshot.read_text().replace("notice: pending", "notice: delayed"))
     code, out, err = cli(db, "disclosures", "log", str(snapshot))
     assert code == 2 and err.strip() == "error: notice_due: is required"
@@ -213,3 +218,45 @@ def test_a_broken_store_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     code, _, err = cli(f"sqlite:///{path}", "drift")
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "no such table" in err
+
+
+def test_ledger_key_head_and_verify_with_anchor_and_public_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger commands end to end: make a key, log signed, save the head, delete the tail,
+    verify as an auditor with only the public key and the saved head."""
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    key, public = tmp_path / "ledger.pem", tmp_path / "ledger.pub"
+    code, out, _ = cli(db, "ledger-key", "create", "--out", str(key))
+    assert code == 0 and out.startswith("-----BEGIN PUBLIC KEY-----") and oct(key.stat().st_mode & 0o777) == "0o600"
+    public.write_text(out)
+    code, _, err = cli(db, "ledger-key", "create", "--out", str(key))
+    assert code == 2 and "never overwritten" in err
+    monkeypatch.setenv("REGISTRY_LEDGER_KEY", str(key))
+    snapshot = tmp_path / "request.yaml"
+    for rid in ("A-1", "A-2"):
+        snapshot.write_text(f"request_id: {rid}\nauthority: Court\nauthority_country: DE\ninstrument: court_order\n"
+                            "received_at: 2026-03-02T09:00:00Z\noutcome: pending\nnotice: pending\n")
+        assert cli(db, "disclosures", "log", str(snapshot))[0] == 0
+    code, out, _ = cli(db, "disclosures", "head")
+    head = json.loads(out)
+    assert code == 0 and set(head) == {"entries", "head", "signature", "public_key"} and head["entries"] == 2
+    assert public.read_text().split("\n")[1].endswith(head["public_key"])  # the same key, PEM and raw
+    saved = tmp_path / "head.json"
+    saved.write_text(out)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM ledger_entry WHERE seq = 2")
+    engine.dispose()
+    monkeypatch.delenv("REGISTRY_LEDGER_KEY")
+    code, out, _ = cli(db, "--json", "disclosures", "verify", "--public-key", str(public))
+    assert code == 0 and json.loads(out)["ok"] is True
+    code, out, _ = cli(db, "--json", "disclosures", "verify", "--public-key", str(public), "--anchor", str(saved))
+    result = json.loads(out)
+    assert code == 1 and (result["ok"], result["first_bad"], result["anchored"]) == (False, None, False)
+    code, _, err = cli(db, "disclosures", "verify", "--anchor", str(snapshot))
+    assert code == 2 and "not a saved `disclosures head`" in err
+    monkeypatch.setenv("REGISTRY_LEDGER_ANCHOR_FILE", str(tmp_path / "anchor.jsonl"))
+    monkeypatch.setenv("REGISTRY_LEDGER_KEY", str(key))
+    code, _, err = cli(db, "disclosures", "head", "--json")
+    assert code == 0 and [json.loads(line)["entries"] for line in (tmp_path / "anchor.jsonl").read_text().splitlines()] == [0, 1]

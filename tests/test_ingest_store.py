@@ -135,7 +135,7 @@ def test_disclosure_events_are_appended_to_the_ledger(declared: sa.Engine) -> No
     result = Ingestor(declared).ingest([record(e) for e in events])
     assert result.ingested == 3
     assert table_counts(declared)["ledger_entry"] == 2  # the identical second snapshot is no new version
-    assert verify(declared).model_dump() == {"ok": True, "entries": 2, "first_bad": None}
+    assert verify(declared).model_dump(include={"ok", "entries", "first_bad"}) == {"ok": True, "entries": 2, "first_bad": None}
 
 
 def test_migrations_match_the_models(engine: sa.Engine) -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from .. import declarations, deadletters, disclosures, drift as drift_mod, ledger, questions, reports
@@ -122,7 +122,14 @@ def list_disclosures(request: Request, _: Reader, open: bool = False, overdue: b
 
 @router.get("/disclosures/verify", response_model=ledger.VerifyResult)
 def verify(request: Request, _: Reader) -> Any:
+    """Chain, signatures (with the server's configured key) and the server's anchor file; a saved
+    head is checked with the CLI (`disclosures verify --anchor`), where the auditor holds it."""
     return ledger.verify(request.app.state.engine)
+
+
+@router.get("/disclosures/head", response_model=ledger.Head)
+def head(request: Request, _: Reader) -> Any:
+    return ledger.head(request.app.state.engine, start_anchor=False)
 
 
 @router.get("/disclosures/report", response_model=TransparencyReport)
@@ -138,18 +145,23 @@ def dead_letters(request: Request, _: Reader, reason: str | None = None) -> Any:
 @router.post("/manifests", response_model=declarations.DeclareResult,
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _schema("manifest")}}}})
 async def declare(request: Request, _: Annotated[TokenOwner, Depends(allow(*ADMIN))]) -> Any:
-    manifest = manifest_from_document(await _json_body(request))
-    return await run_in_threadpool(declarations.declare, request.app.state.engine, manifest)
+    document = await _json_body(request)
+    return await run_in_threadpool(lambda: declarations.declare(request.app.state.engine, manifest_from_document(document)))
 
 
 _EVENT_BODY = {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}
+_EVENT_MEDIA = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json")
 
 
 @router.post("/events", response_model=IngestResult,
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_BODY}}}})
+             openapi_extra={"requestBody": {"required": True, "content": {m: {"schema": _EVENT_BODY} for m in _EVENT_MEDIA}}})
 async def post_events(request: Request, _: Annotated[TokenOwner, Depends(allow(*SERVICE))]) -> Any:
     """One structured CloudEvent or an array of them, through the same path as the consumer;
     invalid events are dead-lettered and counted, not refused."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in _EVENT_MEDIA:
+        # a form or text/plain body is what a cross-site page can send without a preflight
+        raise HTTPException(415, f"Content-Type must be one of {', '.join(sorted(_EVENT_MEDIA))}")
     raw = await request.body()
     # parsing, re-serialising and ingesting are synchronous CPU and database work: off the event loop
     return await run_in_threadpool(_ingest_body, request.app.state.engine, raw)

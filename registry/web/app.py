@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from html import escape
+
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from .. import __version__
-from ..exceptions import ConfigError, InputError, RegistryError
+from ..exceptions import ConfigError, InputError, LedgerError, RegistryError
 from ..events import EventValidator
 from ..store import open_store
 from .api import router as api_router
-from .pages import router as pages_router
+from .auth import Forbidden, LoginRequired
+from .pages import page, router as pages_router
 
 __all__ = ["create_app"]
 
@@ -30,6 +34,18 @@ def create_app(db_url: str | None = None) -> FastAPI:
         parts = [int(p) if p.isdigit() else p for p in _PART.findall(exc.path or "")]
         loc = ["body", *(parts[1:] if parts[:1] == ["body"] else parts)]
         return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, status_code=422)
+
+    @app.exception_handler(LoginRequired)
+    async def sign_in(request: Request, _exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_request: Request, exc: Forbidden) -> HTMLResponse:
+        return page("Not allowed", f"<p class=error>{escape(str(exc))}</p>", exc.session, 403)
+
+    @app.exception_handler(LedgerError)
+    async def ledger_broken(_request: Request, exc: LedgerError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(ConfigError)
     async def misconfigured(_request: Request, exc: ConfigError) -> JSONResponse:

@@ -3,25 +3,31 @@ recipients explorer, data map, record of processing, subject lookup, disclosures
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from html import escape
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 import orjson
-import sqlalchemy as sa
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from .. import disclosures, drift as drift_mod, ledger, questions, reports
 from ..events import parse_bound
 from ..exceptions import InputError
 from ..subjects import subject_ref
-from ..tokens import TokenOwner, lookup_token
-from .auth import COOKIE, LEGAL, READ, owner_of
+from ..tokens import lookup_token
+from .auth import LEGAL, READ, form_user, is_https, page_user
+from .sessions import LIFETIME, SESSION_COOKIE, PageSession, end_session, start_session
 
-__all__ = ["router"]
+__all__ = ["router", "page"]
 
 router = APIRouter(include_in_schema=False)
+Reader = Annotated[PageSession, Depends(page_user(READ))]
+LOGIN_COOKIE = "registry_login_csrf"  # the sign-in form's CSRF token, before there is a session
 _CSS = """body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1b1f24}
 nav{background:#1f4e78;padding:.6em 1.2em}nav a{color:#fff;margin-right:1.2em;text-decoration:none}
 main{max-width:1150px;margin:1.2em auto;padding:0 1em}table{border-collapse:collapse;width:100%;margin:.5em 0 1.2em}
@@ -34,12 +40,22 @@ _NAV = [("/", "Dashboard"), ("/recipients", "Recipients"), ("/datamap", "Data ma
         ("/subject", "Subject lookup"), ("/disclosures", "Disclosures")]
 
 
-def _page(title: str, body: str, owner: TokenOwner | None = None, status: int = 200) -> HTMLResponse:
+def page(title: str, body: str, session: PageSession | None = None, status: int = 200) -> HTMLResponse:
     nav = "".join(f'<a href="{href}">{label}</a>' for href, label in _NAV)
-    who = f'<span style="color:#cfe3f5;float:right">{escape(owner.name)} ({owner.role})</span>' if owner else ""
+    who = (f'<form method=post action="/logout" style="float:right;margin:0"><span style="color:#cfe3f5">'
+           f'{escape(session.name)} ({session.role})</span> {_csrf(session)}<button id=logout>Sign out</button></form>'
+           if session else "")
     return HTMLResponse(f"<!doctype html><html lang=en><meta charset=utf-8><title>{escape(title)} — dataflow-registry</title>"
-                        f"<style>{_CSS}</style><nav>{nav}{who}</nav><main><h1>{escape(title)}</h1>{body}</main></html>",
+                        f"<style>{_CSS}</style><nav>{who}{nav}</nav><main><h1>{escape(title)}</h1>{body}</main></html>",
                         status_code=status)
+
+
+def _csrf(session: PageSession) -> str:
+    return f'<input type=hidden name=csrf_token value="{escape(session.csrf_token)}">'
+
+
+def _cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", secure=is_https(request), path="/")
 
 
 def _table(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
@@ -54,36 +70,44 @@ def _text(value: Any) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _who(request: Request, roles: tuple[str, ...] = READ) -> TokenOwner | Response:
-    owner = owner_of(request)
-    if owner is None:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    if owner.role not in roles:
-        return _page("Not allowed", f"<p class=error>The {owner.role} role may not open this page.</p>", owner, 403)
-    return owner
-
-
 @router.get("/login")
-def login_form(next: str = "/") -> HTMLResponse:
-    return _page("Sign in", f'<form method=post action="/login"><input type=hidden name=next value="{escape(next)}">'
-                 '<label>Token <input name=token type=password size=60 autofocus></label><button>Sign in</button></form>')
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    token = secrets.token_urlsafe(32)
+    response = page("Sign in", f'<form method=post action="/login"><input type=hidden name=next value="{escape(next)}">'
+                    f'<input type=hidden name=csrf_token value="{token}">'
+                    '<label>Token <input name=token type=password size=60 autofocus></label><button>Sign in</button></form>')
+    _cookie(request, response, LOGIN_COOKIE, token, 3600)
+    return response
 
 
 @router.post("/login")
-def login(request: Request, token: str = Form(...), next: str = Form("/")) -> Response:
-    if lookup_token(request.app.state.engine, token) is None:
-        return _page("Sign in", "<p class=error>Unknown token.</p>", status=401)
+def login(request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/",
+          csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Trade a token for a session: the cookie carries a random session id, never the token."""
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not secrets.compare_digest(csrf_token.encode(), expected.encode()):
+        return page("Sign in", '<p class=error>The sign-in form expired: <a href="/login">sign in again</a>.</p>', status=403)
+    owner = lookup_token(request.app.state.engine, token) if token else None
+    if owner is None:
+        return page("Sign in", '<p class=error>Unknown token. <a href="/login">Try again</a>.</p>', status=401)
+    session_id, _ = start_session(request.app.state.engine, owner)
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+    _cookie(request, response, SESSION_COOKIE, session_id, int(LIFETIME.total_seconds()))
+    response.delete_cookie(LOGIN_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, _: Annotated[PageSession, Depends(form_user(READ + ("service",)))]) -> Response:
+    end_session(request.app.state.engine, request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=is_https(request), httponly=True, samesite="strict")
     return response
 
 
 @router.get("/")
-def dashboard(request: Request) -> Response:
-    owner = _who(request)
-    if not isinstance(owner, TokenOwner):
-        return owner
+def dashboard(request: Request, session: Reader) -> Response:
     engine = request.app.state.engine
     with engine.connect() as conn:
         events = conn.execute(sa.text("SELECT COUNT(*) FROM event")).scalar_one()
@@ -93,15 +117,12 @@ def dashboard(request: Request) -> Response:
     cards = "".join(f'<div class=card><b>{n:,}</b>{escape(label)}</div>' for label, n in
                     (("events recorded", events), ("recipients observed", recipients), ("dead letters", dead),
                      ("drift findings", sum(kinds.values()))))
-    return _page("Dashboard", f"<div class=cards>{cards}</div><h2>Drift by kind</h2>"
-                 + _table(({"kind": k, "findings": n} for k, n in sorted(kinds.items())), ["kind", "findings"]), owner)
+    return page("Dashboard", f"<div class=cards>{cards}</div><h2>Drift by kind</h2>"
+                + _table(({"kind": k, "findings": n} for k, n in sorted(kinds.items())), ["kind", "findings"]), session)
 
 
 @router.get("/recipients")
-def recipients_page(request: Request, category: str = "user", since: str = "", until: str = "") -> Response:
-    owner = _who(request)
-    if not isinstance(owner, TokenOwner):
-        return owner
+def recipients_page(request: Request, session: Reader, category: str = "user", since: str = "", until: str = "") -> Response:
     form = (f'<form class=grid><label>Category <input name=category value="{escape(category)}"></label>'
             f'<label>Since <input name=since value="{escape(since)}" placeholder="YYYY-MM-DD"></label>'
             f'<label>Until <input name=until value="{escape(until)}" placeholder="YYYY-MM-DD"></label><button>Show</button></form>')
@@ -112,53 +133,43 @@ def recipients_page(request: Request, category: str = "user", since: str = "", u
                                                           "categories", "events", "first_seen", "last_seen"])
     except (ValueError, InputError) as exc:
         result = f"<p class=error>{escape(str(exc))}</p>"
-    return _page("Recipients", form + result, owner)
+    return page("Recipients", form + result, session)
 
 
 @router.get("/datamap")
-def datamap_page(request: Request) -> Response:
-    owner = _who(request)
-    if not isinstance(owner, TokenOwner):
-        return owner
+def datamap_page(request: Request, session: Reader) -> Response:
     svg = reports.datamap_document(request.app.state.engine, "svg").decode()
-    return _page("Data map", '<p><a href="/api/diagram?format=svg">Download SVG</a></p>' + svg[svg.index("<svg"):], owner)
+    return page("Data map", '<p><a href="/api/diagram?format=svg">Download SVG</a></p>' + svg[svg.index("<svg"):], session)
 
 
 @router.get("/ropa")
-def ropa_page(request: Request) -> Response:
-    owner = _who(request)
-    if not isinstance(owner, TokenOwner):
-        return owner
+def ropa_page(request: Request, session: Reader) -> Response:
     links = " · ".join(f'<a href="/api/ropa?format={f}">{f.upper()}</a>' for f in reports.FORMATS)
     html = reports.ropa_document(request.app.state.engine, "html").decode()
-    return _page("Record of processing", f"<p>Download: {links}</p>" + html[html.index("</h1>") + 5:], owner)
+    return page("Record of processing", f"<p>Download: {links}</p>" + html[html.index("</h1>") + 5:], session)
+
+
+def _subject_form(session: PageSession) -> str:
+    return ('<form method=post action="/subject"><label>Subject id (hashed here with the subject key; never stored or logged) '
+            f'<input name=subject_id size=40></label>{_csrf(session)}<button>Look up</button></form>')
 
 
 @router.get("/subject")
-def subject_form(request: Request) -> Response:
-    owner = _who(request)
-    if not isinstance(owner, TokenOwner):
-        return owner
-    return _page("Subject lookup", _SUBJECT_FORM, owner)
-
-
-_SUBJECT_FORM = ('<form method=post action="/subject"><label>Subject id (hashed here with the subject key; never stored or logged) '
-                 '<input name=subject_id size=40></label><button>Look up</button></form>')
+def subject_form(session: Reader) -> Response:
+    return page("Subject lookup", _subject_form(session), session)
 
 
 @router.post("/subject")
-def subject_lookup(request: Request, subject_id: str = Form(...)) -> Response:
-    owner = _who(request)
-    if not isinstance(owner, TokenOwner):
-        return owner
+def subject_lookup(request: Request, session: Annotated[PageSession, Depends(form_user(READ))],
+                   subject_id: Annotated[str, Form()] = "") -> Response:
     answer = questions.subject(request.app.state.engine, subject_ref(subject_id))
-    body = (_SUBJECT_FORM + f"<p>Subject ref <code>{answer.subject_ref}</code></p><h2>Recipients</h2>"
+    body = (_subject_form(session) + f"<p>Subject ref <code>{answer.subject_ref}</code></p><h2>Recipients</h2>"
             + _table((t.model_dump() for t in answer.transfers), ["recipient", "source", "categories", "purposes", "events",
                                                                   "first_seen", "last_seen"])
             + "<h2>Disclosures to authorities</h2>"
             + _table((d.model_dump() for d in answer.disclosures), ["request_id", "authority", "instrument", "outcome", "notice"])
             + "<h2>Notify on erasure (Art. 19)</h2><p>" + escape(", ".join(answer.notify_on_erasure) or "nobody") + "</p>")
-    return _page("Subject lookup", body, owner)
+    return page("Subject lookup", body, session)
 
 
 _FIELDS = [("request_id", "text"), ("authority", "text"), ("authority_country", "text"), ("instrument", "select"),
@@ -169,12 +180,14 @@ _CHOICES = {"instrument": ["subpoena", "court_order", "search_warrant", "emergen
             "notice": ["pending", "given", "delayed", "prohibited", "not_given"]}
 
 
-def _disclosure_page(request: Request, owner: TokenOwner, values: dict[str, str], message: str = "", status: int = 200) -> Response:
+def _disclosure_page(request: Request, session: PageSession, values: dict[str, str], message: str = "", status: int = 200) -> Response:
+    """Runs in a worker thread: the list and a full verify are database work."""
     engine = request.app.state.engine
     rows, warnings = disclosures.list_disclosures(engine)
     check = ledger.verify(engine)
     state = (f"<span class=ok id=verify>verify: ok ({check.entries} entries)</span>" if check.ok
-             else f"<span class=error id=verify>verify: broken at {escape(check.first_bad or '')}</span>")
+             else f"<span class=error id=verify>verify: broken at {escape(check.first_bad or 'the tail')}</span>")
+    state += f" <small id=verify-reason>{escape(check.reason or '')}</small>"
     fields = ""
     for name, kind in _FIELDS:
         if kind == "select":
@@ -182,32 +195,31 @@ def _disclosure_page(request: Request, owner: TokenOwner, values: dict[str, str]
             fields += f'<label>{name} <select name={name}>{options}</select></label>'
         else:
             fields += f'<label>{name} <input name={name} value="{escape(values.get(name, ""))}"></label>'
-    form = (f'<h2>Log a request</h2>{message}<form class=grid method=post action="/disclosures">{fields}<button>Log</button></form>'
-            if owner.role in LEGAL else "")
+    form = (f'<h2>Log a request</h2>{message}<form class=grid method=post action="/disclosures">{fields}{_csrf(session)}'
+            '<button>Log</button></form>' if session.role in LEGAL else "")
     notes = "".join(f"<p class=error>{escape(w)}</p>" for w in warnings)
-    return _page("Disclosures", f"<p>{state}</p>{form}<h2>Requests</h2>{notes}"
-                 + _table((r.model_dump() for r in rows), ["request_id", "authority", "authority_country", "instrument",
-                                                           "received_at", "outcome", "notice", "notice_due", "versions"]), owner, status)
+    return page("Disclosures", f"<p>{state}</p>{form}<h2>Requests</h2>{notes}"
+                + _table((r.model_dump() for r in rows), ["request_id", "authority", "authority_country", "instrument",
+                                                          "received_at", "outcome", "notice", "notice_due", "versions"]), session, status)
 
 
 @router.get("/disclosures")
-def disclosures_page(request: Request) -> Response:
-    owner = _who(request)
-    return owner if not isinstance(owner, TokenOwner) else _disclosure_page(request, owner, {})
+def disclosures_page(request: Request, session: Reader) -> Response:
+    return _disclosure_page(request, session, {})
 
 
 @router.post("/disclosures")
-async def disclosures_submit(request: Request) -> Response:
-    owner = _who(request, LEGAL)
-    if not isinstance(owner, TokenOwner):
-        return owner
-    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+async def disclosures_submit(request: Request, session: Annotated[PageSession, Depends(form_user(LEGAL))]) -> Response:
+    form = {k: str(v).strip() for k, v in (await request.form()).items() if k != "csrf_token"}
+    return await run_in_threadpool(_log_from_form, request, session, form)
+
+
+def _log_from_form(request: Request, session: PageSession, form: dict[str, str]) -> Response:
     document: dict[str, Any] = {k: v for k, v in form.items() if v and k in dict(_FIELDS)}
     if "data_categories" in document:
         document["data_categories"] = [c.strip() for c in document["data_categories"].split(",") if c.strip()]
     try:
-        result = disclosures.log_disclosure(request.app.state.engine, orjson.dumps(document).decode(), origin=f"web:{owner.name}")
+        result = disclosures.log_disclosure(request.app.state.engine, orjson.dumps(document).decode(), origin=f"web:{session.name}")
     except InputError as exc:
-        return _disclosure_page(request, owner, form, f"<p class=error id=form-error>{escape(str(exc))}</p>", 422)
-    return _disclosure_page(request, owner, {}, f"<p class=ok>Logged {escape(result.request_id)} version {result.version}.</p>")
-
+        return _disclosure_page(request, session, form, f"<p class=error id=form-error>{escape(str(exc))}</p>", 422)
+    return _disclosure_page(request, session, {}, f"<p class=ok>Logged {escape(result.request_id)} version {result.version}.</p>")
