@@ -137,3 +137,53 @@ def test_the_http_path_refuses_and_keeps_nothing(db_url: str, tmp_path: Path) ->
     open_store.cache_clear()
     _assert_clean(answer.content + listed.content, "HTTP answers")
     _assert_clean(_database_bytes(db_url, tmp_path), "the database")
+
+
+@pytest.mark.slow
+def test_the_kafka_path_refuses_and_keeps_nothing(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Structured and binary records (identifiers in ce_ headers, an extension header and a plain
+    header): the worker's log lines, its totals, the database and the dead-letter topic's
+    ``dlq_detail`` hold none of them (the dead-letter record's value is the original, §2)."""
+    import uuid
+
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from registry.kafka import Topics, send_lines
+
+    tag = uuid.uuid4().hex[:8]
+    topics = Topics(f"l{tag}.transfers", f"l{tag}.disclosures", f"l{tag}.dead-letter")
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    assert _cli(db, "declare", str(EXAMPLE_MANIFEST)).returncode == 0
+    send_lines([orjson.dumps(e) for _, e in corpus()] + [orjson.dumps(e) for e in GOOD], bootstrap=kafka_bootstrap,
+               topics=topics, mode="structured", partitions=1)
+    binary = [("ce_source", b"//services/hdr.trent@example.com"), ("ce_clientip", b"192.0.2.55"),
+              ("x-forwarded-for", b"2001:db8::55")]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i, header in enumerate(binary):
+        headers = dict([("ce_specversion", b"1.0"), ("ce_id", f"bin-{i}".encode()), ("ce_source", b"//services/web"),
+                        ("ce_type", b"registry.transfer.v1"), ("ce_time", b"2026-03-01T10:00:00Z"),
+                        ("content-type", b"application/json")])
+        headers[header[0]] = header[1]
+        producer.send(topics.transfers, value=orjson.dumps(transfer("x")["data"]), headers=list(headers.items()))
+    producer.flush()
+    producer.close()
+    import subprocess as sp
+
+    run = sp.run([sys.executable, "-m", "registry", "--db", db, "--json", "consume", "--group", f"g{tag}",
+                  "--bootstrap-servers", kafka_bootstrap, "--transfers-topic", topics.transfers,
+                  "--disclosures-topic", topics.disclosures, "--dead-letter-topic", topics.dead_letter,
+                  "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000", "--stop-when-idle", "4"],
+                 cwd=ROOT, capture_output=True, timeout=180, env={**os.environ, "REGISTRY_SUBJECT_KEY": "test-subject-key"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert orjson.loads(run.stdout) == {"ingested": 3, "duplicates": 0, "dead_lettered": len(corpus()) + len(binary)}
+    dlq = KafkaConsumer(topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                        group_id=None, consumer_timeout_ms=5000)
+    details = b"".join(dict(r.headers).get("dlq_detail", b"") for r in dlq)
+    dlq.close()
+    assert details.count(b"raw identifier") == len(corpus()) + len(binary)
+    open_store.cache_clear()
+    for name, blob in [("worker output and logs", run.stdout + run.stderr), ("dlq_detail headers", details),
+                       ("the database", _database_bytes(db, tmp_path))]:
+        _assert_clean(blob, name)
+        for _, value in binary:
+            assert value not in blob and b"trent@" not in blob, name
