@@ -40,7 +40,8 @@ REASONS = (
 _SCHEMAS = {TRANSFER: "transfer.v1", DISCLOSURE: "disclosure.v1"}
 _CE_ATTRS = ("specversion", "id", "source", "type", "time", "subject", "dataschema")
 _VARYING = ("subject_refs", "record_count")  # the transfer fields that change from event to event
-_PER_EVENT = ("id", "time", "data")  # envelope members that change from event to event
+_PER_EVENT = ("id", "time", "data")
+_COUNTS = ("record_count", "subject_count")  # envelope members that change from event to event
 _SHAPES_KEPT = 10_000
 
 Headers = Sequence[tuple[str, bytes]]
@@ -174,6 +175,9 @@ class EventValidator:
             self._check_transfer(data, data_shape)
         else:
             self.check_data(kind, data)
+        for name in _COUNTS:  # JSON Schema takes 7.0 for an integer: counted and summed as 7, exactly
+            if isinstance(data.get(name), float):
+                data[name] = int(data[name])
         # The payload hash ignores key order and whitespace: a redelivery re-serialised by another
         # client is still a duplicate, not a conflict.
         digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))

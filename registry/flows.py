@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Self
 
 import orjson
 import sqlalchemy as sa
@@ -25,16 +25,16 @@ from .taxonomy import covers, valid_key
 __all__ = ["Observation", "Flow", "observations", "per_category", "category_filter"]
 
 _KEY = ("source", "recipient", "categories", "purpose", "legal_basis", "activity", "country", "mechanism")
+_COUNTED = ("source", "recipient", "purpose", "legal_basis", "activity", "country", "mechanism", "events", "records",
+            "first_seen", "last_seen")
 
 
-@dataclass(frozen=True)
-class Observation:
-    """Events of one signature in a window: every event is in exactly one observation, so a sum
-    of ``events`` over any set of observations counts each event once."""
+@dataclass(frozen=True, kw_only=True)
+class _Counted:
+    """What an observation and a flow share: the signature but the categories, and the counts."""
 
     source: str
     recipient: str
-    categories: tuple[str, ...]  # sorted
     purpose: str
     legal_basis: str
     activity: str
@@ -45,35 +45,28 @@ class Observation:
     first_seen: datetime
     last_seen: datetime
 
-    def merge(self, other: "Observation") -> "Observation":
+    def merge(self, other: Self) -> Self:
         return replace(self, events=self.events + other.events, records=self.records + other.records,
                        first_seen=min(self.first_seen, other.first_seen), last_seen=max(self.last_seen, other.last_seen))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observation(_Counted):
+    """Events of one signature in a window: every event is in exactly one observation, so a sum
+    of ``events`` over any set of observations counts each event once."""
+
+    categories: tuple[str, ...]  # sorted
 
     def covered(self, category: str | None) -> tuple[str, ...]:
         """The categories of these events under ``category`` (all of them for None)."""
         return self.categories if category is None else tuple(c for c in self.categories if covers(category, c))
 
 
-@dataclass(frozen=True)
-class Flow:
+@dataclass(frozen=True, kw_only=True)
+class Flow(_Counted):
     """One category's flow: the events that carried ``category`` (with their record counts)."""
 
-    source: str
-    recipient: str
     category: str
-    purpose: str
-    legal_basis: str
-    activity: str
-    country: str
-    mechanism: str
-    events: int
-    records: int
-    first_seen: datetime
-    last_seen: datetime
-
-    def merge(self, other: "Flow") -> "Flow":
-        return replace(self, events=self.events + other.events, records=self.records + other.records,
-                       first_seen=min(self.first_seen, other.first_seen), last_seen=max(self.last_seen, other.last_seen))
 
 
 def per_category(found: Iterable[Observation], category: str | None = None) -> list[Flow]:
@@ -82,8 +75,7 @@ def per_category(found: Iterable[Observation], category: str | None = None) -> l
     merged: dict[tuple[str, ...], Flow] = {}
     for o in found:
         for cat in o.covered(category):
-            flow = Flow(o.source, o.recipient, cat, o.purpose, o.legal_basis, o.activity, o.country, o.mechanism,
-                        o.events, o.records, o.first_seen, o.last_seen)
+            flow = Flow(**{k: getattr(o, k) for k in _COUNTED}, category=cat)
             key = (o.source, o.recipient, cat, o.purpose, o.legal_basis, o.activity, o.country, o.mechanism)
             known = merged.get(key)
             merged[key] = flow if known is None else known.merge(flow)
@@ -166,8 +158,9 @@ def observations(conn: Connection, since: datetime | None = None, until: datetim
 
 def _observation(key: Any, events: int, records: int, first_seen: datetime, last_seen: datetime) -> Observation:
     source, recipient, categories, purpose, legal_basis, activity, country, mechanism = key
-    return Observation(source, recipient, tuple(categories.split(",")), purpose, legal_basis, activity, country, mechanism,
-                       events, records, first_seen, last_seen)
+    return Observation(source=source, recipient=recipient, categories=tuple(categories.split(",")), purpose=purpose,
+                       legal_basis=legal_basis, activity=activity, country=country, mechanism=mechanism, events=events,
+                       records=records, first_seen=first_seen, last_seen=last_seen)
 
 
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
@@ -199,6 +192,6 @@ def _from_events(conn: Connection, recipient: str, low: datetime, high: datetime
     for source, moment, body in rows:
         envelope = orjson.loads(body)
         d = envelope["data"] if "data" in envelope else envelope
-        yield Observation(source, recipient, tuple(sorted(set(d["data_categories"]))), d["purpose"], d["legal_basis"],
-                          d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", ""),
-                          1, d.get("record_count", 1), moment, moment)
+        yield _observation((source, recipient, ",".join(sorted(set(d["data_categories"]))), d["purpose"], d["legal_basis"],
+                            d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", "")),
+                           1, d.get("record_count", 1), moment, moment)

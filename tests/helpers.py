@@ -47,3 +47,20 @@ def live_server(db_url: str) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def store_at(db_url: str, revision: str) -> Any:
+    """An engine on a store migrated only up to ``revision`` (to test later migrations on old data)."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from registry.store import _MIGRATIONS, _normalise
+
+    engine = sa.create_engine(_normalise(db_url))
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    return engine

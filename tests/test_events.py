@@ -143,3 +143,10 @@ def test_a_known_envelope_shape_gives_the_same_verdict(manifest, changes: dict) 
     event = record({**transfer("e1"), **changes})
     assert verdict(warm, event) == verdict(EventValidator(taxonomy), event)
     assert (verdict(warm, event) is None) == (changes == {})
+
+
+def test_integral_floats_count_as_integers(validator: EventValidator) -> None:
+    """JSON Schema accepts 7.0 as an integer; sums must stay exact integers (floats lose them past 2^53)."""
+    event = validator.decode(record(transfer("e1", record_count=1e12)))
+    assert event.data["record_count"] == 10**12 and isinstance(event.data["record_count"], int)
+    assert event.payload_hash == validator.decode(record(transfer("e1", record_count=10**12))).payload_hash

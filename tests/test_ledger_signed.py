@@ -272,18 +272,11 @@ def test_entries_logged_before_signing_are_reported_unsigned(declared: sa.Engine
 def test_the_migration_keeps_old_entries_as_unsigned(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store at revision 0001 (before signatures) with a ledger entry: after the upgrade the
     entry is there, unsigned, and reported so."""
-    from alembic import command
-    from alembic.config import Config
-
     from registry.ledger import GENESIS, canonical
-    from registry.store import _MIGRATIONS, _normalise
 
-    old = sa.create_engine(_normalise(db_url))
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    with old.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
+    from .helpers import store_at
+
+    old = store_at(db_url, "0001")
     body = canonical({"seq": 1, "request_id": "OLD-1", "snapshot_time": "2026-01-01T00:00:00Z",
                       "recorded_at": "2026-01-01T00:00:00Z", "origin": "file:legacy", "data": {**BASE, "request_id": "OLD-1"}})
     with old.begin() as conn:

@@ -205,21 +205,16 @@ def test_records_sum_past_64_bit_counters_of_old(stocked) -> None:  # type: igno
 def test_migration_rebuilds_old_per_category_aggregates(db_url: str, manifest: Manifest) -> None:
     """A store written before 0002 (per-category flow rows, 32-bit counters on PostgreSQL) answers
     with the contract's count semantics after the upgrade: the aggregates are rebuilt from events."""
-    from alembic import command
-    from alembic.config import Config
+    import orjson
 
     from registry.declarations import declare
-    from registry.store import _MIGRATIONS, _normalise, open_store
+    from registry.store import open_store
+
+    from .helpers import store_at
 
     events = _events(seed=5, count=200)
-    old = sa.create_engine(_normalise(db_url))
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
+    old = store_at(db_url, "0001")
     with old.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
-        import orjson
-
         conn.execute(sa.text("INSERT INTO event (source, event_id, type, time, recipient, payload_hash, body) "
                              "VALUES (:s, :i, 'registry.transfer.v1', :t, :r, 'h', :b)"),
                      [{"s": e["source"], "i": e["id"], "t": e["_time"], "r": e["data"]["recipient"],
