@@ -40,11 +40,15 @@ def disclosures_verify(
     anchor: Annotated[Optional[Path], typer.Option("--anchor", help="A saved `disclosures head` (or heads, one a line).")] = None,
     public_key: Annotated[Optional[Path], typer.Option(
         "--public-key", help="The ledger's public key (PEM, or the base64 of a head): verify without the private key.")] = None,
+    legacy_unsigned: Annotated[Optional[int], typer.Option(
+        "--legacy-unsigned", min=0, help="How many first entries were logged before signing began (from a head saved then; "
+        "default REGISTRY_LEDGER_LEGACY_UNSIGNED, else 0). With a key, any other unsigned entry fails.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute the hash chain, check every signature and the anchors; exit 1 naming the first
     entry that does not fit."""
-    result = ledger.verify(_store(), str(anchor) if anchor else None, str(public_key) if public_key else None)
+    result = ledger.verify(_store(), str(anchor) if anchor else None, str(public_key) if public_key else None,
+                           legacy=legacy_unsigned)
     emit(result, as_json, lambda r: out.print(f"ledger ok: {r.reason}" if r.ok else f"[red]ledger broken[/]: {r.reason}",
                                               markup=not r.ok, highlight=False))
     if not result.ok:

@@ -10,6 +10,7 @@ anchor kept outside the database (a saved head, the anchor file of :mod:`registr
 from __future__ import annotations
 
 import hashlib
+import os
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -191,16 +192,43 @@ def _walk(engine: Engine, key: Ed25519PublicKey | None) -> _Chain:
     return chain
 
 
+LEGACY_ENV = "REGISTRY_LEDGER_LEGACY_UNSIGNED"
+
+
+def legacy_unsigned(given: int | None = None) -> int:
+    """How many leading entries the auditor accepts as logged before signing existed: the
+    ``--legacy-unsigned`` option, else REGISTRY_LEDGER_LEGACY_UNSIGNED, else 0. It is a number
+    kept outside the database (from a head saved when signing began): an attacker who rewrites
+    the table and strips every signature must not be able to pass the rewrite off as legacy."""
+    if given is not None:
+        return given
+    raw = os.environ.get(LEGACY_ENV, "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise ConfigError(f"{LEGACY_ENV} must be a whole number of entries, not {raw!r}")
+    return int(raw)
+
+
 def verify(engine: Engine, anchor_file: str | None = None, public_key_file: str | None = None,
-           configured_anchor: bool = True) -> VerifyResult:
+           configured_anchor: bool = True, legacy: int | None = None) -> VerifyResult:
     """Recompute the chain from the genesis hash and check every signature with the configured
     public key; then check each anchored head (``anchor_file``, and REGISTRY_LEDGER_ANCHOR_FILE
-    when set) against the table. The first entry that does not fit is named."""
+    when set) against the table. The first entry that does not fit is named. With a key, an
+    unsigned entry passes only among the first ``legacy`` entries (:func:`legacy_unsigned`)."""
     from .anchors import check_anchors, load_anchors
 
     key = verifying_key(public_key_file)
     anchors = load_anchors(anchor_file, configured_anchor)
     chain = _walk(engine, key)
+    allowed = legacy_unsigned(legacy)
+    if key is not None and chain.problem is None and chain.unsigned > allowed:
+        n = allowed + 1
+        chain.first_bad = chain.request_ids[allowed]
+        chain.problem = (f"entry {n} ({chain.first_bad}) is unsigned and a ledger key is configured: "
+                         f"{'no' if not allowed else f'only {allowed}'} entries were declared as logged before signing "
+                         f"(--legacy-unsigned N or {LEGACY_ENV}, from a head saved when signing began)")
+        del chain.hashes[allowed:], chain.request_ids[allowed:]
     read = len(chain.hashes) + (1 if chain.problem else 0)
     anchored, anchor_bad, anchor_problem = check_anchors(anchors, chain.hashes, chain.request_ids, key, chain.problem is None)
     ok = chain.problem is None and anchored is not False
@@ -217,9 +245,9 @@ def _summary(chain: _Chain, keyed: bool, anchors: str | None) -> str:
         text = f"{n} entries chained; no signature was checked: no ledger key is configured"
     elif chain.unsigned and chain.signed:
         text = (f"{n} entries chained; the {chain.signed} newest are signed by the configured key; the first {chain.unsigned} "
-                "were logged before signing and are unsigned (only the chain and the later signatures cover them)")
+                "were declared as logged before signing and are unsigned (only the chain and the later signatures cover them)")
     elif chain.unsigned:
-        text = f"{n} entries chained; none is signed (logged before signing), so no signature was checked"
+        text = f"{n} entries chained; none is signed (all {n} declared as logged before signing), so no signature was checked"
     else:
         text = f"{n} entries chained and signed by the configured key"
     return text + (f"; {anchors}" if anchors else "; no anchor checked, so a deleted tail would not be seen")

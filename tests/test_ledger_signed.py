@@ -254,11 +254,15 @@ def test_entries_logged_before_signing_are_reported_unsigned(declared: sa.Engine
     log_disclosure(declared, snap(request_id="OLD-2"))
     create_key(tmp_path / "k.pem")
     monkeypatch.setenv("REGISTRY_LEDGER_KEY", str(tmp_path / "k.pem"))
-    only_unsigned = verify(declared)
+    undeclared = verify(declared)  # unsigned entries are not trusted until the auditor says how many predate signing
+    assert (undeclared.ok, undeclared.first_bad) == (False, "OLD-1") and "is unsigned" in (undeclared.reason or "")
+    only_unsigned = verify(declared, legacy=2)
     assert only_unsigned.ok and "none is signed" in (only_unsigned.reason or "")
+    monkeypatch.setenv("REGISTRY_LEDGER_LEGACY_UNSIGNED", "2")
     log_disclosure(declared, snap(request_id="NEW-1"))
     result = verify(declared)
-    assert result.ok and "the first 2 were logged before signing and are unsigned" in (result.reason or "")
+    assert result.ok and "the first 2 were declared as logged before signing" in (result.reason or "")
+    assert verify(declared, legacy=1).first_bad == "OLD-2"
     monkeypatch.delenv("REGISTRY_LEDGER_KEY")
     with pytest.raises(ConfigError):  # an unsigned entry after signed ones would fail verification: refused
         log_disclosure(declared, snap(request_id="NEW-2"))
@@ -289,8 +293,37 @@ def test_the_migration_keeps_old_entries_as_unsigned(db_url: str, tmp_path: Path
     engine = open_store(db_url)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT signature FROM ledger_entry").scalar_one() is None
-    result = verify(engine)
+    assert not verify(engine).ok
+    result = verify(engine, legacy=1)
     assert result.ok and "none is signed" in (result.reason or "")
+
+
+def test_a_rewrite_with_every_signature_stripped_fails(declared: sa.Engine, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attacker edits an entry, recomputes every hash and removes all signatures, hoping the
+    ledger passes as one logged before signing: with the key configured it fails at entry 1."""
+    from registry.ledger import GENESIS, canonical
+
+    create_key(tmp_path / "k.pem")
+    monkeypatch.setenv("REGISTRY_LEDGER_KEY", str(tmp_path / "k.pem"))
+    for i in range(3):
+        log_disclosure(declared, snap(request_id=f"R-{i}"))
+    with declared.begin() as conn:
+        rows = conn.exec_driver_sql("SELECT seq, body FROM ledger_entry ORDER BY seq").all()
+        prev = GENESIS
+        for seq, body in rows:
+            entry = orjson.loads(body)
+            if seq == 2:
+                entry["data"]["outcome"] = "rejected"
+            new = canonical(entry)
+            digest = entry_hash(prev, new)
+            conn.execute(sa.text("UPDATE ledger_entry SET body = :b, prev_hash = :p, hash = :h, signature = NULL WHERE seq = :s"),
+                         {"b": new.decode(), "p": prev, "h": digest, "s": seq})
+            prev = digest
+    result = verify(declared)
+    assert (result.ok, result.first_bad) == (False, "R-0")
+    with pytest.raises(LedgerError):
+        head(declared)  # and no head is signed for it
 
 
 def test_disclosure_rows_carry_their_warnings(declared: sa.Engine) -> None:
