@@ -3,8 +3,8 @@ adds the taxonomy extension an event needed). Replayed rows are kept, marked ``r
 
 A row keeps the original event unless it held a raw identifier (``events.stored_copy``), so a
 replay is exactly the original: same ``(source, id)``, same payload hash, and a later redelivery
-of the original counts as a duplicate. ``raw_identifier`` rows are never replayed: their copy
-is masked, and ingesting it would record an event that was never sent."""
+of the original counts as a duplicate. ``raw_identifier`` and ``too_large`` rows are never
+replayed (``_NOT_REPLAYED``)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ from .ingest import Ingestor, apply_isolating
 from .store import DeadLetter, table
 
 __all__ = ["DeadLetterView", "ReplayResult", "list_dead_letters", "replay"]
+
+# Rows whose copy is not the original: masked identifiers (ingesting them would record an event
+# nobody sent), or the first 4 KiB of an oversized record (it can only fail again).
+_NOT_REPLAYED = ("raw_identifier", "too_large")
 
 
 class DeadLetterView(BaseModel):
@@ -56,7 +60,7 @@ def list_dead_letters(engine: Engine, reason: str | None = None, include_replaye
 
 
 def replay(engine: Engine) -> ReplayResult:
-    """Re-validate every dead row but ``raw_identifier`` ones against the current manifest; those
+    """Re-validate every dead row but ``raw_identifier`` and ``too_large`` ones against the current manifest; those
     that pass are ingested (or found to be duplicates) and marked replayed, the rest keep their
     (updated) reason. ``replayed`` counts the rows tried."""
     ingestor = Ingestor(engine)
@@ -64,7 +68,7 @@ def replay(engine: Engine) -> ReplayResult:
     ingested = still_dead = attempted = 0
     with engine.begin() as conn:
         t = table(DeadLetter)
-        rows = conn.execute(sa.select(t).where(t.c.status == "dead", t.c.reason != "raw_identifier").order_by(t.c.id)).all()
+        rows = conn.execute(sa.select(t).where(t.c.status == "dead", t.c.reason.not_in(_NOT_REPLAYED)).order_by(t.c.id)).all()
         passing: list[tuple[RawRecord, Event]] = []
         row_of: dict[int, Any] = {}
         for row in rows:

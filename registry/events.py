@@ -12,7 +12,7 @@ import orjson
 
 from .exceptions import EventError, InputError
 from .schemas import SchemaViolation, validator
-from .subjects import Finding, identifier_in, mask_text, scrub
+from .subjects import Finding, identifier_in, mask_text, mask_unparsed, scrub
 from .taxonomy import Taxonomy, default_taxonomy
 
 __all__ = [
@@ -105,8 +105,8 @@ def parse_bound(text: str | None, name: str = "since") -> datetime | None:
         if len(text) == 10:
             return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
         return parse_time(text)
-    except ValueError:
-        raise InputError(f"not an RFC 3339 time or a date: {text!r}", name) from None
+    except (ValueError, OverflowError):
+        raise InputError("not an RFC 3339 time or a date", name) from None
 
 
 def format_time(moment: datetime) -> str:
@@ -164,7 +164,7 @@ class EventValidator:
         self._check_envelope(envelope, shape)
         try:
             moment = parse_time(envelope["time"])
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # a year 9999 time past UTC midnight overflows
             raise EventError("invalid_envelope", str(exc), "time") from None
         kind = envelope["type"]
         if kind not in _SCHEMAS:
@@ -278,7 +278,7 @@ def _check_dates(data: dict[str, Any]) -> None:
         if name in data:
             try:
                 parse_time(data[name])
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:
                 raise EventError("invalid_data", f"not a valid time: {exc}", f"data.{name}") from None
     if "notice_due" in data:
         try:
@@ -304,9 +304,9 @@ def stored_copy(record: RawRecord, limit: int = 4096) -> tuple[str, str | None]:
     headers = orjson.dumps([[mask_text(k), mask_text(bytes(v).decode("utf-8", "replace"))] for k, v in record.headers]).decode() \
         if record.headers else None
     if len(record.value) > MAX_EVENT_BYTES:
-        return mask_text(record.value[:limit].decode("utf-8", "replace")), headers
+        return mask_unparsed(record.value[:limit].decode("utf-8", "replace")), headers
     try:
         masked, findings = scrub(orjson.loads(record.value))
     except orjson.JSONDecodeError:
-        return mask_text(record.value[:limit].decode("utf-8", "replace")), headers
+        return mask_unparsed(record.value[:limit].decode("utf-8", "replace")), headers
     return (orjson.dumps(masked).decode() if findings else record.value.decode("utf-8")), headers

@@ -96,6 +96,8 @@ class Ingestor:
                     decoded.append((record, self.validator.decode(record)))
                 except EventError as exc:
                     refused.append(DeadRecord(record, exc.reason, str(exc)))
+                except Exception as exc:  # noqa: BLE001  a check that failed unforeseen must not stop the stream
+                    refused.append(DeadRecord(record, "invalid_data", f"could not be validated ({type(exc).__name__})"))
         return decoded, refused
 
     def write(self, decoded: list[tuple[RawRecord, Event]], refused: list[DeadRecord],

@@ -8,18 +8,14 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from .exceptions import ConfigError
 
-__all__ = ["subject_ref", "is_subject_ref", "looks_like_raw_identifier", "identifier_in", "mask_text", "Finding", "scrub"]
+__all__ = ["subject_ref", "is_subject_ref", "looks_like_raw_identifier", "identifier_in", "mask_text", "mask_unparsed", "Finding", "scrub"]
 
 SUBJECT_KEY_ENV = "REGISTRY_SUBJECT_KEY"
 _REF = re.compile(r"^[0-9a-f]{64}$")
-# The look-behind makes a match start only at the beginning of a run, so long runs of word
-# characters without an @ cost linear time, not quadratic.
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
-_IPV4 = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
 # A whole value that is a phone number: optional +, 7-15 digits, common separators.
 _PHONE_VALUE = re.compile(r"^\+?[\d][\d ().-]{5,20}\d$")
 _PHONE_IN_TEXT = re.compile(r"\+\d[\d ().-]{6,18}\d")
@@ -44,7 +40,7 @@ def is_subject_ref(value: object) -> bool:
 
 def looks_like_raw_identifier(value: str) -> str | None:
     """The kind of raw identifier ``value`` looks like (``email``, ``phone``, ``ip``, ``name``), or None."""
-    if _EMAIL.search(value):
+    if identifier_in(value) == "email":
         return "email"
     if identifier_in(value) == "ip":
         return "ip"
@@ -56,21 +52,82 @@ def looks_like_raw_identifier(value: str) -> str | None:
     return None
 
 
-def _ipv6(match: re.Match[str]) -> bool:
-    token = match.group(0).strip(".")
-    if not any(c.isalnum() and c != ":" for c in token):
-        return False
-    try:
-        ipaddress.IPv6Address(token.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-# Candidate IPv6 tokens (checked by ``ipaddress``, so times like 10:30:00 never count).
-_IPV6_TOKEN = re.compile(r"(?<![0-9A-Za-z:.])[0-9A-Fa-f:][0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:%[0-9A-Za-z]+)?")
+# Characters that end an address's local part or domain in free text (RFC 5322 allows more
+# inside quotes; a quoted local part is handled on its own).
+_LOCAL_STOP = frozenset(" \t\r\n\f\v@\"(),:;<>[]\\'`")
+_DOMAIN_STOP = _LOCAL_STOP | frozenset("/?#!&=*{}|")
+_DOMAIN = re.compile(r"[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|0?[1-9]?\d)"
+# Not inside a longer run of digits and dots (1.2.3.4.5 is a version, not an address); letters
+# and underscores may touch it (ip_10.0.0.1).
+_DOTTED = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_IPV4 = re.compile(rf"(?<![\d.]){_DOTTED}(?!\.?\d)")
+_H = "[0-9A-Fa-f]{1,4}"
+# IPv6 in any of its forms (the longer forms first), wherever it starts: a letter or a colon may
+# touch it (peer:2001:db8::1). Matches are confirmed by ``ipaddress``.
+# Alternatives are tried in order and the first wins, so the forms with the most groups after
+# "::" come first: fe80::1ff:fe23:4567:890a is one match, not fe80::1ff and a remainder.
+_IPV6 = re.compile("|".join([
+    rf"(?:{_H}:){{1,4}}:{_DOTTED}", rf"::(?:ffff(?::0{{1,4}})?:)?{_DOTTED}", rf"(?:{_H}:){{7}}{_H}",
+    rf"{_H}:(?::{_H}){{1,6}}", rf"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}", rf"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}",
+    rf"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}", rf"(?:{_H}:){{1,5}}(?::{_H}){{1,2}}", rf"(?:{_H}:){{1,6}}:{_H}",
+    rf"(?:{_H}:){{1,7}}:", rf":(?::{_H}){{1,7}}"]))
 # Whole strings that need no look: no @ (email), no . (IPv4), no : (IPv6), no + (phone).
 _GATE = frozenset("@.:+")
+
+
+def _emails(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of email addresses, found from each ``@`` outwards (linear in the text; any
+    script: josé@example.com, user@bücher.de, "john doe"@example.com, user@[IPv6:…])."""
+    at = text.find("@")
+    while at != -1:
+        if at == 0 or (text[at - 1] in _LOCAL_STOP and text[at - 1] != '"'):
+            at = text.find("@", at + 1)  # nothing before it: "@handle", "a @ b", "@@@"
+            continue
+        left = at
+        if at > 0 and text[at - 1] == '"':
+            opening = text.rfind('"', max(0, at - 66), at - 1)
+            left = opening if opening != -1 else at
+        else:
+            while left > max(0, at - 64) and text[left - 1] not in _LOCAL_STOP:
+                left -= 1
+        right = at + 1
+        if text[right:right + 1] == "[":
+            close = text.find("]", right, right + 64)
+            right = close + 1 if close != -1 else right
+        else:
+            while right < min(len(text), at + 256) and text[right] not in _DOMAIN_STOP:
+                right += 1
+            domain = _DOMAIN.match(text, at + 1, right)
+            right = domain.end() if domain else at + 1
+        if left < at and right > at + 1:
+            yield left, right
+        at = text.find("@", at + 1)
+
+
+def _ipv6s(text: str) -> Iterator[tuple[int, int]]:
+    for match in _IPV6.finditer(text):
+        token = match.group(0)
+        if sum(1 for g in re.split(r"[:.]", token) if g) < 2:
+            continue  # "::1", "d::" (std::vector), "::Ba" (Foo::Bar): no subject's address
+        try:
+            ipaddress.IPv6Address(token)
+        except ValueError:
+            continue
+        yield match.span()
+
+
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    found: list[tuple[int, int, str]] = []
+    if "@" in text:
+        found += [(a, b, "email") for a, b in _emails(text)]
+    if "." in text:
+        found += [(*m.span(), "ip") for m in _IPV4.finditer(text)]
+    if ":" in text:
+        found += [(a, b, "ip") for a, b in _ipv6s(text)]
+    if "+" in text:
+        found += [(*m.span(), "phone") for m in _PHONE_IN_TEXT.finditer(text) if 7 <= sum(c.isdigit() for c in m.group(0)) <= 15]
+    return sorted(found)
 
 
 def identifier_in(text: str) -> str | None:
@@ -79,26 +136,31 @@ def identifier_in(text: str) -> str | None:
     international form (``+`` and 7–15 digits): bare digit runs are ids, counts and dates."""
     if _GATE.isdisjoint(text):
         return None
-    if "@" in text and _EMAIL.search(text):
-        return "email"
-    if "." in text and _IPV4.search(text):
-        return "ip"
-    if ":" in text and any(_ipv6(m) for m in _IPV6_TOKEN.finditer(text)):
-        return "ip"
-    if "+" in text and any(7 <= sum(c.isdigit() for c in m.group(0)) <= 15 for m in _PHONE_IN_TEXT.finditer(text)):
-        return "phone"
-    return None
+    spans = _spans(text)
+    return spans[0][2] if spans else None
 
 
 def mask_text(text: str) -> str:
     """``text`` with every raw identifier inside it replaced by ``[redacted:KIND]``."""
     if _GATE.isdisjoint(text):
         return text
-    if "@" in text:
-        text = _EMAIL.sub("[redacted:email]", text)
-    text = _IPV4.sub("[redacted:ip]", text)
-    text = _IPV6_TOKEN.sub(lambda m: "[redacted:ip]" if _ipv6(m) else m.group(0), text)
-    return _PHONE_IN_TEXT.sub(lambda m: "[redacted:phone]" if 7 <= sum(c.isdigit() for c in m.group(0)) <= 15 else m.group(0), text)
+    out, end = [], 0
+    for start, stop, kind in _spans(text):
+        if start < end:  # overlapping finds (an IPv4 inside an IPv6): one mask
+            end = max(end, stop)
+            continue
+        out += [text[end:start], f"[redacted:{kind}]"]
+        end = stop
+    return "".join(out) + text[end:]
+
+
+def mask_unparsed(text: str) -> str:
+    """For bytes that are not JSON (or were cut short): JSON escapes undone first (``\u0040`` is
+    an @), then every word holding an @ masked whole (a cut may leave ``alice@exam``), then
+    :func:`mask_text`."""
+    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text).replace("\\/", "/")
+    text = re.sub(r"[^\s\"',;<>()\[\]{}]*@[^\s\"',;<>()\[\]{}]*", "[redacted:email]", text)
+    return mask_text(text).replace("\x00", "\\u0000")
 
 
 @dataclass(frozen=True)
@@ -111,8 +173,8 @@ class Finding:
 
 def scrub(value: Any, path: str = "", refs: bool = False) -> tuple[Any, list[Finding]]:
     """(``value`` with only its raw identifiers masked, where they were). Walks every string,
-    object keys included; inside a ``subject_refs`` list anything but a subject ref (or a
-    malformed all-hex ref, an error of another kind) is a raw subject id, masked whole. Values
+    object keys included; inside a ``subject_refs`` list anything but a subject ref is a raw
+    subject id, masked whole. Values
     that hold no identifier (ids, dates, numbers) come back unchanged."""
     findings: list[Finding] = []
     return _scrub(value, path, refs, findings), findings
@@ -121,8 +183,8 @@ def scrub(value: Any, path: str = "", refs: bool = False) -> tuple[Any, list[Fin
 def _scrub(value: Any, path: str, refs: bool, findings: list[Finding]) -> Any:
     if isinstance(value, str):
         if refs:
-            if _HEX_ONLY.match(value):
-                return value
+            if _REF.match(value):
+                return value  # anything else in subject_refs may be a raw subject id (a numeric customer id is all hex)
             findings.append(Finding(path, looks_like_raw_identifier(value) or "subject id"))
             return "[redacted:subject_id]"
         kind = identifier_in(value)
@@ -148,4 +210,3 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-_HEX_ONLY = re.compile(r"^[0-9a-fA-F]+$")
