@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
+from . import retry
 from .declarations import current_manifest
 from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, redacted_payload
 from .exceptions import EventError
@@ -92,13 +93,16 @@ class Ingestor:
         next_offset) are stored in the same transaction: effects and position commit together.
         ``before_commit`` runs inside it (the worker forwards dead letters there: if that
         fails, nothing of the batch is kept)."""
+        def transaction() -> BatchOutcome:
+            with few_collections(), self.engine.begin() as conn:
+                outcome = apply_batch(conn, decoded, list(refused), offsets)
+                if before_commit is not None:
+                    before_commit(outcome)
+                return outcome
+
         for attempt in range(3):
             try:
-                with few_collections(), self.engine.begin() as conn:
-                    outcome = apply_batch(conn, decoded, list(refused), offsets)
-                    if before_commit is not None:
-                        before_commit(outcome)
-                    return outcome
+                return retry.on_conflict(transaction)  # deadlock / serialization failure: rerun with backoff
             except sa.exc.IntegrityError:
                 # Another worker inserted one of these events meanwhile (a rebalance overlap): redo.
                 if attempt == 2:
@@ -201,7 +205,7 @@ def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRec
     if write_dead:
         _write_dead(conn, bulk, dead)
     bulk.run(conn, bulk.insert_sql("consumer_offset", ("group_id", "topic", "partition", "next_offset"),
-                                   keys=("group_id", "topic", "partition"), replace=("next_offset",)), offsets)
+                                   keys=("group_id", "topic", "partition"), highest=("next_offset",)), offsets)
     return BatchOutcome(IngestResult(ingested=len(plan.event_rows), duplicates=duplicates, dead_lettered=len(dead)), dead)
 
 
