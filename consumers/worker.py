@@ -29,7 +29,7 @@ from registry.exceptions import BrokerError, StoreError
 from registry.ingest import BatchOutcome, DeadRecord, Ingestor, IngestResult, few_collections
 from registry.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
 from registry.retry import Outage, is_broker_outage, is_db_outage
-from registry.status import end_offsets
+from registry.status import EndOffsets
 
 from .offsets import AppliedOffsets, StopConditions, group_lag, stored_offsets
 
@@ -47,6 +47,9 @@ CONSUMER_SETTINGS: dict[str, Any] = {
     "enable_auto_commit": False, "auto_offset_reset": "earliest",
     "max_partition_fetch_bytes": 1024 * 1024, "fetch_max_bytes": 4 * 1024 * 1024,  # what the client buffers: bounds the memory
 }
+
+# After a broker outage, reconnect within 2 s of its end (the client's default backoff grows to 30 s).
+RECONNECT: dict[str, Any] = {"reconnect_backoff_max_ms": 2000}
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Worker:
         self._polled: list[tuple[TopicPartition, list[Any]]] = []  # polled, not yet checked against the store
         self._last_lag = 0.0
         self._applied = 0
+        self._ends = EndOffsets(self.bootstrap)
 
     def stop(self, *_: Any) -> None:
         """Finish the batch in hand, commit, then leave (SIGTERM / SIGINT)."""
@@ -105,6 +109,7 @@ class Worker:
             finally:
                 producer.close(timeout=5)
                 consumer.close(autocommit=False)
+                self._ends.close()
         except KafkaError as exc:
             # the batch in hand was rolled back (or committed with its offsets): nothing is lost
             raise BrokerError(f"Kafka failed: {exc.__class__.__name__}: {exc}") from None
@@ -119,9 +124,9 @@ class Worker:
             session_timeout_ms=self.config.session_timeout_ms, heartbeat_interval_ms=self.config.heartbeat_interval_ms,
             fetch_max_wait_ms=self.config.fetch_max_wait_ms,
             # a batch held through a database outage must not cost the membership
-            max_poll_interval_ms=int(max(300, self.config.outage_timeout + 60) * 1000), **CONSUMER_SETTINGS,
+            max_poll_interval_ms=int(max(300, self.config.outage_timeout + 60) * 1000), **CONSUMER_SETTINGS, **RECONNECT,
         )
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_REQUEST_BYTES)
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_REQUEST_BYTES, **RECONNECT)
         consumer.subscribe([self.config.topics.transfers, self.config.topics.disclosures], listener=_Forget(self.offsets))
         return consumer, producer
 
@@ -161,7 +166,7 @@ class Worker:
         answer (such a failure counts toward the outage timeout)."""
         self._last_lag = time.monotonic()
         try:
-            ends = end_offsets(consumer, [self.config.topics.transfers, self.config.topics.disclosures])
+            ends = self._ends([self.config.topics.transfers, self.config.topics.disclosures])
             lags = group_lag(stored_offsets(self.engine, self.config.group), ends)
         except Exception as exc:
             if not self.outage.retryable(exc):
