@@ -48,6 +48,7 @@ CONSUMER_SETTINGS: dict[str, Any] = {
     "max_partition_fetch_bytes": 1024 * 1024, "fetch_max_bytes": 4 * 1024 * 1024,  # what the client buffers: bounds the memory
 }
 
+EMPTY_LAG_EVERY = 2.0  # seconds between lag checks while polls bring nothing (how a broker outage shows)
 # After a broker outage, reconnect within 2 s of its end (the client's default backoff grows to 30 s).
 RECONNECT: dict[str, Any] = {"reconnect_backoff_max_ms": 2000}
 
@@ -86,6 +87,7 @@ class Worker:
         self._polled: list[tuple[TopicPartition, list[Any]]] = []  # polled, not yet checked against the store
         self._last_lag = 0.0
         self._applied = 0
+        self._applied_now = False
         self._ends = EndOffsets(self.bootstrap)
 
     def stop(self, *_: Any) -> None:
@@ -134,6 +136,7 @@ class Worker:
         while not self._stop:
             room = self.stops.room(self.config.batch_size)
             self.outage.call(lambda: self._collect(consumer, room), "database", proves=False)
+            self._applied_now = bool(self._batch)
             if self._batch:
                 self.outage.call(lambda: self._apply(consumer, producer, ingestor), "write")
                 if self.stops.seen // FULL_COLLECTION_EVERY > (self.stops.seen - self._applied) // FULL_COLLECTION_EVERY:
@@ -141,7 +144,9 @@ class Worker:
                 if self.stops.reached_max():
                     break
             idle = self.stops.idle()
-            if idle or time.monotonic() - self._last_lag >= self.config.lag_every:
+            since = time.monotonic() - self._last_lag
+            # busy: every lag_every; nothing polled (idle, or the broker gone): every 2 s
+            if idle or since >= self.config.lag_every or (not self._applied_now and since >= EMPTY_LAG_EVERY):
                 if self.stops.should_stop(self._group_lag(consumer)) and idle:
                     break
 

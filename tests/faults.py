@@ -149,7 +149,7 @@ class PrivatePostgres:
 
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.dir / "log"), "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off")
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
 
     def crash(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")

@@ -143,6 +143,7 @@ def test_worker_survives_a_broker_cut(tmp_path: Path) -> None:
         proxy.restore()
         send_lines(lines[30_000:], bootstrap=bootstrap, topics=topics, mode="structured")
         out, err = worker.communicate(timeout=300)
+    (tmp_path / "worker.log").write_text(err)
     assert worker.returncode == 0, err[-3000:]
     assert cut_at < 30_000, "the cut came after the stream was consumed"
     retries = [json.loads(line) for line in err.splitlines() if '"event": "retry"' in line]
