@@ -61,6 +61,20 @@ class EndOffsets:
         return self._probe
 
     def __call__(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+        from kafka.errors import KafkaError, KafkaTimeoutError
+
+        try:
+            return self._read(list(topics))
+        except KafkaError:
+            self.close()  # a fresh client next time
+            raise
+        except (KeyError, AssertionError, OSError) as exc:
+            # kafka-python 3.0.x raises KeyError from end_offsets when a broker answers for only
+            # some partitions (seen while the broker was cut off): the same as no answer
+            self.close()
+            raise KafkaTimeoutError(f"incomplete end offsets: {exc.__class__.__name__}: {exc}") from None
+
+    def _read(self, topics: list[str]) -> dict[tuple[str, int], int]:
         from kafka import TopicPartition
         from kafka.errors import KafkaTimeoutError
 
@@ -93,8 +107,11 @@ class EndOffsets:
 
     def close(self) -> None:
         if self._probe is not None:
-            self._probe.close(autocommit=False)
-            self._probe = None
+            probe, self._probe = self._probe, None
+            try:
+                probe.close(autocommit=False)
+            except Exception:  # closing a client whose broker is gone: nothing to keep
+                pass
 
 
 def broker_end_offsets(bootstrap: str | None, topics: Iterable[str]) -> dict[tuple[str, int], int] | None:
