@@ -114,6 +114,9 @@ def _unique(rows: Sequence[tuple[Any, ...]], key_of: Any) -> bool:
     return len({key_of(r) for r in rows}) == len(rows)
 
 
+_COLUMN_TYPES: dict[str, list[str]] = {}  # per temp table name (a hash of the target's name and columns)
+
+
 def _copy_insert(conn: Connection, spec: InsertSpec, rows: Sequence[tuple[Any, ...]]) -> None:
     """COPY ``rows`` into a session temp table shaped like the target's columns, then one
     INSERT … SELECT … ORDER BY key with the same ON CONFLICT clause (``excluded`` means the
@@ -125,10 +128,16 @@ def _copy_insert(conn: Connection, spec: InsertSpec, rows: Sequence[tuple[Any, .
     conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {temp} ON COMMIT DELETE ROWS AS "
                          f"SELECT {quoted} FROM {spec.table} WITH NO DATA")
     conn.exec_driver_sql(f"TRUNCATE {temp}")  # an earlier load into it in this same transaction
-    statement = f"COPY {temp} ({quoted}) FROM STDIN"
+    types = _COLUMN_TYPES.get(temp)
+    if types is None:  # the temp table's column types, for a binary COPY (measured faster than text)
+        types = _COLUMN_TYPES[temp] = [t for (t,) in conn.exec_driver_sql(
+            f"SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '{temp}'::regclass "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
+    statement = f"COPY {temp} ({quoted}) FROM STDIN (FORMAT BINARY)"
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(statement) as copy:
+            copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
     except Exception as exc:  # the driver's own error: raise it as SQLAlchemy would (IntegrityError, ...)
