@@ -97,3 +97,43 @@ def test_outage_backs_off_then_gives_up_after_the_timeout() -> None:
     assert now[0] - 1.4 == pytest.approx(10)  # gave up once the outage lasted the timeout
     with pytest.raises(ValueError):
         outage.call(lambda: (_ for _ in ()).throw(ValueError("a bug, not an outage")), "test")
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def test_deadlocks_and_serialization_failures_are_retried_others_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry import retry
+
+    monkeypatch.setattr(retry.time, "sleep", lambda s: None)
+    failures = [_PgError("40P01"), _PgError("40001")]
+
+    def transaction() -> str:
+        if failures:
+            raise sa.exc.OperationalError("INSERT …", {}, failures.pop(0))
+        return "committed"
+
+    assert retry.on_conflict(transaction) == "committed" and not failures
+    calls = []
+
+    def unique_violation() -> None:
+        calls.append(1)
+        raise sa.exc.IntegrityError("INSERT …", {}, _PgError("23505"))
+
+    with pytest.raises(sa.exc.IntegrityError):
+        retry.on_conflict(unique_violation)
+    assert len(calls) == 1
+
+    def always_deadlocked() -> None:
+        calls.append(1)
+        raise sa.exc.OperationalError("INSERT …", {}, _PgError("40P01"))
+
+    calls.clear()
+    with pytest.raises(sa.exc.OperationalError):
+        retry.on_conflict(always_deadlocked)
+    assert len(calls) == retry.CONFLICT_ATTEMPTS
+    assert retry.is_db_outage(sa.exc.OperationalError("SELECT 1", {}, _PgError("08006")))
+    assert not retry.is_db_outage(sa.exc.IntegrityError("INSERT …", {}, _PgError("23505")))
