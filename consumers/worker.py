@@ -49,8 +49,9 @@ CONSUMER_SETTINGS: dict[str, Any] = {
 }
 
 EMPTY_LAG_EVERY = 2.0  # seconds between lag checks while polls bring nothing (how a broker outage shows)
-# After a broker outage, reconnect within 2 s of its end (the client's default backoff grows to 30 s).
-RECONNECT: dict[str, Any] = {"reconnect_backoff_max_ms": 2000}
+# After a broker outage, reconnect within 2 s of its end (the client's default backoff grows to 30 s);
+# at start, give up a bootstrap attempt after 10 s (default 30 s) so --outage-timeout stays close.
+RECONNECT: dict[str, Any] = {"reconnect_backoff_max_ms": 2000, "bootstrap_timeout_ms": 10_000}
 
 
 @dataclass

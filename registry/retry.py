@@ -88,11 +88,12 @@ class Outage:
             log.info("recovered", extra={"fields": {"after_s": round(self.clock() - self.since, 1), "attempts": self.attempt}})
         self.since, self.attempt = None, 0
 
-    def failed(self, exc: BaseException, what: str) -> None:
-        """Note a failure; sleep the backoff, or re-raise ``exc`` once the outage is too long."""
+    def failed(self, exc: BaseException, what: str, began: float | None = None) -> None:
+        """Note a failure (of a step that ``began`` then); sleep the backoff, or re-raise ``exc``
+        once the outage is too long."""
         now = self.clock()
         if self.since is None:
-            self.since = now
+            self.since = now if began is None else began
         self.attempt += 1
         if now - self.since >= self.timeout:
             log.error("outage_timeout", extra={"fields": {"what": what, "after_s": round(now - self.since, 1),
@@ -108,12 +109,13 @@ class Outage:
         """``fn()``, retried; its success ends the outage unless ``proves`` is False (a Kafka
         poll that returns nothing says nothing about the broker)."""
         while True:
+            began = self.clock()
             try:
                 result = fn()
             except Exception as exc:
                 if not self.retryable(exc):
                     raise
-                self.failed(exc, what)
+                self.failed(exc, what, began)  # a step that blocked before failing counts as outage
                 continue
             if proves:
                 self.ok()
