@@ -10,11 +10,9 @@ in the database make each event count once."""
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import resource
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +23,15 @@ from kafka.structs import OffsetAndMetadata
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from registry import jsonlog, metrics
 from registry.events import RawRecord
-from registry.exceptions import BrokerError
+from registry.exceptions import BrokerError, StoreError
 from registry.ingest import BatchOutcome, DeadRecord, Ingestor, IngestResult, few_collections
 from registry.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
-from registry.store import ConsumerOffset, table
+from registry.retry import Outage, is_broker_outage, is_db_outage
+from registry.status import EndOffsets
+
+from .offsets import AppliedOffsets, StopConditions, group_lag, stored_offsets
 
 __all__ = ["WorkerConfig", "Worker"]
 
@@ -45,6 +47,11 @@ CONSUMER_SETTINGS: dict[str, Any] = {
     "enable_auto_commit": False, "auto_offset_reset": "earliest",
     "max_partition_fetch_bytes": 1024 * 1024, "fetch_max_bytes": 4 * 1024 * 1024,  # what the client buffers: bounds the memory
 }
+
+EMPTY_LAG_EVERY = 2.0  # seconds between lag checks while polls bring nothing (how a broker outage shows)
+# After a broker outage, reconnect within 2 s of its end (the client's default backoff grows to 30 s);
+# at start, give up a bootstrap attempt after 10 s (default 30 s) so --outage-timeout stays close.
+RECONNECT: dict[str, Any] = {"reconnect_backoff_max_ms": 2000, "bootstrap_timeout_ms": 10_000}
 
 
 @dataclass
@@ -63,6 +70,9 @@ class WorkerConfig:
     # hold fetches with data ready: measured, consume and a bare loop alike stalled ~500 ms now
     # and then, a third to two thirds of their time. 50 ms costs an idle worker 20 fetches/s.
     fetch_max_wait_ms: int = 50
+    outage_timeout: float = 300.0  # broker or database unavailable this long: exit non-zero
+    metrics_port: int | None = None
+    lag_every: float = 5.0  # seconds between group-lag checks while busy (the gauge); every idle loop once idle
 
 
 class Worker:
@@ -71,7 +81,15 @@ class Worker:
         self.bootstrap = bootstrap_servers(config.bootstrap)
         self.totals = IngestResult()
         self._stop = False
-        self._stored: dict[TopicPartition, int] = {}  # next offsets applied per partition, from the DB
+        self.offsets = AppliedOffsets.of_store(engine, config.group)
+        self.stops = StopConditions(config.stop_when_idle, config.max_events)
+        self.outage = Outage(config.outage_timeout, lambda e: is_db_outage(e) or is_broker_outage(e))
+        self._batch: list[Any] = []  # records in hand: kept across retries of an outage
+        self._polled: list[tuple[TopicPartition, list[Any]]] = []  # polled, not yet checked against the store
+        self._last_lag = 0.0
+        self._applied = 0
+        self._applied_now = False
+        self._ends = EndOffsets(self.bootstrap)
 
     def stop(self, *_: Any) -> None:
         """Finish the batch in hand, commit, then leave (SIGTERM / SIGINT)."""
@@ -81,96 +99,114 @@ class Worker:
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        ensure_topics(self.bootstrap, self.config.topics, self.config.partitions)
-        ingestor = Ingestor(self.engine)
+        jsonlog.setup()
+        if self.config.metrics_port is not None:
+            metrics.serve(self.config.metrics_port)
         try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=self.config.group, max_poll_records=self.config.batch_size,
-                session_timeout_ms=self.config.session_timeout_ms, heartbeat_interval_ms=self.config.heartbeat_interval_ms,
-                fetch_max_wait_ms=self.config.fetch_max_wait_ms, **CONSUMER_SETTINGS,
-            )
-            producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_REQUEST_BYTES)
-            consumer.subscribe([self.config.topics.transfers, self.config.topics.disclosures], listener=_Forget(self._stored))
-        except KafkaError as exc:
-            raise BrokerError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
-        try:
-            with few_collections():  # polled records and batches are many short-lived objects
-                self._loop(consumer, producer, ingestor)
+            self.outage.call(lambda: ensure_topics(self.bootstrap, self.config.topics, self.config.partitions), "broker")
+            ingestor = self.outage.call(lambda: Ingestor(self.engine), "database")
+            consumer, producer = self.outage.call(self._clients, "broker")
+            try:
+                with few_collections():  # polled records and batches are many short-lived objects
+                    self._loop(consumer, producer, ingestor)
+            finally:
+                producer.close(timeout=5)
+                consumer.close(autocommit=False)
+                self._ends.close()
         except KafkaError as exc:
             # the batch in hand was rolled back (or committed with its offsets): nothing is lost
             raise BrokerError(f"Kafka failed: {exc.__class__.__name__}: {exc}") from None
-        finally:
-            producer.close()
-            consumer.close(autocommit=False)
-        _log_line("stopped", **self.totals.model_dump(), peak_rss_mb=peak_rss_mb())
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"the database failed: {exc.__class__.__name__}: {str(exc.orig or exc).splitlines()[0]}") from None
+        log.info("stopped", extra={"fields": {**self.totals.model_dump(), "peak_rss_mb": peak_rss_mb()}})
         return self.totals
 
+    def _clients(self) -> tuple[KafkaConsumer, KafkaProducer]:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.config.group, max_poll_records=self.config.batch_size,
+            session_timeout_ms=self.config.session_timeout_ms, heartbeat_interval_ms=self.config.heartbeat_interval_ms,
+            fetch_max_wait_ms=self.config.fetch_max_wait_ms,
+            # a batch held through a database outage must not cost the membership
+            max_poll_interval_ms=int(max(300, self.config.outage_timeout + 60) * 1000), **CONSUMER_SETTINGS, **RECONNECT,
+        )
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_REQUEST_BYTES, **RECONNECT)
+        consumer.subscribe([self.config.topics.transfers, self.config.topics.disclosures], listener=_Forget(self.offsets))
+        return consumer, producer
+
     def _loop(self, consumer: KafkaConsumer, producer: KafkaProducer, ingestor: Ingestor) -> None:
-        idle_since = time.monotonic()
-        seen = 0
         while not self._stop:
-            limit = self.config.batch_size if self.config.max_events is None else min(self.config.batch_size, self.config.max_events - seen)
-            batch = self._collect(consumer, limit)
-            if not batch:
-                if not consumer.assignment():
-                    idle_since = time.monotonic()  # still joining the group: not idle yet
-                    continue
-                if self.config.stop_when_idle is not None and time.monotonic() - idle_since >= self.config.stop_when_idle:
+            room = self.stops.room(self.config.batch_size)
+            self.outage.call(lambda: self._collect(consumer, room), "database", proves=False)
+            self._applied_now = bool(self._batch)
+            if self._batch:
+                self.outage.call(lambda: self._apply(consumer, producer, ingestor), "write")
+                if self.stops.seen // FULL_COLLECTION_EVERY > (self.stops.seen - self._applied) // FULL_COLLECTION_EVERY:
+                    gc.collect()
+                if self.stops.reached_max():
                     break
-                continue
-            idle_since = time.monotonic()
-            self._apply(consumer, producer, ingestor, batch)
-            seen += len(batch)
-            if seen // FULL_COLLECTION_EVERY > (seen - len(batch)) // FULL_COLLECTION_EVERY:
-                gc.collect()
-            if self.config.max_events is not None and seen >= self.config.max_events:
-                break
+            idle = self.stops.idle()
+            since = time.monotonic() - self._last_lag
+            # busy: every lag_every; nothing polled (idle, or the broker gone): every 2 s
+            if idle or since >= self.config.lag_every or (not self._applied_now and since >= EMPTY_LAG_EVERY):
+                if self.stops.should_stop(self._group_lag(consumer)) and idle:
+                    break
 
-    def _collect(self, consumer: KafkaConsumer, limit: int) -> list[Any]:
-        """Poll until the batch is full or its time is up; drop records the store already holds."""
-        batch: list[Any] = []
+    def _collect(self, consumer: KafkaConsumer, limit: int) -> None:
+        """Poll until the batch is full or its time is up; drop records the store already holds.
+        Records stay in ``_polled``/``_batch`` if reading the store's offsets fails."""
         deadline = time.monotonic() + self.config.batch_seconds
-        while len(batch) < limit and not self._stop:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            polled = consumer.poll(timeout_ms=int(remaining * 1000), max_records=limit - len(batch))
-            for tp, records in polled.items():
-                floor = self._floor(tp)
-                batch.extend(r for r in records if r.offset >= floor)
-        return batch
+        while len(self._batch) < limit and not self._stop:
+            if not self._polled:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                polled = consumer.poll(timeout_ms=int(remaining * 1000), max_records=limit - len(self._batch))
+                self._polled = list(polled.items())
+            while self._polled:
+                tp, records = self._polled[0]
+                self._batch.extend(self.offsets.fresh((tp.topic, tp.partition), records))
+                self._polled.pop(0)
 
-    def _floor(self, tp: TopicPartition) -> int:
-        """The next offset the store has applied for ``tp`` (read once per assignment)."""
-        if tp not in self._stored:
-            with self.engine.connect() as conn:
-                stored = conn.execute(sa.select(table(ConsumerOffset).c.next_offset).where(
-                    table(ConsumerOffset).c.group_id == self.config.group, table(ConsumerOffset).c.topic == tp.topic,
-                    table(ConsumerOffset).c.partition == tp.partition)).scalar()
-            self._stored[tp] = stored or 0
-        return self._stored[tp]
+    def _group_lag(self, consumer: KafkaConsumer) -> int | None:
+        """The group's total lag (store offsets vs end offsets); None while either side does not
+        answer (such a failure counts toward the outage timeout)."""
+        self._last_lag = time.monotonic()
+        try:
+            ends = self._ends([self.config.topics.transfers, self.config.topics.disclosures])
+            lags = group_lag(stored_offsets(self.engine, self.config.group), ends)
+        except Exception as exc:
+            if not self.outage.retryable(exc):
+                raise
+            self.outage.failed(exc, "lag")
+            return None
+        self.outage.ok()
+        metrics.set_lag(lags)
+        return sum(lags.values())
 
-    def _apply(self, consumer: KafkaConsumer, producer: KafkaProducer, ingestor: Ingestor, batch: list[Any]) -> None:
+    def _apply(self, consumer: KafkaConsumer, producer: KafkaProducer, ingestor: Ingestor) -> None:
+        batch = self._batch
         started = time.monotonic()
         records = [RawRecord(value=m.value, headers=list(m.headers or ()), topic=m.topic, partition=m.partition, offset=m.offset)
                    for m in batch]
-        nexts: dict[TopicPartition, int] = {}
-        for m in batch:
-            tp = TopicPartition(m.topic, m.partition)
-            nexts[tp] = max(nexts.get(tp, 0), m.offset + 1)
-        offsets = [(self.config.group, tp.topic, tp.partition, n) for tp, n in sorted(nexts.items())]
+        nexts = AppliedOffsets.nexts(batch)
+        offsets = [(self.config.group, topic, partition, n) for (topic, partition), n in sorted(nexts.items())]
         keys = {(m.topic, m.partition, m.offset): m.key for m in batch}
         outcome = ingestor.write(*ingestor.decode(records), offsets=offsets,
                                  before_commit=lambda o: self._dead_letter(producer, o, keys))
-        self._stored.update(nexts)
+        # committed: from here on nothing may send the batch round again
+        self._batch, self._applied = [], len(batch)
+        self.offsets.advance(nexts)
         self.totals.add(outcome.result)
+        self.stops.records(len(batch))
+        seconds = time.monotonic() - started
+        metrics.observe_batch(outcome.result, [d.reason for d in outcome.dead], seconds)
         try:
-            consumer.commit({tp: OffsetAndMetadata(n, "", -1) for tp, n in nexts.items()})
+            consumer.commit({TopicPartition(t, p): OffsetAndMetadata(n, "", -1) for (t, p), n in nexts.items()}, timeout_ms=5000)
         except (CommitFailedError, KafkaError) as exc:
             # The store already holds the batch and its offsets: a redelivery is skipped by them.
-            log.warning("offset commit failed after the store committed: %s", exc)
-        _log_line("batch", records=len(batch), **outcome.result.model_dump(), ms=round((time.monotonic() - started) * 1000),
-                  peak_rss_mb=peak_rss_mb())
+            log.warning("commit_failed", extra={"fields": {"error": f"{exc.__class__.__name__}: {exc}"}})
+        log.info("batch", extra={"fields": {"records": len(batch), **outcome.result.model_dump(), "ms": round(seconds * 1000),
+                                            "peak_rss_mb": peak_rss_mb()}})
 
     def _dead_letter(self, producer: KafkaProducer, outcome: BatchOutcome, keys: dict[tuple[Any, ...], Any]) -> None:
         """Forward refused records with the contract's headers; wait for the broker's ack."""
@@ -184,14 +220,14 @@ class _Forget(ConsumerRebalanceListener):
     """On any rebalance, forget the cached store offsets: another member may have moved them.
     (Runs on kafka-python's network thread, so it only clears a dict.)"""
 
-    def __init__(self, cache: dict[TopicPartition, int]) -> None:
-        self.cache = cache
+    def __init__(self, offsets: AppliedOffsets) -> None:
+        self.offsets = offsets
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self.cache.clear()
+        self.offsets.forget()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.cache.clear()
+        self.offsets.forget()
 
 
 def _dlq_headers(dead: DeadRecord) -> list[tuple[str, bytes]]:
@@ -213,8 +249,3 @@ def peak_rss_mb() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-
-
-def _log_line(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, **fields}), file=sys.stderr, flush=True)
-

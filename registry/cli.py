@@ -354,6 +354,8 @@ def consume(
     disclosures_topic: DisclosuresOpt = Topics.disclosures,
     dead_letter_topic: DeadTopicOpt = Topics.dead_letter,
     partitions: PartitionsOpt = 3,
+    outage_timeout: Annotated[float, typer.Option(min=0, help="Exit non-zero after the broker or database is unavailable this long (s).")] = 300,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics at http://0.0.0.0:P/metrics.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Consume events from Kafka into the registry until stopped (SIGTERM/SIGINT finish the batch)."""
@@ -361,9 +363,33 @@ def consume(
 
     config = WorkerConfig(bootstrap=bootstrap_servers, group=group, topics=Topics(transfers_topic, disclosures_topic, dead_letter_topic),
                           partitions=partitions, batch_size=batch_size, stop_when_idle=stop_when_idle, max_events=max_events,
-                          session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms)
+                          session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
+                          outage_timeout=outage_timeout, metrics_port=metrics_port)
     totals = Worker(_store(), config).run()
     emit(totals, as_json, lambda r: _counts_table("consume", r))
+
+
+@app.command()
+@command
+def status(
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "dataflow-registry",
+    bootstrap_servers: BootstrapOpt = None,
+    transfers_topic: TransfersOpt = Topics.transfers,
+    disclosures_topic: DisclosuresOpt = Topics.disclosures,
+    as_json: JsonOpt = False,
+) -> None:
+    """A consumer group's position per partition (stored offset, end offset, lag) and the store's totals."""
+    from .status import group_status
+
+    result = group_status(_store(), group, Topics(transfers_topic, disclosures_topic), bootstrap_servers)
+
+    def render(r: Any) -> None:
+        _table(r.partitions, ["topic", "partition", "stored_offset", "end_offset", "lag"], f"group {r.group}")
+        lag = r.lag if r.lag is not None else "unknown (broker unreachable)"
+        out.print(f"lag {lag}; {r.events} events, {r.dead_letters} dead letters, last event {r.last_event_time}, "
+                  f"manifest version {r.manifest_version}", markup=False)
+
+    emit(result, as_json, render)
 
 
 @dead_app.command("list")
@@ -472,7 +498,10 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
     """Run the web service: JSON API under /api/, OpenAPI at /openapi.json, pages under /."""
     import uvicorn
 
+    from . import jsonlog
     from .web import create_app
+
+    jsonlog.setup()
 
     uvicorn.run(create_app(_Globals.db), host=host, port=port, log_level="info")
 

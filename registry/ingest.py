@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
+from . import retry
 from .declarations import current_manifest
 from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
 from .exceptions import EventError
@@ -108,13 +109,18 @@ class Ingestor:
         ``before_commit`` runs inside it (the worker forwards dead letters there: if that
         fails, nothing of the batch is kept)."""
         isolate = False
+
+        def transaction() -> BatchOutcome:
+            with few_collections(), self.engine.begin() as conn:
+                apply = apply_isolating if isolate else apply_batch
+                outcome = apply(conn, decoded, list(refused), offsets)
+                if before_commit is not None:
+                    before_commit(outcome)
+                return outcome
+
         for attempt in range(4):
             try:
-                with few_collections(), self.engine.begin() as conn:
-                    apply = apply_isolating if isolate else apply_batch
-                    outcome = apply(conn, decoded, list(refused), offsets)
-                    if before_commit is not None:
-                        before_commit(outcome)
+                outcome = retry.on_conflict(transaction)  # deadlock / serialization failure: rerun with backoff
                 anchor_new_heads(self.engine)  # disclosure heads go to the anchor file only once committed
                 return outcome
             except _REFUSED_BY_DATABASE:
@@ -277,7 +283,7 @@ def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRec
     if write_dead:
         _write_dead(conn, bulk, dead)
     bulk.run(conn, bulk.insert_sql("consumer_offset", ("group_id", "topic", "partition", "next_offset"),
-                                   keys=("group_id", "topic", "partition"), replace=("next_offset",)), offsets)
+                                   keys=("group_id", "topic", "partition"), highest=("next_offset",)), offsets)
     return BatchOutcome(IngestResult(ingested=len(plan.event_rows), duplicates=duplicates, dead_lettered=len(dead)), dead)
 
 

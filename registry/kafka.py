@@ -44,7 +44,7 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int = 3) -> None:
     from .exceptions import BrokerError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="dataflow-registry-admin")
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="dataflow-registry-admin", bootstrap_timeout_ms=10_000)
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
     try:

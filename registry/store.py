@@ -7,10 +7,16 @@ evidence; ``dead_letter`` keeps refused bytes, redacted, with the reason."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, cast
+from typing import Any, Iterator, Optional, cast
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no file lock, one migrating process at a time
+    fcntl = None  # type: ignore[assignment]
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -278,6 +284,29 @@ def migrate(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
+    with _migration_lock(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several workers started at once on a fresh database: one migrates, the others wait
+            # here, then find the schema at head. Released when this transaction ends.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+MIGRATION_LOCK_KEY = 0x5245_4749  # "REGI": the advisory lock key serialising migrations
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """SQLite: an exclusive lock on ``<database>.migrate.lock`` beside the file, held while
+    migrating (SQLite's own locks do not cover Alembic's read-then-create)."""
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:" or fcntl is None:
+        yield
+        return
+    with open(f"{path}.migrate.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from .. import declarations, deadletters, disclosures, drift as drift_mod, ledger, questions, reports
+from .. import metrics
 from ..events import RawRecord, parse_bound
 from ..exceptions import InputError
 from ..ingest import IngestResult, Ingestor, few_collections
@@ -177,4 +178,4 @@ def _ingest_body(engine: Any, raw: bytes) -> IngestResult:
         if not all(isinstance(item, dict) for item in items):
             raise InputError("events are JSON objects (structured CloudEvents)", "body")
         records = [RawRecord(value=orjson.dumps(item), topic="http") for item in items]
-    return Ingestor(engine).ingest(records)
+    return metrics.ingest_counted(Ingestor(engine), records)

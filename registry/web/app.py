@@ -8,9 +8,9 @@ from html import escape
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from .. import __version__
+from .. import __version__, metrics
 from ..exceptions import ConfigError, InputError, LedgerError, RegistryError
 from ..events import EventValidator
 from ..store import open_store
@@ -54,6 +54,13 @@ def create_app(db_url: str | None = None) -> FastAPI:
     @app.exception_handler(RegistryError)
     async def failed(_request: Request, exc: RegistryError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus text exposition (contract §3); no token. A sync route: the lag refresh
+        asks the broker and the database off the event loop."""
+        metrics.refresh_lag(app.state.engine)
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     app.include_router(api_router)
     app.include_router(pages_router)

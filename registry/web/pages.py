@@ -118,7 +118,22 @@ def dashboard(request: Request, session: Reader) -> Response:
                     (("events recorded", events), ("recipients observed", recipients), ("dead letters", dead),
                      ("drift findings", sum(kinds.values()))))
     return page("Dashboard", f"<div class=cards>{cards}</div><h2>Drift by kind</h2>"
-                + _table(({"kind": k, "findings": n} for k, n in sorted(kinds.items())), ["kind", "findings"]), session)
+                + _table(({"kind": k, "findings": n} for k, n in sorted(kinds.items())), ["kind", "findings"])
+                + _consumer_status(engine), session)
+
+
+def _consumer_status(engine: Any) -> str:
+    """The default consumer group's position (``registry status``); end offsets and lag only
+    when KAFKA_BOOTSTRAP_SERVERS names a broker."""
+    import os
+
+    from ..status import group_status
+
+    status = group_status(engine, ask_broker=bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")))
+    lag = "unknown" if status.lag is None else f"{status.lag:,}"
+    return (f"<h2>Consumers: group {escape(status.group)}</h2><p>Lag {lag}; last event {escape(_text(status.last_event_time))}; "
+            f"manifest version {escape(_text(status.manifest_version))}</p>"
+            + _table((p.model_dump() for p in status.partitions), ["topic", "partition", "stored_offset", "end_offset", "lag"]))
 
 
 @router.get("/recipients")

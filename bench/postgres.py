@@ -1,0 +1,142 @@
+"""Benchmark, in one run: file ingest into SQLite and into PostgreSQL, then one vs two
+``registry consume`` workers into PostgreSQL from a 4-partition topic.
+
+    python bench/postgres.py [--events 50000] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+
+PostgreSQL: ``--postgres`` (a server URL; fresh databases are created and dropped on it), else
+TEST_DATABASE_URL. Kafka: KAFKA_BOOTSTRAP_SERVERS, else the embedded tansu. Ingest is timed
+without declare and generation; decode (validation, no database) is timed apart to show where
+the time goes. Workers are timed from the first batch's start to the last batch's end over all
+of them (from their JSON log lines)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from examples.blausen.generate import generate  # noqa: E402
+from registry.declarations import declare  # noqa: E402
+from registry.ingest import Ingestor, lines_of  # noqa: E402
+from registry.kafka import Topics, send_lines  # noqa: E402
+from registry.manifest import load_manifest  # noqa: E402
+from registry.store import open_store  # noqa: E402
+
+MANIFEST = ROOT / "examples" / "blausen" / "manifest.yaml"
+
+
+class Databases:
+    def __init__(self, server: str) -> None:
+        self.base = "postgresql+psycopg://" + server.split("://", 1)[1]
+        self.admin = sa.create_engine(self.base, isolation_level="AUTOCOMMIT")
+        self.names: list[str] = []
+
+    def fresh(self) -> str:
+        name = f"bench_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return self.base.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop(self) -> None:
+        open_store.cache_clear()
+        with self.admin.connect() as conn:
+            for name in self.names:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def file_ingest(url: str, lines: list[bytes], batch_size: int) -> tuple[float, float]:
+    """(events/s of the ingest, seconds of it spent decoding)."""
+    engine = open_store(url)
+    declare(engine, load_manifest(MANIFEST))
+    ingestor = Ingestor(engine)
+    start = time.perf_counter()
+    result = ingestor.ingest(lines_of(lines), batch_size=batch_size)
+    elapsed = time.perf_counter() - start
+    assert result.ingested + result.dead_lettered == len(lines), result
+    start = time.perf_counter()
+    records = list(lines_of(lines))
+    for i in range(0, len(records), batch_size):
+        ingestor.decode(records[i:i + batch_size])
+    return len(lines) / elapsed, time.perf_counter() - start
+
+
+def consume(url: str, bootstrap: str, topics: Topics, workers: int, total: int) -> float:
+    declare(open_store(url), load_manifest(MANIFEST))
+    group = f"bench-{uuid.uuid4().hex[:6]}"
+    args = [sys.executable, "-m", "registry", "--db", url, "--json", "consume", "--group", group, "--bootstrap-servers", bootstrap,
+            "--transfers-topic", topics.transfers, "--disclosures-topic", topics.disclosures, "--dead-letter-topic",
+            topics.dead_letter, "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000", "--stop-when-idle", "4"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(workers)]
+    starts, ends, done = [], [], 0
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-2000:]
+        for line in err.splitlines():
+            if '"event": "batch"' in line:
+                fields = json.loads(line)
+                moment = time.mktime(time.strptime(fields["time"][:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + fields["time"][20:23])
+                ends.append(moment)
+                starts.append(moment - fields["ms"] / 1000)
+        totals = json.loads(out)
+        done += totals["ingested"] + totals["dead_lettered"] + totals["duplicates"]
+    assert done >= total, (done, total)
+    return total / (max(ends) - min(starts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL"))
+    parser.add_argument("--skip-kafka", action="store_true")
+    args = parser.parse_args()
+    if not args.postgres:
+        sys.exit("set --postgres URL or TEST_DATABASE_URL")
+    os.environ.setdefault("REGISTRY_SUBJECT_KEY", "bench")
+    lines = [line for line, _ in generate(args.events, seed=1)]
+    dbs = Databases(args.postgres)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+            sqlite_rate, sqlite_decode = file_ingest(f"sqlite:///{tmp}/bench.db", lines, args.batch_size)
+            pg_rate, pg_decode = file_ingest(dbs.fresh(), lines, args.batch_size)
+            total_sqlite, total_pg = args.events / sqlite_rate, args.events / pg_rate
+            print(f"events                 {args.events}")
+            print(f"file ingest SQLite     {sqlite_rate:>9,.0f} events/s  ({total_sqlite:.2f} s: decode {sqlite_decode:.2f} s, "
+                  f"database {total_sqlite - sqlite_decode:.2f} s)")
+            print(f"file ingest PostgreSQL {pg_rate:>9,.0f} events/s  ({total_pg:.2f} s: decode {pg_decode:.2f} s, "
+                  f"database {total_pg - pg_decode:.2f} s)")
+            print(f"PostgreSQL / SQLite    {pg_rate / sqlite_rate:.2f}")
+            if args.skip_kafka:
+                return
+            bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            if not bootstrap:
+                from registry.devbroker import embedded_broker
+
+                bootstrap = stack.enter_context(embedded_broker())
+            tag = uuid.uuid4().hex[:6]
+            topics = Topics(f"bench{tag}.transfers", f"bench{tag}.disclosures", f"bench{tag}.dead-letter")
+            sent = send_lines(lines, bootstrap=bootstrap, topics=topics, mode="structured", partitions=4)
+            one = consume(dbs.fresh(), bootstrap, topics, 1, sent)
+            two = consume(dbs.fresh(), bootstrap, topics, 2, sent)
+            print(f"consume, 1 worker      {one:>9,.0f} events/s into PostgreSQL")
+            print(f"consume, 2 workers     {two:>9,.0f} events/s into PostgreSQL")
+            print(f"two / one              {two / one:.2f}")
+    finally:
+        dbs.drop()
+
+
+if __name__ == "__main__":
+    main()

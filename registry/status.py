@@ -1,0 +1,158 @@
+"""``registry status`` (contract §3): where a consumer group stands, per partition, against the
+broker's end offsets, with the store's totals. Shared by the CLI, the dashboard page and the
+worker's lag gauge. Without the broker, end offsets and lag are null."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from .kafka import Topics, bootstrap_servers
+
+__all__ = ["PartitionStatus", "GroupStatus", "EndOffsets", "group_status", "broker_end_offsets"]
+
+log = logging.getLogger("registry.status")
+END_OFFSETS_TIMEOUT_MS = 5000
+
+
+class PartitionStatus(BaseModel):
+    topic: str
+    partition: int
+    stored_offset: int | None
+    end_offset: int | None
+    lag: int | None
+
+
+class GroupStatus(BaseModel):
+    group: str
+    lag: int | None
+    partitions: list[PartitionStatus]
+    events: int
+    dead_letters: int
+    last_event_time: datetime | None
+    manifest_version: int | None
+
+
+class EndOffsets:
+    """End offsets of every partition of some topics, read with a client of its own (no group).
+
+    The broker's answer (ListOffsets) is checked by reading the partition's last record batch:
+    tansu 0.6.0, the test broker, answers the base offset of the last batch + 1, which hides the
+    rest of that batch (measured: 500 records produced in one batch moved the end by 1). With
+    Kafka the check reads the last record and changes nothing. Raises KafkaError when the broker
+    does not answer."""
+
+    def __init__(self, bootstrap: str | None = None, timeout_ms: int = END_OFFSETS_TIMEOUT_MS) -> None:
+        self.bootstrap, self.timeout_ms = bootstrap_servers(bootstrap), timeout_ms
+        self._probe: Any = None
+
+    def _client(self) -> Any:
+        from kafka import KafkaConsumer
+
+        if self._probe is None:
+            self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                        request_timeout_ms=self.timeout_ms + 1000, bootstrap_timeout_ms=self.timeout_ms,
+                                        fetch_max_wait_ms=50, reconnect_backoff_max_ms=2000)
+        return self._probe
+
+    def __call__(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+        from kafka.errors import KafkaError, KafkaTimeoutError
+
+        try:
+            return self._read(list(topics))
+        except KafkaError:
+            self.close()  # a fresh client next time
+            raise
+        except (KeyError, AssertionError, OSError) as exc:
+            # kafka-python 3.0.x raises KeyError from end_offsets when a broker answers for only
+            # some partitions (seen while the broker was cut off): the same as no answer
+            self.close()
+            raise KafkaTimeoutError(f"incomplete end offsets: {exc.__class__.__name__}: {exc}") from None
+
+    def _read(self, topics: list[str]) -> dict[tuple[str, int], int]:
+        from kafka import TopicPartition
+        from kafka.errors import KafkaTimeoutError
+
+        probe = self._client()
+        partitions = []
+        for topic in topics:
+            ids = probe.partitions_for_topic(topic)
+            if not ids:
+                raise KafkaTimeoutError(f"no partitions known for {topic}")  # metadata not there: lag unknown
+            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+        ends = {tp: int(n) for tp, n in probe.end_offsets(partitions, timeout_ms=self.timeout_ms).items()}
+        filled = [tp for tp in partitions if ends.get(tp, 0) > 0]
+        if filled:
+            probe.assign(filled)
+            for tp in filled:
+                probe.seek(tp, ends[tp] - 1)
+            pending = set(filled)
+            for _ in range(4):
+                polled = probe.poll(timeout_ms=500)
+                if not polled:
+                    break
+                for tp, records in polled.items():
+                    ends[tp] = max(ends[tp], max(r.offset for r in records) + 1)
+                    pending.discard(tp)
+                    probe.pause(tp)
+                if not pending:
+                    break
+            probe.assign([])
+        return {(tp.topic, tp.partition): n for tp, n in sorted(ends.items())}
+
+    def close(self) -> None:
+        if self._probe is not None:
+            probe, self._probe = self._probe, None
+            try:
+                probe.close(autocommit=False)
+            except Exception:  # closing a client whose broker is gone: nothing to keep
+                pass
+
+
+def broker_end_offsets(bootstrap: str | None, topics: Iterable[str]) -> dict[tuple[str, int], int] | None:
+    """End offsets from a short-lived client, or None when the broker cannot be reached."""
+    from kafka.errors import KafkaError
+
+    ends = EndOffsets(bootstrap)
+    try:
+        return ends(topics)
+    except (KafkaError, OSError) as exc:
+        log.warning("broker_unreachable", extra={"fields": {"error": f"{exc.__class__.__name__}: {exc}"}})
+        return None
+    finally:
+        ends.close()
+
+
+def group_status(engine: Engine, group: str = "dataflow-registry", topics: Topics | None = None,
+                 bootstrap: str | None = None, ends: dict[tuple[str, int], int] | None = None,
+                 ask_broker: bool = True) -> GroupStatus:
+    """The group's partitions (those the broker lists, plus any the store holds offsets for),
+    each with stored and end offsets and lag; lag totals null unless the broker answered."""
+    from consumers.offsets import group_lag, stored_offsets
+
+    topics = topics or Topics()
+    if ends is None and ask_broker:
+        ends = broker_end_offsets(bootstrap, [topics.transfers, topics.disclosures])
+    stored = stored_offsets(engine, group)
+    lags = group_lag(stored, ends) if ends is not None else {}
+    keys = sorted(set(stored) | set(ends or {}))
+    partitions = [PartitionStatus(topic=t, partition=p, stored_offset=stored.get((t, p)),
+                                  end_offset=(ends or {}).get((t, p)), lag=lags.get((t, p))) for t, p in keys]
+    with engine.connect() as conn:
+        events = conn.exec_driver_sql("SELECT COUNT(*) FROM event").scalar_one()
+        dead = conn.exec_driver_sql("SELECT COUNT(*) FROM dead_letter WHERE status = 'dead'").scalar_one()
+        last = conn.execute(sa.text("SELECT MAX(time) FROM event").columns(sa.column("m", sa.DateTime(timezone=True)))).scalar()
+        version = conn.exec_driver_sql("SELECT MAX(version) FROM manifest_version").scalar()
+    if isinstance(last, str):  # SQLite keeps UTC text
+        last = datetime.fromisoformat(last)
+    if last is not None and last.tzinfo is None:
+        from datetime import timezone
+
+        last = last.replace(tzinfo=timezone.utc)
+    return GroupStatus(group=group, lag=sum(lags.values()) if ends is not None else None, partitions=partitions,
+                       events=events, dead_letters=dead, last_event_time=last, manifest_version=version)

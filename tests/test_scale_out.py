@@ -1,0 +1,311 @@
+"""Scale-out and faults with real processes and a real broker: several workers in one group on
+one PostgreSQL database, SIGKILLs while the stream flows, a broker cut, a database crash, and
+``status`` / ``/metrics``. The oracle is a file ingest of the same stream into a fresh store."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from registry.devbroker import free_port
+from registry.ingest import Ingestor, lines_of
+from registry.kafka import Topics, send_lines
+from registry.store import open_store
+
+from .conftest import _admin_url, _server_url
+from .faults import PrivatePostgres, proxied_broker, wait_until
+from .test_kafka import _consume_cli, _stream, _topics
+
+ORACLE_TABLES = ("flow_day", "flow_hour", "subject_flow")
+
+
+def _contents(engine: sa.Engine) -> dict[str, Any]:
+    """What a store answers from: every aggregate row, the event count, dead letters by reason."""
+    with engine.connect() as conn:
+        out: dict[str, Any] = {t: sorted(tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {t}")) for t in ORACLE_TABLES}
+        out["events"] = conn.exec_driver_sql("SELECT COUNT(*) FROM event").scalar_one()
+        out["dead"] = Counter(r for (r,) in conn.exec_driver_sql("SELECT reason FROM dead_letter"))
+    return out
+
+
+def _declare(engine: sa.Engine) -> None:
+    from registry.declarations import declare
+    from registry.manifest import load_manifest
+
+    from .conftest import EXAMPLE_MANIFEST
+
+    declare(engine, load_manifest(EXAMPLE_MANIFEST))
+
+
+def _file_ingest(url: str, lines: list[bytes]) -> dict[str, Any]:
+    engine = open_store(url)
+    Ingestor(engine).ingest(lines_of(lines))
+    return _contents(engine)
+
+
+@pytest.fixture
+def pg_databases() -> Iterator[Any]:
+    """A factory of fresh, empty databases on the PostgreSQL server (no schema yet)."""
+    server = _server_url()
+    if server is None:
+        pytest.skip("no PostgreSQL: set TEST_DATABASE_URL")
+    admin = sa.create_engine(_admin_url(server), isolation_level="AUTOCOMMIT")
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"registry_scale_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return _admin_url(server).rsplit("/", 1)[0] + f"/{name}"
+
+    yield make
+    open_store.cache_clear()
+    with admin.connect() as conn:
+        for name in names:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.mark.slow
+def test_three_workers_on_a_fresh_postgres_database(pg_databases: Any, kafka_bootstrap: str) -> None:
+    topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
+    lines, expected = _stream(Path("."), 12_000, seed=31)
+    send_lines(lines, bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=4)
+    db = pg_databases()  # no schema: the three workers migrate it at once
+    workers = [_consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500") for _ in range(3)]
+    results = []
+    for w in workers:
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err[-3000:]
+        results.append(json.loads(out))
+    assert all(r["ingested"] + r["duplicates"] + r["dead_lettered"] > 0 for r in results), f"a worker got no partition: {results}"
+    consumed, clean = _contents(open_store(db)), _file_ingest(pg_databases(), lines)
+    assert sum(r["ingested"] for r in results) == consumed["events"] == clean["events"] > 0
+    assert sum(r["dead_lettered"] for r in results) == sum(clean["dead"].values())
+    assert consumed == clean
+
+
+@pytest.mark.slow
+def test_sigkill_five_times_while_the_stream_flows(pg_databases: Any, kafka_bootstrap: str) -> None:
+    topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
+    lines, expected = _stream(Path("."), 60_000, seed=37)
+    send_lines(lines[:5000], bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=3)
+    db = pg_databases()
+    engine = open_store(db)
+    _declare(engine)
+
+    def publish_rest() -> None:  # the stream keeps flowing while workers die
+        for start in range(5000, len(lines), 5000):
+            send_lines(lines[start:start + 5000], bootstrap=kafka_bootstrap, topics=topics, mode="structured")
+            time.sleep(1.5)
+
+    publisher = threading.Thread(target=publish_rest)
+    publisher.start()
+    rng = random.Random(7)
+    for _ in range(5):
+        worker = _consume_cli(db, kafka_bootstrap, topics, group, "--batch-size", "1000")
+        time.sleep(rng.uniform(3.5, 6.0))
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.communicate()
+    publisher.join()
+    final = _consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "8")
+    out, err = final.communicate(timeout=400)
+    assert final.returncode == 0, err[-3000:]
+    # every event once (the oracle is the generator's count; a file ingest costs this test 15 s)
+    consumed = _contents(engine)
+    assert consumed["events"] == expected["valid"]
+    assert consumed["dead"] == Counter(expected["dead"])
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT SUM(events) FROM flow_day").scalar_one() == expected["flow_events"]
+        assert conn.exec_driver_sql("SELECT COUNT(*), COUNT(DISTINCT (source, event_id)) FROM event").one() == (
+            expected["valid"], expected["valid"])
+
+
+def _progress(engine: sa.Engine) -> int:
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT COUNT(*) FROM event").scalar_one())
+    except sa.exc.DBAPIError:
+        return 0
+
+
+@pytest.mark.slow
+def test_worker_survives_a_broker_cut(tmp_path: Path) -> None:
+    lines, expected = _stream(tmp_path, 30_000, seed=41)
+    db, clean_db = f"sqlite:///{tmp_path / 'consumed.db'}", f"sqlite:///{tmp_path / 'clean.db'}"
+    engine = open_store(db)
+    _declare(engine)  # few dead letters: the worker polls through the cut instead of waiting on their acks
+    _declare(open_store(clean_db))
+    with proxied_broker(tmp_path / "tansu.log") as (bootstrap, proxy):
+        topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
+        send_lines(lines[:22_000], bootstrap=bootstrap, topics=topics, mode="structured")
+        worker = _consume_cli(db, bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500", "--outage-timeout", "90")
+        assert wait_until(lambda: _progress(engine) > 2000, 90)
+        proxy.cut()
+        cut_at = _progress(engine)
+        time.sleep(12)
+        proxy.restore()
+        send_lines(lines[22_000:], bootstrap=bootstrap, topics=topics, mode="structured")
+        out, err = worker.communicate(timeout=300)
+    (tmp_path / "worker.log").write_text(err)
+    assert worker.returncode == 0, err[-3000:]
+    assert cut_at < 20_000, "the cut came after the stream was consumed"
+    retries = [json.loads(line) for line in err.splitlines() if '"event": "retry"' in line]
+    assert retries and all(r["level"] == "warning" and "attempt" in r for r in retries)
+    consumed = _contents(engine)
+    assert consumed == _file_ingest(clean_db, lines) and consumed["events"] == expected["valid"]
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    try:
+        cluster = PrivatePostgres()
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"cannot run a private PostgreSQL cluster: {exc}")
+    yield cluster
+    open_store.cache_clear()
+    cluster.destroy()
+
+
+@pytest.mark.slow
+def test_worker_survives_a_database_crash(private_postgres: PrivatePostgres, kafka_bootstrap: str, tmp_path: Path) -> None:
+    lines, expected = _stream(tmp_path, 30_000, seed=43)
+    topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
+    send_lines(lines, bootstrap=kafka_bootstrap, topics=topics, mode="structured")
+    db = private_postgres.create_database("consumed")
+    engine = sa.create_engine(db, pool_pre_ping=True)
+    worker = _consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500", "--outage-timeout", "90")
+    assert wait_until(lambda: _progress(engine) > 2000, 120)
+    engine.dispose()
+    private_postgres.crash()
+    time.sleep(10)
+    private_postgres.start()
+    out, err = worker.communicate(timeout=300)
+    (tmp_path / "worker.log").write_text(err)
+    assert worker.returncode == 0, err[-3000:]
+    retries = [json.loads(line) for line in err.splitlines() if '"event": "retry"' in line]
+    assert any(r["what"] in ("write", "database") for r in retries), "the crash came after the stream was consumed"
+    consumed, clean = _contents(open_store(db)), _file_ingest(private_postgres.create_database("clean"), lines)
+    assert consumed["events"] == clean["events"] > 20_000
+    assert consumed == clean
+
+
+def _status(db: str, bootstrap: str, topics: Topics, group: str) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "registry", "--db", db, "--json", "status", "--group", group, "--bootstrap-servers",
+                           bootstrap, "--transfers-topic", topics.transfers, "--disclosures-topic", topics.disclosures],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_status_lag_and_metrics(tmp_path: Path, kafka_bootstrap: str) -> None:
+    lines, expected = _stream(tmp_path, 3000, seed=47)
+    topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
+    send_lines(lines, bootstrap=kafka_bootstrap, topics=topics, mode="structured")
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    from registry.declarations import declare
+    from registry.manifest import load_manifest
+
+    from .conftest import EXAMPLE_MANIFEST
+
+    declare(open_store(db), load_manifest(EXAMPLE_MANIFEST))
+    port = free_port()
+    worker = _consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "6", "--metrics-port", str(port))
+    scraped = ""
+    deadline = time.monotonic() + 120
+    while worker.poll() is None and time.monotonic() < deadline:
+        try:
+            scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            pass
+        lags = [line for line in scraped.splitlines() if line.startswith("registry_consumer_lag{")]
+        if f"registry_events_ingested_total {float(expected['valid'])}" in scraped and lags and all(
+                line.endswith(" 0.0") for line in lags):
+            break
+        time.sleep(0.3)
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err[-3000:]
+    assert f"registry_events_ingested_total {float(expected['valid'])}" in scraped
+    assert "registry_events_duplicate_total 0.0" in scraped and "registry_batch_seconds_bucket" in scraped
+    assert 'registry_dead_letters_total{reason="invalid_json"} 2.0' in scraped
+    assert f'registry_consumer_lag{{partition="0",topic="{topics.transfers}"}} 0.0' in scraped
+
+    status = _status(db, kafka_bootstrap, topics, group)
+    assert status["lag"] == 0 and status["events"] == expected["valid"] and status["group"] == group
+    assert status["dead_letters"] == sum(expected["dead"].values()) and status["manifest_version"] == 1
+    assert status["last_event_time"] is not None
+    assert sorted((p["topic"], p["partition"]) for p in status["partitions"]) == sorted(
+        (t, p) for t in (topics.transfers, topics.disclosures) for p in range(3))
+    assert all(p["stored_offset"] == p["end_offset"] for p in status["partitions"] if p["end_offset"])
+    assert sum(p["end_offset"] for p in status["partitions"]) == len(lines)
+
+    more, _ = _stream(tmp_path, 500, seed=48)
+    send_lines(more[:137], bootstrap=kafka_bootstrap, topics=topics, mode="structured")
+    status = _status(db, kafka_bootstrap, topics, group)
+    assert status["lag"] == 137 == sum(p["lag"] for p in status["partitions"]), status
+
+    unreachable = _status(db, f"127.0.0.1:{free_port()}", topics, group)
+    assert unreachable["lag"] is None and all(p["end_offset"] is None and p["lag"] is None for p in unreachable["partitions"])
+    assert unreachable["events"] == expected["valid"]
+
+
+def test_web_metrics_need_no_token(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from registry.tokens import create_token
+    from registry.web import create_app
+
+    from examples.blausen.generate import generate
+
+    db = f"sqlite:///{tmp_path / 'web.db'}"
+    token = create_token(open_store(db), "service", "svc").token
+    client = TestClient(create_app(db))
+    body = b"[" + b",".join(line for line, reason in generate(300, seed=3, poison_per_reason=1)
+                            if reason not in ("invalid_json", "too_large")) + b"]"
+    answer = client.post("/api/events", content=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert answer.status_code == 200
+    scraped = client.get("/metrics")
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    for name in ("registry_events_ingested_total", "registry_events_duplicate_total", "registry_dead_letters_total",
+                 "registry_batch_seconds_bucket", "registry_consumer_lag"):
+        assert name in scraped.text
+    assert 'registry_dead_letters_total{reason="raw_identifier"}' in scraped.text
+    assert "Bearer" not in scraped.text and "@" not in scraped.text  # nothing but codes in labels
+
+
+@pytest.mark.slow
+def test_outage_timeout_exits_non_zero(tmp_path: Path) -> None:
+    """No broker at all: retries logged as JSON lines, then exit 2 once --outage-timeout has passed."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "registry", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--json", "consume",
+                           "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--outage-timeout", "12"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2 and done.stdout == ""
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [line["event"] for line in lines][-1] == "outage_timeout" and lines[0]["event"] == "retry"
+    assert "error: cannot reach Kafka" in done.stderr
+    assert 12 <= elapsed < 45  # one bootstrap attempt (10 s) past the timeout at most, plus start-up
