@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from . import disclosures, drift as drift_mod, ledger
-from .store import DeadLetter, EventRow, FlowDay, table
+from .store import DeadLetter, EventRow, FlowDay, SubjectFlow, table
 
-__all__ = ["Overview", "overview"]
+__all__ = ["Overview", "overview", "subjects_of"]
 
 
 class Overview(BaseModel):
@@ -33,7 +33,7 @@ def overview(engine: Engine, today: date | None = None) -> Overview:
     with engine.connect() as conn:
         events = conn.execute(sa.select(sa.func.count()).select_from(table(EventRow))).scalar_one()
         recipients = conn.execute(sa.select(sa.func.count(sa.distinct(flows.c.recipient)))).scalar_one()
-        reasons = dict(conn.execute(sa.select(d.c.reason, sa.func.count()).where(d.c.status == "dead")
+        reasons: dict[str, int] = dict(conn.execute(sa.select(d.c.reason, sa.func.count()).where(d.c.status == "dead")
                                     .group_by(d.c.reason).order_by(d.c.reason)).all())
     kinds = Counter(r.kind for r in drift_mod.drift(engine))
     today = today or datetime.now(timezone.utc).date()
@@ -43,3 +43,10 @@ def overview(engine: Engine, today: date | None = None) -> Overview:
                     drift={k: kinds[k] for k in drift_mod.KINDS if kinds[k]}, requests=len(rows),
                     open_requests=sum(1 for r in rows if r.outcome == "pending"), overdue_requests=len(overdue),
                     ledger=ledger.verify(engine))
+
+
+def subjects_of(engine: Engine, recipient: str) -> int:
+    """Distinct data subjects (subject refs) the subject index holds for ``recipient``."""
+    s = table(SubjectFlow)
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count(sa.distinct(s.c.subject_ref))).where(s.c.recipient == recipient)).scalar_one())

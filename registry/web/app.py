@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from html import escape
-
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -16,7 +14,7 @@ from ..events import EventValidator
 from ..store import open_store
 from .api import router as api_router
 from .auth import Forbidden, LoginRequired
-from .pages import page, router as pages_router
+from .pages import public as public_pages, render_error, router as pages_router
 
 __all__ = ["create_app"]
 
@@ -40,8 +38,8 @@ def create_app(db_url: str | None = None) -> FastAPI:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
     @app.exception_handler(Forbidden)
-    async def forbidden(_request: Request, exc: Forbidden) -> HTMLResponse:
-        return page("Not allowed", f"<p class=error>{escape(str(exc))}</p>", exc.session, 403)
+    async def forbidden(request: Request, exc: Forbidden) -> HTMLResponse:
+        return render_error(request, str(exc), exc.session, 403)
 
     @app.exception_handler(LedgerError)
     async def ledger_broken(_request: Request, exc: LedgerError) -> JSONResponse:
@@ -56,5 +54,6 @@ def create_app(db_url: str | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     app.include_router(api_router)
+    app.include_router(public_pages)
     app.include_router(pages_router)
     return app
