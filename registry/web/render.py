@@ -158,8 +158,7 @@ def _sort_link(request: Request) -> Any:
         new_desc = not desc if column == current else False
         params.update(sort=column, dir="desc" if new_desc else "asc")
         arrow = (" ▼" if desc else " ▲") if column == current else ""
-        state = ("descending" if desc else "ascending") if column == current else "none"
-        return Markup('<a href="?{}{}" aria-sort-state="{}">{}{}</a>').format(urlencode(params), anchor, state, label, arrow)
+        return Markup('<a href="?{}{}">{}{}</a>').format(urlencode(params), anchor, label, arrow)
 
     return link
 
