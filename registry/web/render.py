@@ -172,19 +172,19 @@ def bar_chart(points: Sequence[tuple[str, int]], title: str, width: int = 720, h
     top = max(v for _, v in points) or 1
     left, bottom, n = 48, 28, len(points)
     step = (width - left - 8) / n
-    every = every or max(1, n // 8)
+    every = every or max(1, n // 6)
     parts = [f'<svg class=chart viewBox="0 0 {width} {height}" role=img aria-label="{escape(title)}" '
              f'preserveAspectRatio="xMinYMin meet"><title>{escape(title)}</title>',
              f'<line x1="{left}" y1="{height - bottom}" x2="{width}" y2="{height - bottom}" stroke="#57606a"/>',
-             f'<text x="{left - 6}" y="14" text-anchor=end font-size=11 fill="#1b1f24">{top:,}</text>',
-             f'<text x="{left - 6}" y="{height - bottom}" text-anchor=end font-size=11 fill="#1b1f24">0</text>']
+             f'<text x="{left - 6}" y="14" text-anchor=end font-size=13 fill="#1b1f24">{top:,}</text>',
+             f'<text x="{left - 6}" y="{height - bottom}" text-anchor=end font-size=13 fill="#1b1f24">0</text>']
     for i, (label, value) in enumerate(points):
         h = (height - bottom - 8) * value / top
         x = left + i * step
         parts.append(f'<rect x="{x + 1:.1f}" y="{height - bottom - h:.1f}" width="{max(step - 2, 1):.1f}" height="{h:.1f}" '
                      f'fill="#1f4e78"><title>{escape(label)}: {value:,}</title></rect>')
         if i % every == 0:
-            parts.append(f'<text x="{x + 1:.1f}" y="{height - 10}" font-size=11 fill="#1b1f24">{escape(label)}</text>')
+            parts.append(f'<text x="{x + 1:.1f}" y="{height - 10}" font-size=13 fill="#1b1f24">{escape(label)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
