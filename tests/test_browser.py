@@ -174,6 +174,7 @@ def test_legal_user_logs_a_request_and_follows_it(server: tuple[str, dict[str, s
         assert "Notice due by" in error and "notice_due" not in error
         assert page.get_attribute("#f-notice_due", "aria-invalid") == "true"
         assert page.input_value("#f-request_id") == "SW-2026-7" and page.is_checked("#cat-list input[value='user.contact.email']")
+        assert "User Contact Email" in page.inner_text("#cat-selected")
         _check(page, "disclosure-error", axe)
 
         page.fill("#f-notice_due", due)

@@ -69,7 +69,8 @@ def test_the_form_reads_a_browser_s_fields_and_names_errors_in_words(declared: s
     missing = client.post("/disclosures", data={**FORM, "notice": "delayed", "csrf_token": csrf})
     assert missing.status_code == 422
     error = re.search(r'id="form-error">(.*?)</div>', missing.text, re.S)
-    assert error and "Notice due by" in error.group(1) and "notice_due" not in error.group(1)
+    words = re.sub(r"<[^>]+>", "", error.group(1)) if error else ""
+    assert "Notice due by" in words and "notice_due" not in words and 'href="#f-notice_due"' in missing.text
     assert 'aria-invalid="true"' in missing.text and 'value="Travis County Sheriff"' in missing.text
     bad = client.post("/disclosures", data={**FORM, "request_id": "F-2", "outcome": "produced", "authority": "<script>alert(1)</script>",
                                             "data_categories": ["user.contact.email", "user.name"], "csrf_token": csrf})
@@ -100,3 +101,19 @@ def test_snapshot_from_form() -> None:
                                "data_categories": "user.name, user.contact.email", "notice_due": "", "request_id": "X"}) == {
         "received_at": "2026-04-02T10:00:00Z", "disclosed_at": "2026-04-03T11:30:15Z", "subject_count": 3,
         "data_categories": ["user.name", "user.contact.email"], "request_id": "X"}
+
+
+def test_templates_are_package_data() -> None:
+    """An editable install hides missing package data: every file the pages read is declared."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    from registry.web import render
+
+    root = Path(render.__file__).parent.parent
+    patterns = tomllib.loads((root.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["registry"]
+    needed = [p.relative_to(root).as_posix() for p in (root / "web").rglob("*") if p.is_file() and p.suffix != ".py"
+              and "__pycache__" not in p.parts]
+    assert "web/templates/base.html" in needed and "web/countries.json" in needed
+    assert [n for n in needed if not any(fnmatch.fnmatch(n, pat) for pat in patterns)] == []
