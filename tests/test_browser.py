@@ -99,6 +99,16 @@ def test_auditor_goes_from_the_dashboard_to_a_recipient_and_its_drift(server: tu
         assert page.locator("svg.chart rect").count() >= 20  # about 26 weeks of events
         assert "verifies" in page.inner_text(".cards")
         _check(page, "dashboard", axe)
+        # keyboard: the first Tab reaches "Skip to content", Enter moves focus to the page's content;
+        # the cards are links a keyboard reaches and opens
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.id") == "main"
+        page.focus("a.card:has-text('drift findings')")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{base}/drift")
+        page.go_back()
 
         page.click("a.card:has-text('dead letters')")
         page.wait_for_url(f"{base}/dead-letters")
