@@ -117,3 +117,10 @@ def test_templates_are_package_data() -> None:
               and "__pycache__" not in p.parts]
     assert "web/templates/base.html" in needed and "web/countries.json" in needed
     assert [n for n in needed if not any(fnmatch.fnmatch(n, pat) for pat in patterns)] == []
+
+
+def test_the_record_of_processing_page_shows_times_for_people(declared: sa.Engine, db_url: str) -> None:
+    client = _client(declared, db_url, "auditor")
+    page = client.get("/ropa").text
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", page)
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", page)
