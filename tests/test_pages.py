@@ -84,6 +84,8 @@ def test_the_form_reads_a_browser_s_fields_and_names_errors_in_words(declared: s
     report = client.get("/disclosures/report?year=2026").text
     assert re.search(r'id="requests">5</strong>', report)  # four of the demo's, F-2
     assert client.get("/disclosures/none-such").status_code == 404
+    slashed = client.post("/disclosures", data={**FORM, "request_id": "2026/CV/17", "csrf_token": csrf})
+    assert 'href="/disclosures/2026/CV/17"' in slashed.text and "Request 2026/CV/17" in client.get("/disclosures/2026/CV/17").text
 
 
 def test_history_lists_who_changed_what(declared: sa.Engine) -> None:
