@@ -126,3 +126,25 @@ def test_the_record_of_processing_page_shows_times_for_people(declared: sa.Engin
     page = client.get("/ropa").text
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", page)
     assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", page)
+
+
+def test_a_page_answers_bad_input_with_a_page(declared: sa.Engine, db_url: str) -> None:
+    client = _client(declared, db_url, "auditor")
+    answer = client.get("/recipients?category=Not%20A%20Key")
+    assert answer.status_code == 200 and "Kind of personal data" in answer.text and 'role="alert"' in answer.text
+    from registry.web.pages import router
+
+    @router.get("/__boom")
+    def boom() -> None:
+        from registry.exceptions import InputError
+
+        raise InputError("no such thing", "x")
+
+    try:
+        app = create_app(db_url)
+        fresh = TestClient(app)
+        assert sign_in(fresh, create_token(declared, "auditor", "a2").token).status_code == 303
+        page = fresh.get("/__boom")
+        assert page.status_code == 422 and page.headers["content-type"].startswith("text/html") and "no such thing" in page.text
+    finally:
+        router.routes.pop()

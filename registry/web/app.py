@@ -6,7 +6,7 @@ import re
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from .. import __version__
 from ..exceptions import ConfigError, InputError, LedgerError, RegistryError
@@ -28,7 +28,9 @@ def create_app(db_url: str | None = None) -> FastAPI:
     EventValidator()  # compile the schemas now, not during the first request
 
     @app.exception_handler(InputError)
-    async def bad_input(_request: Request, exc: InputError) -> JSONResponse:
+    async def bad_input(request: Request, exc: InputError) -> Response:
+        if not request.url.path.startswith("/api/"):  # a browser never gets a JSON error
+            return render_error(request, exc.message, getattr(request.state, "session", None), 422, "Cannot do that")
         parts = [int(p) if p.isdigit() else p for p in _PART.findall(exc.path or "")]
         loc = ["body", *(parts[1:] if parts[:1] == ["body"] else parts)]
         return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, status_code=422)
