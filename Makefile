@@ -24,7 +24,12 @@ debs-test:
 demo: debs-demo $(VENV)/.installed
 	$(PY) -m examples.blausen.demo
 
-test: debs-test $(VENV)/.installed
+# axe-core (accessibility checks of the browser test), from the npm registry, git-ignored
+AXE := tests/.npm/node_modules/axe-core/axe.min.js
+$(AXE):
+	-npm install --no-audit --no-fund --no-save --prefix tests/.npm axe-core@4.14.1
+
+test: debs-test $(VENV)/.installed $(AXE)
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed

@@ -23,7 +23,7 @@ from .store import LedgerEntry, table
 from .transfers import EEA
 
 __all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning",
-           "overdue_warning"]
+           "overdue_warning", "Version", "request_history"]
 
 _AGREEMENT = re.compile(r"mlat|treaty|agreement|convention|mutual legal assistance", re.IGNORECASE)
 
@@ -148,3 +148,36 @@ def art48_warning(data: dict[str, Any]) -> str | None:
         return None
     return (f"{data['request_id']}: {data['instrument'].replace('_', ' ')} from {data['authority']} "
             f"({data['authority_country']}) cites no international agreement (GDPR Art. 48)")
+
+
+class Version(BaseModel):
+    """One stored snapshot of a request: who logged it (``origin``), when, and what changed."""
+
+    version: int
+    seq: int
+    snapshot_time: str
+    recorded_at: str
+    origin: str
+    signed: bool
+    hash: str
+    changes: dict[str, tuple[Any, Any]] = Field(description="field: [before, after]; every field for the first version")
+    data: dict[str, Any]
+
+
+def request_history(engine: Engine, request_id: str) -> list[Version]:
+    """Every version of one request in ledger order, each with the fields it changed."""
+    t = table(LedgerEntry)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.seq, t.c.body, t.c.hash, t.c.signature)
+                            .where(t.c.request_id == request_id).order_by(t.c.seq)).all()
+    out: list[Version] = []
+    before: dict[str, Any] = {}
+    for n, row in enumerate(rows, 1):
+        entry = orjson.loads(row.body)
+        data = entry["data"]
+        changes = {k: (before.get(k), data.get(k)) for k in sorted(set(before) | set(data)) if before.get(k) != data.get(k)}
+        out.append(Version(version=n, seq=row.seq, snapshot_time=entry["snapshot_time"], recorded_at=entry["recorded_at"],
+                           origin=entry.get("origin") or "", signed=row.signature is not None, hash=row.hash,
+                           changes=changes, data=data))
+        before = data
+    return out

@@ -262,7 +262,7 @@ def test_page_work_runs_off_the_event_loop() -> None:
 
     from registry.web import pages
 
-    routes = [route for route in pages.router.routes if isinstance(route, APIRoute)]
+    routes = [route for route in (*pages.router.routes, *pages.public.routes) if isinstance(route, APIRoute)]
     assert {"/", "/disclosures", "/subject", "/login", "/logout"} <= {route.path for route in routes}
     coroutines = {(route.path, *sorted(route.methods)) for route in routes if inspect.iscoroutinefunction(route.endpoint)}
     assert coroutines == {("/disclosures", "POST")}

@@ -21,8 +21,10 @@ from pathlib import Path
 import orjson
 
 from consumers.worker import Worker, WorkerConfig
-from examples.blausen.generate import DEMO_SUBJECT_KEY, generate
+from examples.blausen.generate import DEMO_SUBJECT_KEY, disclosure_events, generate
 from registry.deadletters import list_dead_letters
+from registry.disclosures import list_disclosures
+from registry.ledger import verify
 from registry.drift import drift
 from registry.reports import datamap_document, write_all
 from registry.declarations import declare
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         sent = send_lines(lines[:half], bootstrap=bootstrap, topics=topics, mode="structured")
         sent += send_lines(lines[half:], bootstrap=bootstrap, topics=topics, mode="binary")
         print(f"published {sent} events to {topics.transfers} (half structured, half binary mode)")
+        requests = send_lines(disclosure_events(), bootstrap=bootstrap, topics=topics, mode="structured")
+        print(f"published {requests} disclosure events to {topics.disclosures}")
 
         config = WorkerConfig(bootstrap=bootstrap, group=f"demo-{uuid.uuid4().hex[:6]}", topics=topics,
                               stop_when_idle=3, session_timeout_ms=6000, heartbeat_interval_ms=1000)
@@ -85,7 +89,8 @@ def _summary(engine, totals: dict, out: Path) -> dict:  # type: ignore[no-untype
     DIAGRAMS.mkdir(exist_ok=True)
     (DIAGRAMS / "blausen-datamap.svg").write_bytes((out / "reports" / "datamap.svg").read_bytes())
     (DIAGRAMS / "blausen-datamap.png").write_bytes(datamap_document(engine, "png"))
-    return {"events": totals, "recipients_observed": len(recipients), "dead_letters": dict(Counter(d.reason for d in dead)),
+    listed, warnings = list_disclosures(engine)
+    return {"events": totals, "disclosures": {"requests": len(listed), "warnings": warnings, "ledger_ok": verify(engine).ok}, "recipients_observed": len(recipients), "dead_letters": dict(Counter(d.reason for d in dead)),
             "drift": dict(Counter(r.kind for r in drift(engine))), "reports": [f"reports/{f}" for f in files] + ["dead-letters.json"],
             "data_map": str(DIAGRAMS / "blausen-datamap.svg")}
 

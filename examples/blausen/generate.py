@@ -12,7 +12,7 @@ import argparse
 import random
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import IO, Any, Iterator
 
 import orjson
@@ -144,6 +144,45 @@ def generate(events: int, seed: int, poison_per_reason: int = 3, subject_key: st
         event = envelope(f"evt-{seed}-{i:09d}", flow.source, moment, transfer_data(flow, rng, key, population))
         last_good = event
         yield orjson.dumps(event), None
+
+
+def disclosure_events(subject_key: str | None = None, today: date | None = None) -> list[bytes]:
+    """A handful of requests from authorities (``registry.disclosure.v1``, one event per version)
+    so the ledger, the transparency report and the warnings show something on a first run: a US
+    subpoena (logged, then produced), a court order with delayed notice (due three weeks after
+    ``today``), an emergency request whose delayed notice is overdue, and a court order from
+    outside the EEA that cites no international agreement (GDPR Art. 48)."""
+    import os
+
+    key = subject_key or os.environ.get("REGISTRY_SUBJECT_KEY") or DEMO_SUBJECT_KEY
+    today = today or datetime.now(timezone.utc).date()
+    refs = [subject_ref(f"customer-{n}", key) for n in (42, 4711)]
+    subpoena = {"request_id": "SUB-2026-014", "authority": "District Court of Harris County", "authority_country": "US",
+                "instrument": "subpoena", "received_at": "2026-03-02T09:00:00Z", "outcome": "pending", "notice": "pending",
+                "legal_reference": "Case 4:26-cv-00113", "subject_refs": refs}
+    versions: list[tuple[str, dict[str, Any]]] = [
+        ("2026-03-02T09:30:00Z", subpoena),
+        ("2026-03-20T15:00:00Z", {**subpoena, "outcome": "produced", "disclosed_at": "2026-03-20T14:00:00Z",
+                                  "data_categories": ["user.name", "user.contact.email"], "notice": "given",
+                                  "reviewed_by": "Legal team (M. Ortiz)"}),
+        ("2026-04-14T11:00:00Z", {"request_id": "CO-2026-031", "authority": "Tribunale di Milano", "authority_country": "IT",
+                                  "instrument": "court_order", "received_at": "2026-04-14T10:15:00Z", "outcome": "produced",
+                                  "disclosed_at": "2026-04-16T09:00:00Z", "data_categories": ["user.contact.email"],
+                                  "subject_refs": refs[:1], "notice": "delayed",
+                                  "notice_due": (today + timedelta(days=21)).isoformat(),
+                                  "notice_reason": "Order of non-disclosure, RG 1187/2026", "legal_reference": "RG 1187/2026"}),
+        ("2026-05-21T00:10:00Z", {"request_id": "EM-2026-007", "authority": "Police nationale, Paris", "authority_country": "FR",
+                                  "instrument": "emergency_request", "received_at": "2026-05-20T23:40:00Z", "outcome": "produced",
+                                  "disclosed_at": "2026-05-21T01:05:00Z",
+                                  "data_categories": ["user.location.imprecise", "user.device.ip_address"], "subject_count": 1,
+                                  "notice": "delayed", "notice_due": "2026-08-20", "notice_reason": "Risk to life"}),
+        ("2026-06-03T08:00:00Z", {"request_id": "CN-2026-002", "authority": "Shanghai No. 1 Intermediate People's Court",
+                                  "authority_country": "CN", "instrument": "court_order", "received_at": "2026-06-02T06:00:00Z",
+                                  "outcome": "pending", "notice": "pending", "legal_reference": "(2026) Hu 01 Xing Chu 77"}),
+    ]
+    return [orjson.dumps(envelope(f"disclosure-{data['request_id']}-{n}", "//services/legal",
+                                  datetime.fromisoformat(moment.replace("Z", "+00:00")), data, "registry.disclosure.v1"))
+            for n, (moment, data) in enumerate(versions, 1)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ printable: one section per activity, then the undeclared flows."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from html import escape
 
 from ..manifest import Manifest
@@ -21,6 +22,17 @@ th{background:#f3f6f9;width:24%}.badge{display:inline-block;padding:1px 8px;bord
 """
 
 
+def _when(text: str | None) -> str:
+    """``2026-03-02 09:00 UTC`` for a person reading the page (the JSON and CSV keep RFC 3339)."""
+    if not text:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError:
+        return text
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _row(label: str, value: str) -> str:
     return f"<tr><th>{escape(label)}</th><td>{value}</td></tr>"
 
@@ -29,7 +41,7 @@ def to_html(ropa: Ropa, manifest: Manifest) -> str:
     c, labels = ropa.controller, Labels(manifest.taxonomy_view())
     parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>Record of processing — {escape(c['name'] or '')}</title>",
              f"<style>{_CSS}</style><h1>Record of processing activities</h1>",
-             f"<p class=meta>GDPR Art. 30 · generated {escape(ropa.generated_at)} from declarations checked against observed events</p>",
+             f"<p class=meta>GDPR Art. 30 · generated {escape(_when(ropa.generated_at))} from declarations checked against observed events</p>",
              "<table>", _row("Controller", escape(f"{c['name']}, {c.get('address') or ''}")), _row("Contact", escape(c.get("contact") or "—")),
              _row("Data protection officer", escape(c.get("dpo") or "—")), _row("Representative", escape(c.get("representative") or "—")),
              "</table>"]
@@ -44,7 +56,7 @@ def to_html(ropa: Ropa, manifest: Manifest) -> str:
                   _row("Personal data", escape(labels.categories(a.data_categories))), _row("Recipients", recipients),
                   _row("Third-country transfers", transfers), _row("Retention", escape(a.retention or "—")),
                   _row("Security measures", escape(a.security_measures or "—")),
-                  _row("Evidence", escape(f"{ev.events} events, {ev.first_seen or '—'} to {ev.last_seen or '—'}; observed: "
+                  _row("Evidence", escape(f"{ev.events} events, {_when(ev.first_seen)} to {_when(ev.last_seen)}; observed: "
                                           f"{', '.join(ev.recipients_observed) or 'none'}")),
                   "</table></section>"]
     parts.append("<section><h2>Observed but not declared</h2>")

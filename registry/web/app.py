@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from html import escape
-
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -16,7 +14,7 @@ from ..events import EventValidator
 from ..store import open_store
 from .api import router as api_router
 from .auth import Forbidden, LoginRequired
-from .pages import page, router as pages_router
+from .pages import public as public_pages, render_error, router as pages_router
 
 __all__ = ["create_app"]
 
@@ -30,7 +28,9 @@ def create_app(db_url: str | None = None) -> FastAPI:
     EventValidator()  # compile the schemas now, not during the first request
 
     @app.exception_handler(InputError)
-    async def bad_input(_request: Request, exc: InputError) -> JSONResponse:
+    async def bad_input(request: Request, exc: InputError) -> Response:
+        if not request.url.path.startswith("/api/"):  # a browser never gets a JSON error
+            return render_error(request, exc.message, getattr(request.state, "session", None), 422, "Cannot do that")
         parts = [int(p) if p.isdigit() else p for p in _PART.findall(exc.path or "")]
         loc = ["body", *(parts[1:] if parts[:1] == ["body"] else parts)]
         return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, status_code=422)
@@ -40,8 +40,8 @@ def create_app(db_url: str | None = None) -> FastAPI:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
     @app.exception_handler(Forbidden)
-    async def forbidden(_request: Request, exc: Forbidden) -> HTMLResponse:
-        return page("Not allowed", f"<p class=error>{escape(str(exc))}</p>", exc.session, 403)
+    async def forbidden(request: Request, exc: Forbidden) -> HTMLResponse:
+        return render_error(request, str(exc), exc.session, 403)
 
     @app.exception_handler(LedgerError)
     async def ledger_broken(_request: Request, exc: LedgerError) -> JSONResponse:
@@ -63,5 +63,6 @@ def create_app(db_url: str | None = None) -> FastAPI:
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     app.include_router(api_router)
+    app.include_router(public_pages)
     app.include_router(pages_router)
     return app

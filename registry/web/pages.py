@@ -1,95 +1,95 @@
-"""Server-rendered pages for auditors and the legal team (no build step, no scripts): dashboard,
-recipients explorer, data map, record of processing, subject lookup, disclosures."""
+"""Server-rendered pages for auditors and the legal team (Jinja2 templates, no build step):
+dashboard, recipients and one page per recipient, drift, data map, record of processing,
+subject lookup, disclosures (form, history, transparency report), dead letters.
+
+Every page but sign-in sits behind ``page_reader`` (a session of a reading role); form POSTs
+carry the session's CSRF token (``form_user``)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
-from collections import Counter
-from html import escape
-from typing import Annotated, Any, Iterable
+from collections import defaultdict
+from datetime import date, datetime, timezone
+from typing import Annotated, Any
 
-import sqlalchemy as sa
+import orjson
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 
-import orjson
-
-from .. import disclosures, drift as drift_mod, ledger, questions, reports
+from .. import deadletters, disclosures, drift as drift_mod, ledger, questions, reports
+from ..declarations import current_manifest
+from ..drift_guide import GUIDES, suggested_manifest
 from ..events import parse_bound
 from ..exceptions import InputError
+from ..overview import overview, subjects_of
+from ..reports.transparency import transparency_report
 from ..subjects import subject_ref
+from ..taxonomy import Taxonomy
+from ..timeline import weekly_events
 from ..tokens import lookup_token
 from .auth import LEGAL, READ, form_user, is_https, page_user
+from .render import FIELD_LABELS, bar_chart, choice_label, choices, countries, render, sort_rows, taxonomy_of, when
 from .sessions import LIFETIME, SESSION_COOKIE, PageSession, end_session, start_session
 
-__all__ = ["router", "page"]
+__all__ = ["router", "public", "render_error", "finding_anchor", "flow_anchor"]
 
-router = APIRouter(include_in_schema=False)
-Reader = Annotated[PageSession, Depends(page_user(READ))]
+page_reader = page_user(READ)
+Reader = Annotated[PageSession, Depends(page_reader)]
+public = APIRouter(include_in_schema=False)  # sign-in and sign-out
+router = APIRouter(include_in_schema=False, dependencies=[Depends(page_reader)])
 LOGIN_COOKIE = "registry_login_csrf"  # the sign-in form's CSRF token, before there is a session
-_CSS = """body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1b1f24}
-nav{background:#1f4e78;padding:.6em 1.2em}nav a{color:#fff;margin-right:1.2em;text-decoration:none}
-main{max-width:1150px;margin:1.2em auto;padding:0 1em}table{border-collapse:collapse;width:100%;margin:.5em 0 1.2em}
-th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f6f9}
-.cards{display:flex;gap:1em;flex-wrap:wrap}.card{border:1px solid #d0d7de;border-radius:8px;padding:.8em 1.2em;min-width:150px}
-.card b{display:block;font-size:1.8em}.error{color:#a40e26;background:#ffebe9;padding:.4em .8em;border-radius:6px}
-.ok{color:#116329;background:#dafbe1;padding:.2em .6em;border-radius:6px}label{display:block;margin:.3em 0}
-input,select{padding:3px 6px;font:inherit}form.grid{display:grid;grid-template-columns:repeat(3,1fr);gap:.4em 1em}"""
-_NAV = [("/", "Dashboard"), ("/recipients", "Recipients"), ("/datamap", "Data map"), ("/ropa", "Record of processing"),
-        ("/subject", "Subject lookup"), ("/disclosures", "Disclosures")]
 
 
-def page(title: str, body: str, session: PageSession | None = None, status: int = 200) -> HTMLResponse:
-    nav = "".join(f'<a href="{href}">{label}</a>' for href, label in _NAV)
-    who = (f'<form method=post action="/logout" style="float:right;margin:0"><span style="color:#cfe3f5">'
-           f'{escape(session.name)} ({session.role})</span> {_csrf(session)}<button id=logout>Sign out</button></form>'
-           if session else "")
-    return HTMLResponse(f"<!doctype html><html lang=en><meta charset=utf-8><title>{escape(title)} — dataflow-registry</title>"
-                        f"<style>{_CSS}</style><nav>{who}{nav}</nav><main><h1>{escape(title)}</h1>{body}</main></html>",
-                        status_code=status)
-
-
-def _csrf(session: PageSession) -> str:
-    return f'<input type=hidden name=csrf_token value="{escape(session.csrf_token)}">'
+def render_error(request: Request, message: str, session: PageSession | None, status: int, title: str = "Not allowed",
+                 back: str | None = None) -> HTMLResponse:
+    return render(request, "error.html", session, status, title=title, message=message, back=back)
 
 
 def _cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
     response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", secure=is_https(request), path="/")
 
 
-def _table(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-    cells = "".join("<tr>" + "".join(f"<td>{escape(_text(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{cells}</table>" if cells else "<p>Nothing to show.</p>"
+def _anchor(*parts: str | None) -> str:
+    return hashlib.sha1("|".join(p or "" for p in parts).encode()).hexdigest()[:10]
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+def finding_anchor(row: drift_mod.DriftRow) -> str:
+    """A stable id for one drift finding on the drift page."""
+    return "f-" + _anchor(row.kind, row.recipient, row.source, row.category, row.purpose, row.activity)
 
 
-@router.get("/login")
+def flow_anchor(source: str | None, category: str | None, purpose: str | None) -> str:
+    return _anchor(source, category, purpose)
+
+
+def _categories(taxonomy: Taxonomy) -> list[tuple[str, str, int]]:
+    return [(k, taxonomy.name("data_categories", k), k.count(".")) for k in sorted(taxonomy.keys("data_categories"))]
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+@public.get("/login")
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
     token = secrets.token_urlsafe(32)
-    response = page("Sign in", f'<form method=post action="/login"><input type=hidden name=next value="{escape(next)}">'
-                    f'<input type=hidden name=csrf_token value="{token}">'
-                    '<label>Token <input name=token type=password size=60 autofocus></label><button>Sign in</button></form>')
+    response = render(request, "login.html", None, title="Sign in", next=next, csrf_token=token, message=None)
     _cookie(request, response, LOGIN_COOKIE, token, 3600)
     return response
 
 
-@router.post("/login")
+@public.post("/login")
 def login(request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/",
           csrf_token: Annotated[str, Form()] = "") -> Response:
     """Trade a token for a session: the cookie carries a random session id, never the token."""
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not secrets.compare_digest(csrf_token.encode(), expected.encode()):
-        return page("Sign in", '<p class=error>The sign-in form expired: <a href="/login">sign in again</a>.</p>', status=403)
+        return render_error(request, "The sign-in form expired: sign in again.", None, 403, "Sign in", back="/login")
     owner = lookup_token(request.app.state.engine, token) if token else None
     if owner is None:
-        return page("Sign in", '<p class=error>Unknown token. <a href="/login">Try again</a>.</p>', status=401)
+        return render_error(request, "Unknown token.", None, 401, "Sign in", back="/login")
     session_id, _ = start_session(request.app.state.engine, owner)
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     response = RedirectResponse(target, status_code=303)
@@ -98,7 +98,7 @@ def login(request: Request, token: Annotated[str, Form()] = "", next: Annotated[
     return response
 
 
-@router.post("/logout")
+@public.post("/logout")
 def logout(request: Request, _: Annotated[PageSession, Depends(form_user(READ + ("service",)))]) -> Response:
     end_session(request.app.state.engine, request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
@@ -106,116 +106,175 @@ def logout(request: Request, _: Annotated[PageSession, Depends(form_user(READ + 
     return response
 
 
+# --- dashboard, dead letters ---------------------------------------------------------------
+
+def _week_chart(weeks: list[Any], title: str) -> Markup:
+    return bar_chart([(w.week.strftime("%d %b %y"), w.events) for w in weeks], title)
+
+
 @router.get("/")
 def dashboard(request: Request, session: Reader) -> Response:
     engine = request.app.state.engine
-    with engine.connect() as conn:
-        events = conn.execute(sa.text("SELECT COUNT(*) FROM event")).scalar_one()
-        recipients = conn.execute(sa.text("SELECT COUNT(DISTINCT recipient) FROM flow_day")).scalar_one()
-        dead = conn.execute(sa.text("SELECT COUNT(*) FROM dead_letter WHERE status = 'dead'")).scalar_one()
-    kinds = Counter(r.kind for r in drift_mod.drift(engine))
-    cards = "".join(f'<div class=card><b>{n:,}</b>{escape(label)}</div>' for label, n in
-                    (("events recorded", events), ("recipients observed", recipients), ("dead letters", dead),
-                     ("drift findings", sum(kinds.values()))))
-    return page("Dashboard", f"<div class=cards>{cards}</div><h2>Drift by kind</h2>"
-                + _table(({"kind": k, "findings": n} for k, n in sorted(kinds.items())), ["kind", "findings"])
-                + _consumer_status(engine), session)
+    chart = _week_chart(weekly_events(engine), "Events per week, all recipients")
+    return render(request, "dashboard.html", session, title="Dashboard", active="/", o=overview(engine), chart=chart, guides=GUIDES,
+                  stream=_stream_status(engine))
 
 
-def _consumer_status(engine: Any) -> str:
+def _stream_status(engine: Any) -> Any:
     """The default consumer group's position (``registry status``); end offsets and lag only
     when KAFKA_BOOTSTRAP_SERVERS names a broker."""
     import os
 
     from ..status import group_status
 
-    status = group_status(engine, ask_broker=bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")))
-    lag = "unknown" if status.lag is None else f"{status.lag:,}"
-    return (f"<h2>Consumers: group {escape(status.group)}</h2><p>Lag {lag}; last event {escape(_text(status.last_event_time))}; "
-            f"manifest version {escape(_text(status.manifest_version))}</p>"
-            + _table((p.model_dump() for p in status.partitions), ["topic", "partition", "stored_offset", "end_offset", "lag"]))
+    return group_status(engine, ask_broker=bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")))
 
+
+@router.get("/dead-letters")
+def dead_letters_page(request: Request, session: Reader, reason: str = "") -> Response:
+    rows = deadletters.list_dead_letters(request.app.state.engine, reason or None)
+    rows_sorted, sort, desc = sort_rows(request, [r.model_dump() for r in rows], ("id", "reason", "received_at"), "id")
+    every = deadletters.list_dead_letters(request.app.state.engine)
+    return render(request, "dead_letters.html", session, title="Dead letters", active="/dead-letters", rows=rows_sorted,
+                  sort=sort, desc=desc, reason=reason, reasons=sorted({r.reason for r in every} | ({reason} if reason else set())))
+
+
+# --- recipients ----------------------------------------------------------------------------
 
 @router.get("/recipients")
 def recipients_page(request: Request, session: Reader, category: str = "user", since: str = "", until: str = "") -> Response:
-    form = (f'<form class=grid><label>Category <input name=category value="{escape(category)}"></label>'
-            f'<label>Since <input name=since value="{escape(since)}" placeholder="YYYY-MM-DD"></label>'
-            f'<label>Until <input name=until value="{escape(until)}" placeholder="YYYY-MM-DD"></label><button>Show</button></form>')
+    taxonomy = taxonomy_of(request)
+    rows: list[dict[str, Any]] = []
+    error = None
     try:
-        rows = questions.recipients_of(request.app.state.engine, category, parse_bound(since or None, "since"),
-                                       parse_bound(until or None, "until"), include_subprocessors=True)
-        result = _table((r.model_dump() for r in rows), ["recipient", "via", "name", "service", "country", "declared",
-                                                          "categories", "events", "first_seen", "last_seen"])
+        found = questions.recipients_of(request.app.state.engine, category, parse_bound(since or None, "since"),
+                                        parse_bound(until or None, "until"), include_subprocessors=True)
+        rows = [r.model_dump() for r in found]
     except (ValueError, InputError) as exc:
-        result = f"<p class=error>{escape(str(exc))}</p>"
-    return page("Recipients", form + result, session)
+        error = f"{getattr(exc, 'message', exc)}" if not isinstance(exc, InputError) or not exc.path else \
+            f"{ {'since': 'From', 'until': 'Until', 'category': 'Kind of personal data'}.get(exc.path, exc.path)}: {exc.message}"
+    columns = ("name", "via", "role", "country", "declared", "events", "first_seen", "last_seen")
+    rows, sort, desc = sort_rows(request, rows, columns, "name")
+    return render(request, "recipients.html", session, taxonomy=taxonomy, title="Recipients", active="/recipients", rows=rows,
+                  sort=sort, desc=desc, category=category, since=since, until=until, error=error,
+                  categories=_categories(taxonomy))
 
+
+@router.get("/recipients/{key}")
+def recipient_page(request: Request, session: Reader, key: str) -> Response:
+    engine = request.app.state.engine
+    try:
+        detail = questions.recipient_detail(engine, key)
+    except InputError as exc:
+        return render_error(request, exc.message, session, 404, "Recipient not found", back="/recipients")
+    manifest = current_manifest(engine)
+    declared = manifest.recipient(key) if manifest else None
+    findings = [r for r in drift_mod.drift(engine) if r.recipient == key]
+    by_flow = {flow_anchor(r.source, r.category, r.purpose): r for r in findings if r.category}
+    flows: list[dict[str, Any]] = []
+    seen: defaultdict[str, int] = defaultdict(int)
+    for f in detail.flows:
+        base = flow_anchor(f.source, f.category, f.purpose)
+        seen[base] += 1
+        finding = by_flow.get(base)
+        flows.append({**f.model_dump(), "anchor": base if seen[base] == 1 else f"{base}-{seen[base]}",
+                      "finding": {"kind": finding.kind, "anchor": finding_anchor(finding)} if finding else None})
+    flows, sort, desc = sort_rows(request, flows, ("category", "purpose", "legal_basis", "source", "events", "first_seen",
+                                                   "last_seen"), "events", descending=True)
+    weeks = weekly_events(engine, key)
+    mechanism = "—"
+    if declared is not None:
+        mechanism = {"adequacy": "adequacy decision", "scc": "standard contractual clauses", "bcr": "binding corporate rules",
+                     "derogation": "derogation (Art. 49)", "none": "none"}.get(declared.transfer_mechanism or "", "not needed or not declared")
+    return render(request, "recipient.html", session, title=detail.name, active="/recipients", d=detail, flows=flows,
+                  sort=sort, desc=desc, mechanism=mechanism, contract=declared.contract if declared else None,
+                  chain=manifest.processor_chain(key) if declared and manifest else [key],
+                  subprocessors=sorted(r.key for r in manifest.recipients if r.processor_of == key) if manifest else [],
+                  subjects=subjects_of(engine, key), total=sum(w.events for w in weeks),
+                  chart=_week_chart(weeks, f"Events per week to {detail.name}"), guides=GUIDES,
+                  findings=[{"kind": r.kind, "detail": r.detail, "anchor": finding_anchor(r)} for r in findings])
+
+
+# --- drift ---------------------------------------------------------------------------------
+
+@router.get("/drift")
+def drift_page(request: Request, session: Reader) -> Response:
+    engine = request.app.state.engine
+    manifest = current_manifest(engine)
+    names = {r.key: r.name for r in manifest.recipients} if manifest else {}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in drift_mod.drift(engine):
+        flow = f"/recipients/{row.recipient}#flow-{flow_anchor(row.source, row.category, row.purpose)}" if row.category else None
+        groups.setdefault(row.kind, []).append({"row": row, "anchor": finding_anchor(row), "name": names.get(row.recipient, row.recipient),
+                                                "flow_link": flow, "snippet": suggested_manifest(row)})
+    return render(request, "drift.html", session, title="Drift", active="/drift", groups=list(groups.items()), guides=GUIDES)
+
+
+# --- data map, record of processing, subject lookup ----------------------------------------
 
 @router.get("/datamap")
 def datamap_page(request: Request, session: Reader) -> Response:
     svg = reports.datamap_document(request.app.state.engine, "svg").decode()
-    return page("Data map", '<p><a href="/api/diagram?format=svg">Download SVG</a></p>' + svg[svg.index("<svg"):], session)
+    links = Markup('<a href="/api/diagram?format=svg">Download SVG</a> (API, bearer token)')
+    return render(request, "embed.html", session, title="Data map", active="/datamap", links=links,
+                  body=Markup(svg[svg.index("<svg"):]))
 
 
 @router.get("/ropa")
 def ropa_page(request: Request, session: Reader) -> Response:
-    links = " · ".join(f'<a href="/api/ropa?format={f}">{f.upper()}</a>' for f in reports.FORMATS)
+    links = Markup("Download through the API (bearer token): ") + Markup(" · ").join(
+        Markup('<a href="/api/ropa?format={}">{}</a>').format(f, f.upper()) for f in reports.FORMATS)
     html = reports.ropa_document(request.app.state.engine, "html").decode()
-    return page("Record of processing", f"<p>Download: {links}</p>" + html[html.index("</h1>") + 5:], session)
-
-
-def _subject_form(session: PageSession) -> str:
-    return ('<form method=post action="/subject"><label>Subject id (hashed here with the subject key; never stored or logged) '
-            f'<input name=subject_id size=40></label>{_csrf(session)}<button>Look up</button></form>')
+    body = html[html.index("</h1>") + 5:].replace("</html>", "")
+    return render(request, "embed.html", session, title="Record of processing", active="/ropa", links=links, body=Markup(body))
 
 
 @router.get("/subject")
-def subject_form(session: Reader) -> Response:
-    return page("Subject lookup", _subject_form(session), session)
+def subject_form(request: Request, session: Reader) -> Response:
+    return render(request, "subject.html", session, title="Subject lookup", active="/subject", answer=None)
 
 
 @router.post("/subject")
 def subject_lookup(request: Request, session: Annotated[PageSession, Depends(form_user(READ))],
                    subject_id: Annotated[str, Form()] = "") -> Response:
     answer = questions.subject(request.app.state.engine, subject_ref(subject_id))
-    body = (_subject_form(session) + f"<p>Subject ref <code>{answer.subject_ref}</code></p><h2>Recipients</h2>"
-            + _table((t.model_dump() for t in answer.transfers), ["recipient", "source", "categories", "purposes", "events",
-                                                                  "first_seen", "last_seen"])
-            + "<h2>Disclosures to authorities</h2>"
-            + _table((d.model_dump() for d in answer.disclosures), ["request_id", "authority", "instrument", "outcome", "notice"])
-            + "<h2>Notify on erasure (Art. 19)</h2><p>" + escape(", ".join(answer.notify_on_erasure) or "nobody") + "</p>")
-    return page("Subject lookup", body, session)
+    return render(request, "subject.html", session, title="Subject lookup", active="/subject", answer=answer)
 
 
-_FIELDS = [("request_id", "text"), ("authority", "text"), ("authority_country", "text"), ("instrument", "select"),
-           ("received_at", "text"), ("outcome", "select"), ("notice", "select"), ("notice_due", "text"),
-           ("legal_reference", "text"), ("data_categories", "text")]
-_CHOICES = {"instrument": ["subpoena", "court_order", "search_warrant", "emergency_request", "preservation_request", "other_legal_obligation"],
-            "outcome": ["pending", "produced", "partially_produced", "no_data", "rejected", "challenged"],
-            "notice": ["pending", "given", "delayed", "prohibited", "not_given"]}
+# --- disclosures ---------------------------------------------------------------------------
+
+_TIMES = ("received_at", "disclosed_at")
+_LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
 
 
-def _disclosure_page(request: Request, session: PageSession, values: dict[str, str], message: str = "", status: int = 200) -> Response:
+def _today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def _disclosure_page(request: Request, session: PageSession, values: dict[str, Any], message: str = "",
+                     error: dict[str, str] | None = None, status: int = 200) -> Response:
     """Runs in a worker thread: the list and a full verify are database work."""
     engine = request.app.state.engine
-    rows, warnings = disclosures.list_disclosures(engine)
-    check = ledger.verify(engine)
-    state = (f"<span class=ok id=verify>verify: ok ({check.entries} entries)</span>" if check.ok
-             else f"<span class=error id=verify>verify: broken at {escape(check.first_bad or 'the tail')}</span>")
-    state += f" <small id=verify-reason>{escape(check.reason or '')}</small>"
-    fields = ""
-    for name, kind in _FIELDS:
-        if kind == "select":
-            options = "".join(f"<option{' selected' if values.get(name) == o else ''}>{o}</option>" for o in _CHOICES[name])
-            fields += f'<label>{name} <select name={name}>{options}</select></label>'
-        else:
-            fields += f'<label>{name} <input name={name} value="{escape(values.get(name, ""))}"></label>'
-    form = (f'<h2>Log a request</h2>{message}<form class=grid method=post action="/disclosures">{fields}{_csrf(session)}'
-            '<button>Log</button></form>' if session.role in LEGAL else "")
-    notes = "".join(f"<p class=error>{escape(w)}</p>" for w in warnings)
-    return page("Disclosures", f"<p>{state}</p>{form}<h2>Requests</h2>{notes}"
-                + _table((r.model_dump() for r in rows), ["request_id", "authority", "authority_country", "instrument",
-                                                          "received_at", "outcome", "notice", "notice_due", "versions"]), session, status)
+    today = _today()
+    rows, _ = disclosures.list_disclosures(engine, today=today)
+    attention: list[dict[str, Any]] = []
+    for r in rows:
+        days = (date.fromisoformat(r.notice_due) - today).days if r.notice == "delayed" and r.notice_due else None
+        if r.outcome == "pending" or days is not None:
+            attention.append({"row": r, "days_left": days})
+    attention.sort(key=lambda a: (a["days_left"] is None, a["days_left"] or 0, a["row"].received_at))
+    dumped = [r.model_dump() for r in rows]
+    dumped, sort, desc = sort_rows(request, dumped, ("request_id", "authority", "authority_country", "instrument", "received_at",
+                                                     "outcome", "notice", "versions"), "received_at", descending=True)
+    taxonomy = taxonomy_of(request)
+    shown = {k: (v[:16] if k in _TIMES and isinstance(v, str) else v) for k, v in values.items()}
+    years = sorted({int(r.received_at[:4]) for r in rows})
+    return render(request, "disclosures.html", session, status, taxonomy=taxonomy, title="Disclosures to authorities",
+                  active="/disclosures", check=ledger.verify(engine), attention=attention, rows=dumped, sort=sort, desc=desc,
+                  can_log=session.role in LEGAL, values=shown, selected=set(values.get("data_categories") or []),
+                  error=error, message=message, countries=countries(),
+                  choices={f: choices(f) for f in ("instrument", "outcome", "notice")}, categories=_categories(taxonomy),
+                  year=years[-1] if years else today.year)
 
 
 @router.get("/disclosures")
@@ -225,16 +284,95 @@ def disclosures_page(request: Request, session: Reader) -> Response:
 
 @router.post("/disclosures")
 async def disclosures_submit(request: Request, session: Annotated[PageSession, Depends(form_user(LEGAL))]) -> Response:
-    form = {k: str(v).strip() for k, v in (await request.form()).items() if k != "csrf_token"}
-    return await run_in_threadpool(_log_from_form, request, session, form)
+    form = await request.form()
+    values: dict[str, Any] = {k: str(v).strip() for k, v in form.items() if k not in ("csrf_token", "data_categories")}
+    values["data_categories"] = [str(v).strip() for v in form.getlist("data_categories") if str(v).strip()]
+    return await run_in_threadpool(_log_from_form, request, session, values)
 
 
-def _log_from_form(request: Request, session: PageSession, form: dict[str, str]) -> Response:
-    document: dict[str, Any] = {k: v for k, v in form.items() if v and k in dict(_FIELDS)}
-    if "data_categories" in document:
-        document["data_categories"] = [c.strip() for c in document["data_categories"].split(",") if c.strip()]
+def snapshot_from_form(values: dict[str, Any]) -> dict[str, Any]:
+    """The disclosure snapshot a form submits: empty fields left out, a browser's date-time
+    (``2026-04-02T10:00``, no zone) read as UTC, categories a list (a comma list is accepted)."""
+    document: dict[str, Any] = {}
+    for name in FIELD_LABELS:
+        value = values.get(name)
+        if value in (None, "", []):
+            continue
+        if name in _TIMES and isinstance(value, str) and _LOCAL.match(value):
+            value = value + (":00Z" if len(value) == 16 else "Z")
+        elif name == "subject_count" and isinstance(value, str) and value.isdigit():
+            value = int(value)
+        elif name == "data_categories" and isinstance(value, str):
+            value = [c.strip() for c in value.split(",") if c.strip()]
+        document[name] = value
+    return document
+
+
+def _log_from_form(request: Request, session: PageSession, values: dict[str, Any]) -> Response:
     try:
-        result = disclosures.log_disclosure(request.app.state.engine, orjson.dumps(document).decode(), origin=f"web:{session.name}")
+        result = disclosures.log_disclosure(request.app.state.engine, orjson.dumps(snapshot_from_form(values)).decode(),
+                                            origin=f"web:{session.name}")
     except InputError as exc:
-        return _disclosure_page(request, session, form, f"<p class=error id=form-error>{escape(str(exc))}</p>", 422)
-    return _disclosure_page(request, session, {}, f"<p class=ok>Logged {escape(result.request_id)} version {result.version}.</p>")
+        field = re.split(r"[.\[]", exc.path or "")[0]
+        label = FIELD_LABELS.get(field, field or "The request")
+        return _disclosure_page(request, session, values, error={"field": field, "label": label, "message": exc.message}, status=422)
+    return _disclosure_page(request, session, {}, f"Logged {result.request_id} version {result.version}.")
+
+
+def _who(origin: str) -> str:
+    kind, _, name = origin.partition(":")
+    if kind == "web":
+        return f"{name} (web form)"
+    if kind == "file":
+        return f"{name} (command line)"
+    return f"{origin} (event stream)"
+
+
+@router.get("/disclosures/report")
+def report_page(request: Request, session: Reader, year: int | None = None) -> Response:
+    engine = request.app.state.engine
+    rows, _ = disclosures.list_disclosures(engine)
+    years = sorted({int(r.received_at[:4]) for r in rows} | {_today().year})
+    year = year if year is not None and 1970 <= year <= 9999 else (max(int(r.received_at[:4]) for r in rows) if rows else _today().year)
+    if year not in years:
+        years = sorted(set(years) | {year})
+    report, warnings = transparency_report(engine, year)
+    chart = bar_chart([(choice_label(k, "instrument"), n) for k, n in report.by_instrument.items()],
+                      f"Requests by legal process, {year}", width=560, height=170, every=1)
+    tables = [("Legal process", report.by_instrument, "instrument"), ("Outcome", report.by_outcome, "outcome"),
+              ("Requesting country", report.by_country, "country"), ("Notice to the people concerned", report.notice, "notice")]
+    return render(request, "report.html", session, title=f"Transparency report {year}", active="/disclosures", report=report,
+                  warnings=warnings, chart=chart, tables=tables, years=years)
+
+
+@router.get("/disclosures/{request_id:path}")
+def history_page(request: Request, session: Reader, request_id: str) -> Response:
+    engine = request.app.state.engine
+    versions = disclosures.request_history(engine, request_id)
+    if not versions:
+        return render_error(request, f"No request {request_id!r} has been logged.", session, 404, "Request not found",
+                            back="/disclosures")
+    rows, _ = disclosures.list_disclosures(engine)
+    current: disclosures.Disclosure | None = next((r for r in rows if r.request_id == request_id), None)
+    taxonomy = taxonomy_of(request)
+
+    def show(field: str, value: Any) -> str:
+        if value is None or value == []:
+            return "—"
+        if field == "data_categories":
+            return ", ".join(taxonomy.name("data_categories", k) for k in value)
+        if field in _TIMES or field == "notice_due":
+            return when(value)
+        if field in ("instrument", "outcome", "notice"):
+            return choice_label(value, field)
+        if field == "authority_country":
+            from .render import country_name
+
+            return country_name(value)
+        if isinstance(value, list):
+            return f"{len(value)} entries"
+        return str(value)
+
+    return render(request, "history.html", session, taxonomy=taxonomy, title=f"Request {request_id}", active="/disclosures",
+                  versions=versions, current=current, who=_who, show=show, any_signed=any(v.signed for v in versions),
+                  year=int(current.received_at[:4] if current is not None else str(versions[-1].data["received_at"])[:4]))
