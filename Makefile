@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test bench debs-demo debs-test
+.PHONY: install demo test test-quick bench debs-demo debs-test
 install: $(VENV)/.installed
 
 debs-demo:
@@ -31,6 +31,11 @@ $(AXE):
 
 test: debs-test $(VENV)/.installed $(AXE)
 	$(PY) -m pytest
+
+# the everyday loop: everything but the tests marked slow (crash loops, outages, 100k runs),
+# which `make test` and CI keep
+test-quick: debs-test $(VENV)/.installed $(AXE)
+	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.installed
 	$(PY) bench/ingest_file.py
