@@ -232,7 +232,8 @@ def history_rows(ropa: Ropa) -> list[list[str]]:
 
 
 def to_json(ropa: Ropa) -> str:
-    return ropa.model_dump_json(indent=2)
+    # the JSON keeps the contract's shape (§6); the history is `registry manifests` in JSON
+    return ropa.model_dump_json(indent=2, exclude={"as_of", "history"})
 
 
 def to_csv(ropa: Ropa, manifest: Manifest) -> str:
