@@ -301,3 +301,37 @@ def test_ropa_ends_with_the_history(versioned) -> None:  # type: ignore[no-untyp
     early = ropa_document(engine, "md", as_of=EFFECTIVE[3]).decode()
     assert "**As of:** 2026-03-01T06:30:00Z" in early and "**Version 2**" not in early
     assert set(orjson.loads(ropa_document(engine, "json"))) == {"controller", "generated_at", "activities", "undeclared"}
+
+
+def test_api_as_of_and_manifests(versioned, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from registry.tokens import create_token
+    from registry.web import create_app
+
+    engine, manifests, _ = versioned
+    headers = {"Authorization": f"Bearer {create_token(engine, 'admin', 'a').token}"}
+    client = TestClient(create_app(db_url))
+    at = "2026-03-01T12:00:00Z"
+    moment = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    got = client.get(f"/api/drift?as_of={at}", headers=headers)
+    assert got.status_code == 200 and got.json() == [r.model_dump(mode="json") for r in drift(engine, as_of=moment)]
+    got = client.get(f"/api/recipients?category=user&as_of={at}", headers=headers)
+    assert got.json() == [r.model_dump(mode="json") for r in recipients_of(engine, "user", as_of=moment)]
+    assert client.get(f"/api/subjects/{REFS[1]}?as_of={at}", headers=headers).json() == \
+        subject(engine, REFS[1], as_of=moment).model_dump(mode="json")
+    assert client.get(f"/api/notice?as_of={at}", headers=headers).text == to_notice(manifests[3])
+    for path in ("/api/recipients/stripe", "/api/subprocessors", "/api/ropa?format=md", "/api/diagram?format=dot"):
+        assert client.get(f"{path}{'&' if '?' in path else '?'}as_of={at}", headers=headers).status_code == 200, path
+    bad = client.get("/api/drift?as_of=tomorrow", headers=headers)
+    assert bad.status_code == 422 and "as_of" in bad.text
+    assert [v["version"] for v in client.get("/api/manifests", headers=headers).json()] == [1, 2, 3]
+    diff = client.get("/api/manifests/diff?a=1&b=2", headers=headers).json()
+    assert diff["from"] == 1 and diff["recipients"]["removed"] == ["sift"]
+    import yaml
+
+    from .conftest import EXAMPLE_MANIFEST
+
+    posted = client.post("/api/manifests?effective_from=2026-01-01", headers={**headers, "Content-Type": "application/json"},
+                         content=orjson.dumps(yaml.safe_load(EXAMPLE_MANIFEST.read_text())))
+    assert posted.status_code == 200 and list_versions(engine)[-1].effective_from == "2026-01-01T00:00:00Z"
