@@ -491,6 +491,7 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
 
 from . import cli_ledger  # noqa: E402,F401  (registers `disclosures head`, `disclosures verify`, `ledger-key`)
 from . import cli_history  # noqa: E402,F401  (registers `manifests`, `manifests diff`)
+from . import cli_fides  # noqa: E402,F401  (registers `import fides`, `export fides`)
 
 
 def main() -> None:
