@@ -20,7 +20,7 @@ from ..exceptions import InputError
 from ..manifest import Manifest, manifest_from_document
 from ..taxonomy import Kind, Taxonomy, default_taxonomy, valid_key
 from .fides_map import (DEFAULT_REASON, LEGAL_BASIS_FROM_FIDES, MECHANISM_FROM_FIDES, REASONS, THIRD_PARTY_TYPES, alpha2,
-                        role_from_fides, service_from_uses, upgrade_key)
+                        role_from_fides, service_from_uses, upgrade_key, upgrade_prefix)
 
 __all__ = ["Unmapped", "ImportResult", "Imported", "import_fides", "read_resources", "manifest_yaml", "COUNTRY_TAG", "PARENT_TAG"]
 
@@ -39,8 +39,7 @@ _ORG_FIELDS = {"fides_key", "name", "controller", "data_protection_officer", "re
                "organization_parent_key"}
 _SYSTEM_FIELDS = {"fides_key", "name", "meta", "system_type", "vendor_id", "previous_vendor_id", "responsibility",
                   "data_responsibility_title", "third_country_transfers", "legal_basis_for_transfers", "does_international_transfers",
-                  "dpa_location", "egress", "ingress", "privacy_declarations", "organization_fides_key", "tags", "data_security_practices",
-                  "joint_controller", "joint_controller_info"}
+                  "dpa_location", "egress", "ingress", "privacy_declarations", "organization_fides_key", "tags", "data_security_practices"}
 _DECLARATION_FIELDS = {"name", "data_use", "data_categories", "data_subjects", "egress", "ingress", "legal_basis_for_processing",
                        "retention_period"}
 
@@ -152,14 +151,14 @@ class _Importer:
                 if not valid_key(key):
                     self.note(path, f"{key!r} is not a taxonomy key")
                     continue
-                known, reason = upgrade_key(kind, key, self.taxonomy)
-                if known == key or (reason or "").startswith("fideslang 1.x"):
+                if self.taxonomy.has(kind, upgrade_prefix(kind, key)):
                     continue  # already in the default taxonomy (under its 1.x or 3.x key)
                 pending.append((kind, path, res))
         # parents first: a child of another extension needs its parent in the taxonomy
         for kind, path, res in sorted(pending, key=lambda p: str(p[2]["fides_key"]).count(".")):
-            key = str(res["fides_key"])
+            key = upgrade_prefix(kind, str(res["fides_key"]))
             parent = res.get("parent_key") or next((t[len(PARENT_TAG):] for t in res.get("tags") or [] if t.startswith(PARENT_TAG)), None)
+            parent = upgrade_prefix(kind, str(parent)) if parent else None
             ext = {"key": key, "parent": parent, **{k: res[k] for k in ("name", "description") if res.get(k)}}
             try:
                 self.taxonomy = self.taxonomy.extend({kind: [_term(ext)]})

@@ -65,13 +65,11 @@ def _dump(model: BaseModel) -> dict[str, Any]:
 def fides_resources(manifest: Manifest, observed: list[Observation] | None = None) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Pure: file name → Fides resource document, every resource built through fideslang's model."""
     c = manifest.controller
-    taken: set[str] = set()
+    taken: set[str] = {r.key for r in manifest.recipients}  # recipients keep their keys; the rest avoid them
     org_key = _key(c.name, taken)
     org = Organization(fides_key=org_key, name=c.name, controller=ContactDetails(name=c.name, address=c.address or "", email=c.contact or ""),
                        data_protection_officer=_contact(c.dpo), representative=_contact(c.representative),
                        tags=[f"{COUNTRY_TAG}{c.country}"])
-    for r in manifest.recipients:
-        taken.add(r.key)
     source_keys = {s: _key(s.removeprefix("//"), taken) for s in dict.fromkeys(s for a in manifest.activities for s in a.sources)}
     holder = _key(f"{org_key}_processing", taken)  # holds activities with neither recipient nor source
     declarations: dict[str, list[tuple[PrivacyDeclaration, dict[str, Any]]]] = {}

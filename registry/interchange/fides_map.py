@@ -14,7 +14,7 @@ import pycountry
 from ..taxonomy import Kind, Taxonomy
 
 __all__ = ["LEGAL_BASIS_FROM_FIDES", "LEGAL_BASIS_TO_FIDES", "MECHANISM_FROM_FIDES", "MECHANISM_TO_FIDES", "role_from_fides",
-           "ROLE_TO_FIDES", "service_from_uses", "alpha2", "alpha3", "upgrade_key", "THIRD_PARTY_TYPES", "REASONS", "DEFAULT_REASON"]
+           "ROLE_TO_FIDES", "service_from_uses", "alpha2", "alpha3", "upgrade_key", "upgrade_prefix", "THIRD_PARTY_TYPES", "REASONS", "DEFAULT_REASON"]
 
 # fideslang 3.x LegalBasisForProcessingEnum and 1.x DataUse.legal_basis (spellings differ)
 LEGAL_BASIS_FROM_FIDES = {
@@ -60,7 +60,7 @@ def role_from_fides(titles: list[str], joint: bool) -> Role | None:
 _SERVICES = (("essential.service.payment_processing", "billing"), ("essential.fraud_detection", "fraud"),
              ("essential.service.security", "security"), ("essential.service.operations.support", "communications"),
              ("essential.service.notifications", "communications"), ("marketing.communications", "newsletter"),
-             ("marketing", "marketing"), ("analytics", "analytics"), ("functional.service.improve", "session_recording"),
+             ("marketing", "marketing"), ("analytics", "analytics"), ("functional.service.improve", "analytics"),
              ("essential.legal_obligation", "advisors"), ("essential.service.operations", "hosting"),
              ("functional.storage", "hosting"), ("personalize.content", "content"))
 
@@ -94,7 +94,9 @@ _UPGRADES: dict[Kind, tuple[tuple[str, str], ...]] = {
         ("user.derived.identifiable.device.", "user.device."), ("user.derived.identifiable.browsing_history", "user.behavior.browsing_history"),
         ("user.derived.identifiable.location", "user.location"), ("user.derived.identifiable.", "user."),
         ("user.derived.nonidentifiable.", "user."), ("user.provided.identifiable.credentials.", "user.authorization.credentials."),
-        ("user.provided.identifiable.", "user."), ("user.provided.nonidentifiable.", "user."), ("user.provided", "user"),
+        ("user.provided.identifiable.", "user."), ("user.provided.nonidentifiable.", "user."),
+        ("user.provided.identifiable", "user"), ("user.derived.identifiable", "user"), ("user.provided.nonidentifiable", "user"),
+        ("user.derived.nonidentifiable", "user"), ("user.provided", "user"),
         ("user.derived", "user"), ("account.", "user.account."), ("account", "user.account"),
     ),
     "data_uses": (
@@ -106,13 +108,24 @@ _UPGRADES: dict[Kind, tuple[tuple[str, str], ...]] = {
 }
 
 
+def upgrade_prefix(kind: Kind, key: str) -> str:
+    """A 1.x key renamed by the prefix table, whether or not the result is known yet (for
+    taxonomy extensions, which add the key)."""
+    for old, new in _UPGRADES[kind]:
+        if key == old or key.startswith(old + ".") or (old.endswith(".") and key.startswith(old)):
+            return new + key[len(old):]
+    return key
+
+
 def upgrade_key(kind: Kind, key: str, taxonomy: Taxonomy) -> tuple[str | None, str | None]:
-    """(the key this registry knows for a Fides key, a reason when it is not the same key)."""
+    """(the key this registry knows for a Fides key, a reason to report when meaning was lost).
+    A 1.x key with a known 3.x equivalent maps silently; an unknown one widens to its nearest
+    known ancestor, reported."""
     if taxonomy.has(kind, key):
         return key, None
-    for old, new in _UPGRADES[kind]:
-        if key.startswith(old) and taxonomy.has(kind, candidate := new + key[len(old):]):
-            return candidate, f"fideslang 1.x key {key} is {candidate} in 3.x"
+    candidate = upgrade_prefix(kind, key)
+    if taxonomy.has(kind, candidate):
+        return candidate, None
     parts = key.split(".")
     for end in range(len(parts) - 1, 0, -1):
         ancestor = ".".join(parts[:end])

@@ -65,14 +65,17 @@ def build_manifest(imp: "_Importer") -> dict[str, Any]:
                for _, res, meta, kind in systems if kind == "source"}
 
     parts: list[_Part] = []
-    recipients: list[dict[str, Any]] = []
     for path, res, meta, kind in systems:
         imp.leftovers(path, res, _SYSTEM_FIELDS, _SYSTEM_DEFAULTS)
+        for key in (res.get("meta") or {}):
+            if key != "dataflow_registry":
+                imp.note(f"{path}.meta.{key}", "meta keys of other tools have no manifest field")
+        if res.get("data_security_practices") and not res.get("privacy_declarations"):
+            imp.note(f"{path}.data_security_practices", "security measures belong to activities; this system declares none")
         own = [keys[str(res["fides_key"])]] if kind == "recipient" else []
         system_egress = [keys[k] for k in _flows(res.get("egress")) if k in keys]
         system_ingress = [sources[k] for k in _flows(res.get("ingress")) if k in sources]
         meta_parts = meta.get("declarations") or []
-        uses: list[str] = []
         for j, decl in enumerate(res.get("privacy_declarations") or []):
             where = f"{path}.privacy_declarations[{j}]"
             imp.leftovers(where, decl, _DECLARATION_FIELDS)
@@ -80,9 +83,10 @@ def build_manifest(imp: "_Importer") -> dict[str, Any]:
             part = _part(imp, where, decl, dm, res, kind, own, system_egress, system_ingress, keys, sources)
             if part is not None:
                 parts.append(part)
-                uses.append(part.purpose)
-        if kind == "recipient":
-            recipients.append(_recipient(imp, path, res, meta, keys, controller["country"], uses))
+    # a recipient's kind follows from the data uses it receives data for, wherever declared
+    recipients = [_recipient(imp, path, res, meta, keys, controller["country"],
+                             [p.purpose for p in parts if keys[str(res["fides_key"])] in p.recipients])
+                  for path, res, meta, kind in systems if kind == "recipient"]
     for path, _ in imp.resources["dataset"]:
         imp.note(path, REASONS["dataset_references"])
     for kind in ("data_qualifier", "policy", "registry", "evaluation"):
