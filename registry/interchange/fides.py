@@ -215,11 +215,13 @@ def _some(**values: Any) -> dict[str, Any]:
 
 
 _SLUG = re.compile(r"[^a-z0-9._-]+")
+_MANIFEST_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
 def slug(text: str, taken: set[str], fallback: str = "item") -> str:
-    """A manifest key (``^[a-z0-9][a-z0-9._-]{0,127}$``) from ``text``, unique among ``taken``."""
-    base = _SLUG.sub("-", text.lower()).strip("-._")[:120] or fallback
+    """A manifest key (``^[a-z0-9][a-z0-9._-]{0,127}$``) from ``text`` (itself when it is one),
+    unique among ``taken``."""
+    base = text if _MANIFEST_KEY.match(text) else _SLUG.sub("-", text.lower()).strip("-._")[:120] or fallback
     key, n = base, 2
     while key in taken:
         key, n = f"{base}-{n}", n + 1

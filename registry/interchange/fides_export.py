@@ -74,20 +74,23 @@ def fides_resources(manifest: Manifest, observed: list[Observation] | None = Non
     holder = _key(f"{org_key}_processing", taken)  # holds activities with neither recipient nor source
     declarations: dict[str, list[tuple[PrivacyDeclaration, dict[str, Any]]]] = {}
 
-    def declare(system: str, a: Activity, egress: list[str] | None) -> None:
-        part = {"activity": a.key, **({"security_measures": a.security_measures} if a.security_measures else {})}
+    def declare(system: str, a: Activity) -> None:
+        # fideslang refuses an empty egress/ingress on a declaration whose system lists none, so
+        # "none" (which would otherwise inherit the system's flows) is said in meta
+        part = {"activity": a.key, **({"security_measures": a.security_measures} if a.security_measures else {}),
+                **({"recipients": []} if not a.recipients else {}), **({"sources": []} if not a.sources else {})}
         for purpose in a.purposes:
             declarations.setdefault(system, []).append((PrivacyDeclaration(
                 name=a.name, data_use=purpose, data_categories=a.data_categories, data_subjects=a.data_subjects,
                 legal_basis_for_processing=LEGAL_BASIS_TO_FIDES[a.legal_basis], retention_period=a.retention,  # type: ignore[arg-type]
-                ingress=[source_keys[s] for s in a.sources], egress=egress), part))
+                ingress=[source_keys[s] for s in a.sources] or None), part))
 
     for a in manifest.activities:
         for recipient in a.recipients:
-            declare(recipient, a, None)
+            declare(recipient, a)
         if not a.recipients:
             for s in a.sources or [None]:  # type: ignore[list-item]
-                declare(source_keys[s] if s else holder, a, [])
+                declare(source_keys[s] if s else holder, a)
     systems = []
     for r in manifest.recipients:
         meta = {"kind": "recipient", "service": r.service, "role": r.role, "country": r.country,
@@ -124,6 +127,8 @@ def fides_resources(manifest: Manifest, observed: list[Observation] | None = Non
 
 def _system(key: str, name: str, org_key: str, system_type: str, parts: list[tuple[PrivacyDeclaration, dict[str, Any]]],
             meta: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    # fideslang sorts declarations by name (a stable sort): sorted first, the meta list stays aligned
+    parts = sorted(parts, key=lambda p: p[0].name or "")
     if parts:
         meta = {**meta, "declarations": [p for _, p in parts]}
     # fideslang refuses a declaration's ingress the system itself does not list

@@ -125,6 +125,10 @@ def _part(imp: "_Importer", where: str, decl: dict[str, Any], dm: dict[str, Any]
     else:
         recipients = egress
         found_sources = ([sources[str(system["fides_key"])]] if kind == "source" else []) + ingress
+    if dm.get("recipients") == []:  # this registry's export: an activity with no recipient
+        recipients = []
+    if dm.get("sources") == []:  # ... or with no source
+        found_sources = []
     name = decl.get("name") or f"{system.get('name') or system.get('fides_key')}: {decl['data_use']}"
     return _Part(key=dm.get("activity"), name=str(name), purpose=purpose, categories=categories, subjects=subjects, legal_basis=basis,
                  retention=decl.get("retention_period") or dm.get("retention"),
