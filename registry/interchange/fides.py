@@ -19,8 +19,7 @@ from pydantic import BaseModel
 from ..exceptions import InputError
 from ..manifest import Manifest, manifest_from_document
 from ..taxonomy import Kind, Taxonomy, default_taxonomy, valid_key
-from .fides_map import (DEFAULT_REASON, LEGAL_BASIS_FROM_FIDES, MECHANISM_FROM_FIDES, REASONS, THIRD_PARTY_TYPES, alpha2,
-                        role_from_fides, service_from_uses, upgrade_key, upgrade_prefix)
+from .fides_map import DEFAULT_REASON, LEGAL_BASIS_FROM_FIDES, REASONS, alpha2, upgrade_key, upgrade_prefix
 
 __all__ = ["Unmapped", "ImportResult", "Imported", "import_fides", "read_resources", "manifest_yaml", "COUNTRY_TAG", "PARENT_TAG"]
 
