@@ -335,3 +335,25 @@ def test_api_as_of_and_manifests(versioned, db_url: str) -> None:  # type: ignor
     posted = client.post("/api/manifests?effective_from=2026-01-01", headers={**headers, "Content-Type": "application/json"},
                          content=orjson.dumps(yaml.safe_load(EXAMPLE_MANIFEST.read_text())))
     assert posted.status_code == 200 and list_versions(engine)[-1].effective_from == "2026-01-01T00:00:00Z"
+
+
+def test_migration_0004_dates_existing_versions_from_their_declaration(db_url: str, manifest: Manifest) -> None:
+    """A store declared before effective dates existed: each version takes effect when declared."""
+    from alembic import command
+    from alembic.config import Config
+
+    from registry.store import _MIGRATIONS, _normalise, open_store
+
+    old = sa.create_engine(_normalise(db_url))
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    declared_at = datetime(2026, 2, 1, 9, 30, tzinfo=timezone.utc)
+    with old.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+        conn.execute(sa.text("INSERT INTO manifest_version (version, declared_at, controller, body) VALUES (1, :t, :c, :b)"),
+                     {"t": declared_at, "c": manifest.controller.name, "b": manifest.model_dump_json()})
+    old.dispose()
+    engine = open_store(db_url)
+    assert [(v.declared_at, v.effective_from) for v in list_versions(engine)] == [("2026-02-01T09:30:00Z", "2026-02-01T09:30:00Z")]
+    assert in_force(engine, declared_at - timedelta(seconds=1)) is None and in_force(engine, declared_at) == manifest
