@@ -14,7 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,8 @@ from registry.drift import drift  # noqa: E402
 from registry.events import RawRecord  # noqa: E402
 from registry.ingest import Ingestor  # noqa: E402
 from registry.manifest import load_manifest  # noqa: E402
-from registry.questions import recipient_detail, recipients_of, subject  # noqa: E402
+from registry.questions import recipient_detail, recipients_of, subject, subprocessor_chains  # noqa: E402
+from registry.reports import ropa_document  # noqa: E402
 from registry.store import open_store  # noqa: E402
 from registry.subjects import subject_ref  # noqa: E402
 
@@ -64,6 +65,10 @@ def main() -> None:
         refs = [subject_ref(f"customer-{rng.randrange(20000)}", os.environ["REGISTRY_SUBJECT_KEY"]) for _ in range(args.runs)]
         day = lambda d: datetime(2026, d // 100, d % 100, tzinfo=timezone.utc)  # noqa: E731
         inside = lambda h: datetime(2026, 2, 10, h, 17, tzinfo=timezone.utc)  # noqa: E731
+        declare(engine, load_manifest(ROOT / "examples/blausen/manifest.yaml"), datetime(2026, 1, 1, tzinfo=timezone.utc))
+        as_of_rng = random.Random(2)
+        moments = [datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=as_of_rng.randrange(180 * 86400)) for _ in range(args.runs)]
+        as_of = lambda i: moments[i]  # noqa: E731
         cases: list[tuple[str, Callable[[int], object], int]] = [
             ("recipients --category (all time)", lambda i: recipients_of(engine, categories[i % 6], include_subprocessors=True), args.runs),
             ("recipients --category (whole days, 1 month)", lambda i: recipients_of(engine, categories[i % 6], day(201), day(301)), args.runs),
@@ -71,6 +76,14 @@ def main() -> None:
             ("recipient KEY (all time)", lambda i: recipient_detail(engine, recipients[i % 6]), args.runs),
             ("subject REF", lambda i: subject(engine, refs[i]), args.runs),
             ("drift (all time)", lambda i: drift(engine), min(args.runs, 20)),
+            # --as-of T: the version in force at T (a second, back-dated one is declared below) and
+            # the events before T, T drawn inside days so that the partial day and hour are recounted
+            ("recipients --category --as-of T", lambda i: recipients_of(engine, categories[i % 6], as_of=as_of(i)), args.runs),
+            ("recipient KEY --as-of T", lambda i: recipient_detail(engine, recipients[i % 6], as_of=as_of(i)), args.runs),
+            ("subject REF --as-of T", lambda i: subject(engine, refs[i], as_of=as_of(i)), args.runs),
+            ("subprocessors --as-of T", lambda i: subprocessor_chains(engine, as_of(i)), args.runs),
+            ("drift --as-of T", lambda i: drift(engine, as_of=as_of(i)), min(args.runs, 20)),
+            ("ropa --format json --as-of T", lambda i: ropa_document(engine, "json", as_of=as_of(i)), min(args.runs, 20)),
         ]
         for name, fn, runs in cases:
             p50, p95 = timed(runs, fn)

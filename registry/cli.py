@@ -19,7 +19,6 @@ from rich.table import Table
 from . import declarations, deadletters, disclosures, ledger, questions
 from . import reports
 from .reports import transparency
-from .reports.notice import to_notice
 from . import drift as drift_mod
 from . import ingest as ingest_mod
 from .events import parse_bound
@@ -117,10 +116,13 @@ def _open_lines(path: str) -> Iterable[bytes]:
 
 @app.command()
 @command
-def declare(file: Annotated[Path, typer.Argument(help="Manifest (YAML or JSON).")], as_json: JsonOpt = False) -> None:
+def declare(file: Annotated[Path, typer.Argument(help="Manifest (YAML or JSON).")],
+            effective_from: Annotated[Optional[str], typer.Option(
+                "--effective-from", help="When it takes effect (RFC 3339 or YYYY-MM-DD; default now; earlier for a change made on paper before).")] = None,
+            as_json: JsonOpt = False) -> None:
     """Store a new version of the manifest (declarations). Invalid manifests store nothing."""
     manifest = load_manifest(file)
-    result = declarations.declare(_store(), manifest)
+    result = declarations.declare(_store(), manifest, parse_bound(effective_from, "--effective-from"))
     emit(result, as_json, lambda r: out.print(
         f"Declared [bold]{r.controller}[/]: {r.recipients} recipients, {r.activities} activities (version {r.version})"))
 
@@ -164,6 +166,11 @@ def subject_ref(stable_id: Annotated[str, typer.Argument(metavar="ID", help="The
 
 SinceOpt = Annotated[Optional[str], typer.Option("--since", help="Window start, inclusive (RFC 3339 or YYYY-MM-DD).")]
 UntilOpt = Annotated[Optional[str], typer.Option("--until", help="Window end, exclusive (RFC 3339 or YYYY-MM-DD).")]
+AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="Answer as it stood then: the manifest in force at T, events before T.")]
+
+
+def _as_of(text: str | None) -> Any:
+    return parse_bound(text, "--as-of")
 
 
 def _table(rows: Sequence[BaseModel], columns: list[str], title: str | None = None) -> None:
@@ -181,10 +188,12 @@ def recipients(
     since: SinceOpt = None,
     until: UntilOpt = None,
     include_subprocessors: Annotated[bool, typer.Option("--include-subprocessors", help="Add sub-processors, inheriting via their processor.")] = False,
+    as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Who received this category (or anything under it) in the window."""
-    rows = questions.recipients_of(_store(), category, parse_bound(since, "--since"), parse_bound(until, "--until"), include_subprocessors)
+    rows = questions.recipients_of(_store(), category, parse_bound(since, "--since"), parse_bound(until, "--until"), include_subprocessors,
+                                   _as_of(as_of))
     emit(rows, as_json, lambda r: _table(r, ["recipient", "via", "service", "country", "declared", "categories", "events", "last_seen"]))
 
 
@@ -194,10 +203,11 @@ def recipient(
     key: Annotated[str, typer.Argument(metavar="KEY", help="Recipient key.")],
     since: SinceOpt = None,
     until: UntilOpt = None,
+    as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What one recipient received: per source, category, purpose and legal basis."""
-    detail = questions.recipient_detail(_store(), key, parse_bound(since, "--since"), parse_bound(until, "--until"))
+    detail = questions.recipient_detail(_store(), key, parse_bound(since, "--since"), parse_bound(until, "--until"), _as_of(as_of))
 
     def render(d: questions.RecipientDetail) -> None:
         out.print(f"[bold]{d.name}[/] ({d.recipient}) {d.service or ''} {d.role or ''} {d.country or ''}"
@@ -209,9 +219,10 @@ def recipient(
 
 @app.command()
 @command
-def subject(ref: Annotated[str, typer.Argument(metavar="REF", help="Subject ref (see subject-ref).")], as_json: JsonOpt = False) -> None:
+def subject(ref: Annotated[str, typer.Argument(metavar="REF", help="Subject ref (see subject-ref).")], as_of: AsOfOpt = None,
+            as_json: JsonOpt = False) -> None:
     """Everything about one data subject: recipients, disclosures, who to notify of an erasure."""
-    answer = questions.subject(_store(), ref)
+    answer = questions.subject(_store(), ref, _as_of(as_of))
 
     def render(a: questions.SubjectAnswer) -> None:
         _table(a.transfers, ["recipient", "source", "categories", "purposes", "events", "first_seen", "last_seen"], "transfers")
@@ -227,10 +238,11 @@ def drift(
     since: SinceOpt = None,
     until: UntilOpt = None,
     fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 1 when there is any drift.")] = False,
+    as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Observed flows nobody declared, declarations nothing confirms, transfers without a safeguard."""
-    rows = drift_mod.drift(_store(), parse_bound(since, "--since"), parse_bound(until, "--until"))
+    rows = drift_mod.drift(_store(), parse_bound(since, "--since"), parse_bound(until, "--until"), _as_of(as_of))
     emit(rows, as_json, lambda r: _table(r, ["kind", "source", "recipient", "category", "purpose", "activity", "events", "detail"]))
     if fail_on_drift and rows:
         raise typer.Exit(1)
@@ -238,9 +250,9 @@ def drift(
 
 @app.command()
 @command
-def subprocessors(as_json: JsonOpt = False) -> None:
+def subprocessors(as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
     """Declared sub-processor chains, from the controller side."""
-    emit(questions.subprocessor_chains(_store()), as_json, lambda r: _table(r, ["recipient", "processor_of", "chain", "country"]))
+    emit(questions.subprocessor_chains(_store(), _as_of(as_of)), as_json, lambda r: _table(r, ["recipient", "processor_of", "chain", "country"]))
 
 
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")]
@@ -265,9 +277,11 @@ def ropa(
     format_: Annotated[str, typer.Option("--format", help="md | csv | xlsx | json | html")] = "md",
     role: Annotated[str, typer.Option("--role", help="controller (Art. 30(1)) | processor (Art. 30(2))")] = "controller",
     out_path: OutOpt = None,
+    as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The Art. 30 record of processing, declarations checked against observed events."""
+    """The Art. 30 record of processing, declarations checked against observed events; it ends
+    with the history of manifest versions."""
     fmt = "json" if as_json or _Globals.json else format_
     if fmt not in reports.FORMATS:
         raise InputError(f"must be one of {', '.join(reports.FORMATS)}", "--format")
@@ -275,17 +289,14 @@ def ropa(
         raise InputError("must be controller or processor", "--role")
     if fmt == "xlsx" and out_path is None and sys.stdout.isatty():
         raise InputError("an XLSX workbook needs --out PATH", "--out")
-    _write(reports.ropa_document(_store(), fmt, role), out_path, f"the {fmt} record")  # type: ignore[arg-type]
+    _write(reports.ropa_document(_store(), fmt, role, _as_of(as_of)), out_path, f"the {fmt} record")  # type: ignore[arg-type]
 
 
 @app.command()
 @command
-def notice(out_path: OutOpt = None) -> None:
+def notice(out_path: OutOpt = None, as_of: AsOfOpt = None) -> None:
     """The privacy notice's recipients and international-transfers sections, in Markdown."""
-    manifest = declarations.current_manifest(_store())
-    if manifest is None:
-        raise InputError("no manifest declared yet: run `registry declare FILE` first")
-    _write(to_notice(manifest), out_path, "the notice sections")
+    _write(reports.notice_document(_store(), _as_of(as_of)), out_path, "the notice sections")
 
 
 @app.command()
@@ -295,19 +306,20 @@ def diagram(
     out_path: OutOpt = None,
     category: Annotated[Optional[str], typer.Option("--category", help="Only flows of this category (and under it).")] = None,
     recipient_key: Annotated[Optional[str], typer.Option("--recipient", help="Only this recipient and its sub-processors.")] = None,
+    as_of: AsOfOpt = None,
 ) -> None:
     """The data map (Graphviz): services → recipients → sub-processors, drift drawn in red."""
     if format_ not in ("svg", "png", "dot"):
         raise InputError("must be svg, png or dot", "--format")
-    _write(reports.datamap_document(_store(), format_, category, recipient_key), out_path, "the data map")  # type: ignore[arg-type]
+    _write(reports.datamap_document(_store(), format_, category, recipient_key, _as_of(as_of)), out_path, "the data map")  # type: ignore[arg-type]
 
 
 @app.command()
 @command
 def report(out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("reports"),
-           as_json: JsonOpt = False) -> None:
+           as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
     """Everything for an audit in one folder: ropa.xlsx/.html/.md/.json, notice.md, datamap.svg, drift.json."""
-    written = reports.write_all(_store(), out_dir)
+    written = reports.write_all(_store(), out_dir, _as_of(as_of))
     emit({"out": str(out_dir), "files": written}, as_json, lambda r: out.print(f"wrote {', '.join(r['files'])} to {r['out']}"))
 
 
@@ -507,6 +519,8 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
 
 
 from . import cli_ledger  # noqa: E402,F401  (registers `disclosures head`, `disclosures verify`, `ledger-key`)
+from . import cli_history  # noqa: E402,F401  (registers `manifests`, `manifests diff`)
+from . import cli_fides  # noqa: E402,F401  (registers `import fides`, `export fides`)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
-from .declarations import current_manifest
+from .declarations import newest_declared
 from .events import DISCLOSURE, EventValidator, format_time
 from .exceptions import DisclosureError, EventError
 from .anchors import anchor_new_heads
@@ -63,7 +63,7 @@ def _as_text(value: Any) -> Any:
 def log_disclosure(engine: Engine, text: str, origin: str | None = None) -> LogResult:
     """Validate and append one snapshot (time = now). ``origin`` says who logged it (default
     ``file:<login name>``). Nothing is stored when it is invalid."""
-    manifest = current_manifest(engine)
+    manifest = newest_declared(engine)
     data = parse_disclosure(text, EventValidator(manifest.taxonomy_view() if manifest else None))
     origin = origin or f"file:{_user()}"
     with engine.begin() as conn:
@@ -93,11 +93,16 @@ class Disclosure(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="Art. 48 and overdue-notice messages for this request")
 
 
-def current_disclosures(conn: Connection) -> list[tuple[Disclosure, dict[str, Any]]]:
-    """(row, newest snapshot data) per request; newest by snapshot time, then by ledger order."""
+def current_disclosures(conn: Connection, before: datetime | None = None) -> list[tuple[Disclosure, dict[str, Any]]]:
+    """(row, newest snapshot data) per request; newest by snapshot time, then by ledger order.
+    ``before``: only the snapshots taken before that time (the state an auditor saw then)."""
     newest: dict[str, tuple[str, dict[str, Any]]] = {}
     versions: dict[str, int] = {}
-    for request_id, body in conn.execute(sa.select(table(LedgerEntry).c.request_id, table(LedgerEntry).c.body).order_by(table(LedgerEntry).c.seq)):
+    ledger = table(LedgerEntry)
+    query = sa.select(ledger.c.request_id, ledger.c.body).order_by(ledger.c.seq)
+    if before is not None:
+        query = query.where(ledger.c.snapshot_time < before)
+    for request_id, body in conn.execute(query):
         entry = orjson.loads(body)
         versions[request_id] = versions.get(request_id, 0) + 1
         known = newest.get(request_id)

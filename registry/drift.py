@@ -15,9 +15,9 @@ from datetime import datetime
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from .declarations import current_manifest
+from .declarations import in_force
 from .events import format_time
-from .flows import Flow, Observation, observations, per_category
+from .flows import Flow, Observation, cut, observations, per_category
 from .manifest import Activity, Manifest
 from .taxonomy import covers
 from .transfers import safeguard_problem
@@ -41,10 +41,12 @@ class DriftRow(BaseModel):
     events: int
 
 
-def drift(engine: Engine, since: datetime | None = None, until: datetime | None = None) -> list[DriftRow]:
+def drift(engine: Engine, since: datetime | None = None, until: datetime | None = None,
+          as_of: datetime | None = None) -> list[DriftRow]:
+    """``as_of``: the events before it against the manifest in force then."""
     with engine.connect() as conn:
-        found = observations(conn, since, until)
-        manifest = current_manifest(conn)
+        found = observations(conn, since, cut(until, as_of))
+        manifest = in_force(conn, as_of)
     return drift_of(manifest, found)
 
 

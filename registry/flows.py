@@ -22,7 +22,7 @@ from .exceptions import InputError
 from .store import EventRow, FlowDay, FlowHour, table
 from .taxonomy import covers, valid_key
 
-__all__ = ["Observation", "Flow", "observations", "per_category", "category_filter"]
+__all__ = ["Observation", "Flow", "observations", "per_category", "category_filter", "cut"]
 
 _KEY = ("source", "recipient", "categories", "purpose", "legal_basis", "activity", "country", "mechanism")
 _COUNTED = ("source", "recipient", "purpose", "legal_basis", "activity", "country", "mechanism", "events", "records",
@@ -80,6 +80,13 @@ def per_category(found: Iterable[Observation], category: str | None = None) -> l
             known = merged.get(key)
             merged[key] = flow if known is None else known.merge(flow)
     return [merged[k] for k in sorted(merged)]
+
+
+def cut(until: datetime | None, as_of: datetime | None) -> datetime | None:
+    """The window's end with ``--as-of``: only events before ``as_of`` existed then."""
+    if as_of is None:
+        return until
+    return as_of if until is None else min(until, as_of)
 
 
 def category_filter(column: Any, category: str) -> Any:

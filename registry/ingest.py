@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from . import retry
-from .declarations import current_manifest
+from .declarations import newest_declared
 from .events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
 from .exceptions import EventError
 from .anchors import anchor_new_heads
@@ -69,8 +69,9 @@ class Plan:
 
 
 class Ingestor:
-    """Holds the validator (taxonomy of the newest manifest) for a run of batches; a manifest
-    declared meanwhile applies from the next batch on (one small query a batch)."""
+    """Holds the validator (taxonomy of the newest *declared* manifest, whatever its effective
+    date: a back-dated or future-dated declaration adds its extensions at once) for a run of
+    batches; a manifest declared meanwhile applies from the next batch on (one small query a batch)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -83,7 +84,7 @@ class Ingestor:
         with self.engine.connect() as conn:
             version = conn.execute(sa.select(sa.func.max(table(ManifestVersion).c.version))).scalar()
             if version != self._version:
-                manifest = current_manifest(conn)
+                manifest = newest_declared(conn)
                 self.validator = EventValidator(manifest.taxonomy_view() if manifest else None)
                 self._version = version
 

@@ -3,20 +3,22 @@ recipient received, everything about one data subject, the sub-processor chains.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, NamedTuple
+
+import orjson
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from .declarations import current_manifest
+from .declarations import in_force
 from .disclosures import current_disclosures
-from .events import format_time
+from .events import TRANSFER, format_time
 from .exceptions import InputError
-from .flows import Flow, Observation, observations, per_category
+from .flows import Flow, Observation, cut, observations, per_category
 from .graph import build_graph, chain, erasure_fanout, recipient_node, subprocessors
-from .store import FlowDay, LedgerEntry, SubjectFlow, monday, table
+from .store import EventRow, FlowDay, LedgerEntry, SubjectFlow, monday, table
 from .subjects import is_subject_ref
 
 __all__ = ["RecipientRow", "recipients_of", "RecipientDetail", "recipient_detail", "SubjectAnswer", "subject",
@@ -49,12 +51,13 @@ def _describe(g, key: str) -> dict:  # type: ignore[no-untyped-def]
 
 
 def recipients_of(engine: Engine, category: str, since: datetime | None = None, until: datetime | None = None,
-                  include_subprocessors: bool = False) -> list[RecipientRow]:
+                  include_subprocessors: bool = False, as_of: datetime | None = None) -> list[RecipientRow]:
     """Recipients of ``category`` or anything under it in the window; sub-processors inherit
-    what their processor received (``via`` names the direct parent)."""
+    what their processor received (``via`` names the direct parent). ``as_of``: the manifest in
+    force then and the events before it."""
     with engine.connect() as conn:
-        found = observations(conn, since, until, category=category)
-        manifest = current_manifest(conn)
+        found = observations(conn, since, cut(until, as_of), category=category)
+        manifest = in_force(conn, as_of)
     g = build_graph(manifest, found)
     by_recipient: dict[str, list[Observation]] = {}
     for o in found:
@@ -88,11 +91,12 @@ class RecipientDetail(RecipientInfo):
     flows: list[FlowView]
 
 
-def recipient_detail(engine: Engine, key: str, since: datetime | None = None, until: datetime | None = None) -> RecipientDetail:
+def recipient_detail(engine: Engine, key: str, since: datetime | None = None, until: datetime | None = None,
+                     as_of: datetime | None = None) -> RecipientDetail:
     """What ``key`` received, per (source, category, purpose, legal basis)."""
     with engine.connect() as conn:
-        found = observations(conn, since, until, recipient=key)
-        manifest = current_manifest(conn)
+        found = observations(conn, since, cut(until, as_of), recipient=key)
+        manifest = in_force(conn, as_of)
     flows = per_category(found)
     if not flows and (manifest is None or manifest.recipient(key) is None):
         raise InputError(f"no recipient {key!r} is declared or observed", "KEY")
@@ -132,8 +136,10 @@ class SubjectAnswer(BaseModel):
     notify_on_erasure: list[str]
 
 
-def subject(engine: Engine, ref: str) -> SubjectAnswer:
-    """Art. 15 (every recipient and disclosure) and Art. 19 (who to tell of an erasure)."""
+def subject(engine: Engine, ref: str, as_of: datetime | None = None) -> SubjectAnswer:
+    """Art. 15 (every recipient and disclosure) and Art. 19 (who to tell of an erasure). With
+    ``as_of``: the events before it (whole weeks from the index, the week it falls in cut exactly)
+    and the disclosure snapshots before it, against the manifest in force then."""
     if not is_subject_ref(ref):
         raise InputError("a subject ref is 64 lowercase hex characters (see `registry subject-ref`)", "REF")
     with engine.connect() as conn:
@@ -141,17 +147,21 @@ def subject(engine: Engine, ref: str) -> SubjectAnswer:
         # of data. Two statements: SQLite answers a lone min() or max() from the index, both by a scan.
         first: date | None = conn.execute(sa.select(sa.func.min(table(FlowDay).c.day))).scalar()
         last: date | None = conn.execute(sa.select(sa.func.max(table(FlowDay).c.day))).scalar()
-        weeks = [] if first is None or last is None else \
+        if as_of is not None and last is not None:
+            last = min(last, as_of.astimezone(timezone.utc).date())
+        weeks = [] if first is None or last is None or last < first else \
             [monday(first) + timedelta(weeks=i) for i in range((monday(last) - monday(first)).days // 7 + 1)]
         subjects = table(SubjectFlow)
         # the weeks are generated here, not user input: inlined as literals, one index seek each
-        query = sa.text(f"SELECT recipient, source, purpose, categories, events, first_seen, last_seen FROM subject_flow "
+        query = sa.text(f"SELECT week, recipient, source, purpose, categories, events, first_seen, last_seen FROM subject_flow "
                         f"WHERE week IN ({', '.join(repr(w.isoformat()) for w in weeks)}) AND subject_ref = :ref").columns(
-            subjects.c.recipient, subjects.c.source, subjects.c.purpose, subjects.c.categories, subjects.c.events,
+            subjects.c.week, subjects.c.recipient, subjects.c.source, subjects.c.purpose, subjects.c.categories, subjects.c.events,
             subjects.c.first_seen, subjects.c.last_seen)
-        rows = conn.execute(query, {"ref": ref}).all() if weeks else []
-        disclosures = _disclosures_of(conn, ref)
-        manifest = current_manifest(conn)
+        rows: list[Any] = list(conn.execute(query, {"ref": ref})) if weeks else []
+        if as_of is not None:
+            rows = _cut_rows(conn, ref, rows, as_of)
+        disclosures = _disclosures_of(conn, ref, as_of)
+        manifest = in_force(conn, as_of)
     grouped: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         grouped.setdefault((row.recipient, row.source), []).append(row)
@@ -165,14 +175,63 @@ def subject(engine: Engine, ref: str) -> SubjectAnswer:
                          notify_on_erasure=erasure_fanout(g, {t.recipient for t in transfers}))
 
 
-def _disclosures_of(conn: sa.Connection, ref: str) -> list[SubjectDisclosure]:
-    """Current state of every disclosure request any version of which names the subject."""
-    ids = {r for (r,) in conn.execute(sa.select(table(LedgerEntry).c.request_id).where(table(LedgerEntry).c.body.like(f"%{ref}%")))}
+class _Part(NamedTuple):
+    """A recounted part of an index row: the same fields the answer reads."""
+
+    recipient: str
+    source: str
+    purpose: str
+    categories: str
+    events: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+def _cut_rows(conn: sa.Connection, ref: str, rows: list[Any], as_of: datetime) -> list[Any]:
+    """The index rows as they stood before ``as_of``: a row entirely before it stays, one entirely
+    after it goes, and a row straddling it (only in the week ``as_of`` falls in) is recounted
+    from its events before ``as_of``, matched by the row's whole key so nothing counts twice."""
+    kept: list[Any] = []
+    straddling: dict[tuple[str, str, str, str], datetime] = {}
+    for row in rows:
+        if row.last_seen < as_of:
+            kept.append(row)
+        elif row.first_seen < as_of:
+            straddling[(row.recipient, row.source, row.purpose, row.categories)] = row.first_seen
+    e = table(EventRow)
+    for recipient in sorted({k[0] for k in straddling}):
+        low = min(t for k, t in straddling.items() if k[0] == recipient)
+        parts: dict[tuple[str, str, str, str], _Part] = {}
+        query = sa.select(e.c.source, e.c.time, e.c.body).where(
+            e.c.recipient == recipient, e.c.time >= low, e.c.time < as_of, e.c.type == TRANSFER, e.c.body.like(f"%{ref}%"))
+        for source, moment, body in conn.execute(query):
+            envelope = orjson.loads(body)
+            d = envelope["data"] if "data" in envelope else envelope
+            if ref not in d.get("subject_refs", ()):
+                continue
+            key = (recipient, source, d["purpose"], ",".join(sorted(set(d["data_categories"]))))
+            if key not in straddling:
+                continue  # an event of a row kept whole
+            known = parts.get(key)
+            parts[key] = _Part(*key, 1, moment, moment) if known is None else known._replace(
+                events=known.events + 1, first_seen=min(known.first_seen, moment), last_seen=max(known.last_seen, moment))
+        kept += parts.values()
+    return kept
+
+
+def _disclosures_of(conn: sa.Connection, ref: str, as_of: datetime | None = None) -> list[SubjectDisclosure]:
+    """Current state (as of ``as_of``: the newest snapshot taken before it) of every disclosure
+    request any version of which (before ``as_of``) names the subject."""
+    ledger = table(LedgerEntry)
+    query = sa.select(ledger.c.request_id).where(ledger.c.body.like(f"%{ref}%"))
+    if as_of is not None:
+        query = query.where(ledger.c.snapshot_time < as_of)
+    ids = {r for (r,) in conn.execute(query)}
     if not ids:
         return []
     return [SubjectDisclosure(request_id=row.request_id, authority=row.authority, instrument=row.instrument,
                               disclosed_at=row.disclosed_at, outcome=row.outcome, notice=row.notice)
-            for row, _ in current_disclosures(conn) if row.request_id in ids]
+            for row, _ in current_disclosures(conn, before=as_of) if row.request_id in ids]
 
 
 class SubprocessorRow(BaseModel):
@@ -182,8 +241,8 @@ class SubprocessorRow(BaseModel):
     country: str
 
 
-def subprocessor_chains(engine: Engine) -> list[SubprocessorRow]:
-    manifest = current_manifest(engine)
+def subprocessor_chains(engine: Engine, as_of: datetime | None = None) -> list[SubprocessorRow]:
+    manifest = in_force(engine, as_of)
     if manifest is None:
         return []
     g = build_graph(manifest)

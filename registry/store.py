@@ -52,6 +52,9 @@ class ManifestVersion(SQLModel, table=True):
     __tablename__ = "manifest_version"
     version: int = Field(primary_key=True)
     declared_at: datetime
+    # when the declaration takes effect: earlier than declared_at for a change made on paper
+    # before it was declared, later for one announced ahead (contract §4)
+    effective_from: datetime
     controller: str
     body: str  # the validated manifest as JSON
 

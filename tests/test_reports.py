@@ -67,7 +67,7 @@ def test_processor_role_keeps_processing_by_processors(scenario: sa.Engine) -> N
 
 def test_xlsx_has_the_ico_header_and_a_row_per_activity(blausen: sa.Engine, manifest) -> None:  # type: ignore[no-untyped-def]
     wb = load_workbook(io.BytesIO(ropa_document(blausen, "xlsx")))
-    assert wb.sheetnames == ["Controller", "Record of processing", "Recipients", "Transfers", "Undeclared flows"]
+    assert wb.sheetnames == ["Controller", "Record of processing", "Recipients", "Transfers", "Undeclared flows", "History"]
     sheet = wb["Record of processing"]
     rows = list(sheet.iter_rows(values_only=True))
     assert list(rows[0]) == ICO_COLUMNS

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from sqlalchemy.engine import Engine
 
-from ..declarations import current_manifest
+from ..declarations import in_force
 from ..drift import drift
 from ..exceptions import InputError
-from ..flows import observations
+from ..flows import cut, observations
 
-__all__ = ["FORMATS", "ropa_document", "datamap_document", "write_all"]
+__all__ = ["FORMATS", "ropa_document", "datamap_document", "notice_document", "write_all"]
 
 FORMATS = ("md", "csv", "xlsx", "json", "html")
 
 
-def ropa_document(engine: Engine, fmt: str, role: Literal["controller", "processor"] = "controller") -> bytes:
+def ropa_document(engine: Engine, fmt: str, role: Literal["controller", "processor"] = "controller",
+                  as_of: datetime | None = None) -> bytes:
     from .html import to_html
     from .ropa import build_ropa, to_csv, to_json, to_markdown
     from .xlsx import to_xlsx
 
-    record, manifest = build_ropa(engine, role)
+    record, manifest = build_ropa(engine, role, as_of)
     if fmt == "xlsx":
         return to_xlsx(record, manifest)
     writer = {"md": to_markdown, "csv": to_csv, "html": to_html, "json": lambda r, _m: to_json(r)}[fmt]
@@ -30,30 +32,39 @@ def ropa_document(engine: Engine, fmt: str, role: Literal["controller", "process
 
 
 def datamap_document(engine: Engine, fmt: Literal["svg", "png", "dot"], category: str | None = None,
-                     recipient: str | None = None) -> bytes:
+                     recipient: str | None = None, as_of: datetime | None = None) -> bytes:
     from .diagram import datamap, render
+    from .ropa import no_manifest_message
 
     with engine.connect() as conn:
-        manifest = current_manifest(conn)
-        flows = observations(conn)
+        manifest = in_force(conn, as_of)
+        flows = observations(conn, until=cut(None, as_of))
     if manifest is None:
-        raise InputError("no manifest declared yet: run `registry declare FILE` first")
+        raise InputError(no_manifest_message(as_of))
     return render(datamap(manifest, flows, category, recipient), fmt)
 
 
-def write_all(engine: Engine, folder: Path) -> list[str]:
-    """ropa.{xlsx,html,md,json,csv}, notice.md, datamap.svg, drift.json into ``folder``."""
+def notice_document(engine: Engine, as_of: datetime | None = None) -> str:
+    """The notice's recipients and transfers sections from the manifest in force (at ``as_of``)."""
+    from .notice import to_notice
+    from .ropa import no_manifest_message
+
+    manifest = in_force(engine, as_of)
+    if manifest is None:
+        raise InputError(no_manifest_message(as_of))
+    return to_notice(manifest)
+
+
+def write_all(engine: Engine, folder: Path, as_of: datetime | None = None) -> list[str]:
+    """ropa.{xlsx,html,md,json,csv}, notice.md, datamap.svg, drift.json into ``folder`` (as of
+    ``as_of``, when given)."""
     import orjson
 
-    from .notice import to_notice
-
     folder.mkdir(parents=True, exist_ok=True)
-    files: dict[str, bytes] = {f"ropa.{fmt}": ropa_document(engine, fmt) for fmt in FORMATS}
-    manifest = current_manifest(engine)
-    assert manifest is not None  # ropa_document raised otherwise
-    files["notice.md"] = to_notice(manifest).encode()
-    files["datamap.svg"] = datamap_document(engine, "svg")
-    files["drift.json"] = orjson.dumps([r.model_dump() for r in drift(engine)], option=orjson.OPT_INDENT_2)
+    files: dict[str, bytes] = {f"ropa.{fmt}": ropa_document(engine, fmt, as_of=as_of) for fmt in FORMATS}
+    files["notice.md"] = notice_document(engine, as_of).encode()
+    files["datamap.svg"] = datamap_document(engine, "svg", as_of=as_of)
+    files["drift.json"] = orjson.dumps([r.model_dump() for r in drift(engine, as_of=as_of)], option=orjson.OPT_INDENT_2)
     for name, payload in files.items():
         (folder / name).write_bytes(payload)
     return sorted(files)

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from html import escape
 
 from ..manifest import Manifest
-from .ropa import LEGAL_BASES, MECHANISMS, Labels, Ropa
+from .ropa import LEGAL_BASES, MECHANISMS, Labels, Ropa, describe_changes
 
 __all__ = ["to_html"]
 
@@ -41,7 +41,8 @@ def to_html(ropa: Ropa, manifest: Manifest) -> str:
     c, labels = ropa.controller, Labels(manifest.taxonomy_view())
     parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>Record of processing — {escape(c['name'] or '')}</title>",
              f"<style>{_CSS}</style><h1>Record of processing activities</h1>",
-             f"<p class=meta>GDPR Art. 30 · generated {escape(_when(ropa.generated_at))} from declarations checked against observed events</p>",
+             f"<p class=meta>GDPR Art. 30 · generated {escape(_when(ropa.generated_at))} from declarations checked against observed events"
+             + (f" · <strong>as of {escape(_when(ropa.as_of))}</strong>" if ropa.as_of else "") + "</p>",
              "<table>", _row("Controller", escape(f"{c['name']}, {c.get('address') or ''}")), _row("Contact", escape(c.get("contact") or "—")),
              _row("Data protection officer", escape(c.get("dpo") or "—")), _row("Representative", escape(c.get("representative") or "—")),
              "</table>"]
@@ -68,5 +69,10 @@ def to_html(ropa: Ropa, manifest: Manifest) -> str:
         parts.append("</table>")
     else:
         parts.append("<p>Nothing: every observed flow is declared.</p>")
-    parts.append("</section></html>")
+    parts.append("</section><section><h2>History of the declarations</h2>"
+                 "<p class=meta>Each manifest version in the order it took effect, with what it changed against the version in force before it.</p>"
+                 "<table><tr><th>version</th><th>effective from</th><th>declared at</th><th>changes</th></tr>")
+    parts += [f"<tr><td>{h.version}</td><td>{escape(h.effective_from)}</td><td>{escape(h.declared_at)}</td>"
+              f"<td>{'<br>'.join(escape(line) for line in describe_changes(h))}</td></tr>" for h in ropa.history]
+    parts.append("</table></section></html>")
     return "\n".join(parts)

@@ -14,17 +14,19 @@ from typing import Literal
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from ..declarations import current_manifest
+from ..declarations import in_force
 from ..drift import DriftRow, drift_of
 from ..events import format_time
 from ..exceptions import InputError
-from ..flows import Observation, observations
+from ..flows import Observation, cut, observations
 from ..graph import build_graph, subprocessors
+from ..history import HistoryEntry, history
 from ..manifest import Activity, Manifest
 from ..taxonomy import Taxonomy, covers
 from ..transfers import EEA
 
-__all__ = ["Ropa", "build_ropa", "to_json", "to_markdown", "to_csv", "ICO_COLUMNS", "table_rows", "Labels"]
+__all__ = ["Ropa", "build_ropa", "to_json", "to_markdown", "to_csv", "ICO_COLUMNS", "table_rows", "Labels", "describe_changes",
+           "HISTORY_COLUMNS", "history_rows", "no_manifest_message"]
 
 Role = Literal["controller", "processor"]
 PROCESSOR_ROLES = ("processor", "sub_processor")
@@ -71,15 +73,26 @@ class Ropa(BaseModel):
     generated_at: str
     activities: list[RopaActivity]
     undeclared: list[DriftRow]
+    as_of: str | None = None  # the record as it stood then (`--as-of`), else null
+    history: list[HistoryEntry] = []  # the manifest versions in force by then, each with what it changed
 
 
-def build_ropa(engine: Engine, role: Role = "controller") -> tuple[Ropa, Manifest]:
+def build_ropa(engine: Engine, role: Role = "controller", as_of: datetime | None = None) -> tuple[Ropa, Manifest]:
+    """The record now, or ``as_of`` a past time: the manifest in force then, the events before it,
+    and the history of the versions in force by then."""
     with engine.connect() as conn:
-        manifest = current_manifest(conn)
+        manifest = in_force(conn, as_of)
         if manifest is None:
-            raise InputError("no manifest declared yet: run `registry declare FILE` first")
-        found = observations(conn)
-    return ropa_of(manifest, found, role), manifest
+            raise InputError(no_manifest_message(as_of))
+        found = observations(conn, until=cut(None, as_of))
+    record = ropa_of(manifest, found, role)
+    return record.model_copy(update={"as_of": format_time(as_of) if as_of else None, "history": history(engine, as_of)}), manifest
+
+
+def no_manifest_message(as_of: datetime | None) -> str:
+    if as_of is None:
+        return "no manifest declared yet: run `registry declare FILE` first"
+    return f"no manifest version was in force at {format_time(as_of)} (see `registry manifests`)"
 
 
 def ropa_of(manifest: Manifest, flows: list[Observation], role: Role = "controller") -> Ropa:
@@ -187,8 +200,40 @@ def table_rows(ropa: Ropa, manifest: Manifest) -> list[list[str]]:
     return rows
 
 
+def describe_changes(entry: HistoryEntry) -> list[str]:
+    """What a version changed, one line per kind of change, as an auditor reads it."""
+    d = entry.changes
+    if d.from_ is None:
+        return [f"first version: {len(d.recipients.added)} recipients, {len(d.activities.added)} activities"]
+    lines = [f"controller {field}: {_shown(old)} → {_shown(new)}" for field, (old, new) in d.controller.items()]
+    for what, changes in (("recipients", d.recipients), ("activities", d.activities)):
+        if changes.added:
+            lines.append(f"{what} added: {', '.join(changes.added)}")
+        if changes.removed:
+            lines.append(f"{what} removed: {', '.join(changes.removed)}")
+        for c in changes.changed:
+            lines.append(f"{what[:-1] if what == 'recipients' else 'activity'} {c.key} changed: "
+                         + "; ".join(f"{field} {_shown(old)} → {_shown(new)}" for field, (old, new) in c.fields.items()))
+    return lines or ["no change"]
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "—"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+HISTORY_COLUMNS = ["Version", "Declared at", "Effective from", "Compared with version", "Changes"]
+
+
+def history_rows(ropa: Ropa) -> list[list[str]]:
+    return [[str(h.version), h.declared_at, h.effective_from, "" if h.changes.from_ is None else str(h.changes.from_),
+             "\n".join(describe_changes(h))] for h in ropa.history]
+
+
 def to_json(ropa: Ropa) -> str:
-    return ropa.model_dump_json(indent=2)
+    # the JSON keeps the contract's shape (§6); the history is `registry manifests` in JSON
+    return ropa.model_dump_json(indent=2, exclude={"as_of", "history"})
 
 
 def to_csv(ropa: Ropa, manifest: Manifest) -> str:
@@ -202,7 +247,7 @@ def to_csv(ropa: Ropa, manifest: Manifest) -> str:
 def to_markdown(ropa: Ropa, manifest: Manifest) -> str:
     c = ropa.controller
     labels = Labels(manifest.taxonomy_view())
-    lines = ["# Record of processing activities (GDPR Art. 30)", "",
+    lines = ["# Record of processing activities (GDPR Art. 30)", "", *([f"**As of:** {ropa.as_of}  "] if ropa.as_of else []),
              f"**Controller:** {c['name']}, {c.get('address') or ''} — contact: {c.get('contact') or '—'}  ",
              f"**Data protection officer:** {c.get('dpo') or '—'}  ", f"**Representative:** {c.get('representative') or '—'}  ",
              f"**Generated:** {ropa.generated_at} from declarations checked against observed events", ""]
@@ -225,4 +270,9 @@ def to_markdown(ropa: Ropa, manifest: Manifest) -> str:
                   for r in ropa.undeclared]
     else:
         lines.append("Nothing: every observed flow is declared.")
+    lines += ["", "## History of the declarations", "",
+              "Each manifest version in the order it took effect, with what it changed against the version in force before it.", ""]
+    for h in ropa.history:
+        lines.append(f"- **Version {h.version}**, in force from {h.effective_from} (declared {h.declared_at}):")
+        lines += [f"  - {line}" for line in describe_changes(h)]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from ..manifest import Manifest
-from .ropa import ICO_COLUMNS, MECHANISMS, Ropa, table_rows
+from .ropa import HISTORY_COLUMNS, ICO_COLUMNS, MECHANISMS, Ropa, history_rows, table_rows
 
 __all__ = ["to_xlsx"]
 
@@ -42,7 +42,7 @@ def to_xlsx(ropa: Ropa, manifest: Manifest) -> bytes:
     c = ropa.controller
     for label, value in (("Controller", c["name"]), ("Address", c.get("address")), ("Contact", c.get("contact")),
                          ("Country", c.get("country")), ("Data protection officer", c.get("dpo")),
-                         ("Representative", c.get("representative")), ("Generated", ropa.generated_at)):
+                         ("Representative", c.get("representative")), ("Generated", ropa.generated_at), ("As of", ropa.as_of)):
         controller.append([label, value or ""])
         controller.cell(controller.max_row, 1).font = Font(bold=True)
     controller.column_dimensions["A"].width, controller.column_dimensions["B"].width = 26, 90
@@ -59,6 +59,7 @@ def to_xlsx(ropa: Ropa, manifest: Manifest) -> bytes:
                                                  "Last seen", "Detail"],
            [[r.kind, r.source, r.recipient, r.category, r.purpose, r.events, r.first_seen, r.last_seen, r.detail] for r in ropa.undeclared],
            [26, 22, 20, 28, 34, 10, 22, 22, 60])
+    _sheet(wb.create_sheet("History"), HISTORY_COLUMNS, history_rows(ropa), [10, 22, 22, 12, 100])  # type: ignore[arg-type]
     buffer = io.BytesIO()
     wb.save(buffer)
     return buffer.getvalue()

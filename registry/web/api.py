@@ -9,13 +9,12 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from .. import declarations, deadletters, disclosures, drift as drift_mod, ledger, questions, reports
+from .. import declarations, deadletters, disclosures, drift as drift_mod, history, ledger, questions, reports
 from .. import metrics
 from ..events import RawRecord, parse_bound
 from ..exceptions import InputError
 from ..ingest import IngestResult, Ingestor, few_collections
 from ..manifest import manifest_from_document
-from ..reports.notice import to_notice
 from ..reports.transparency import TransparencyReport, transparency_report
 from ..schemas import SCHEMA_DIR
 from ..tokens import TokenOwner
@@ -27,6 +26,7 @@ router = APIRouter(prefix="/api")
 Reader = Annotated[TokenOwner, Depends(allow(*READ))]
 Since = Annotated[str | None, Query(description="Window start, inclusive (RFC 3339 or YYYY-MM-DD)")]
 Until = Annotated[str | None, Query(description="Window end, exclusive (RFC 3339 or YYYY-MM-DD)")]
+AsOf = Annotated[str | None, Query(description="Answer as it stood then: the manifest in force at T, events before T")]
 _MEDIA = {"md": "text/markdown; charset=utf-8", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
           "json": "application/json", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
           "svg": "image/svg+xml", "png": "image/png", "dot": "text/vnd.graphviz"}
@@ -58,51 +58,50 @@ async def _json_body(request: Request) -> Any:
 
 @router.get("/recipients", response_model=list[questions.RecipientRow])
 def recipients(request: Request, _: Reader, category: str, since: Since = None, until: Until = None,
-               include_subprocessors: bool = False) -> Any:
+               include_subprocessors: bool = False, as_of: AsOf = None) -> Any:
     return questions.recipients_of(request.app.state.engine, category, parse_bound(since, "since"), parse_bound(until, "until"),
-                                   include_subprocessors)
+                                   include_subprocessors, parse_bound(as_of, "as_of"))
 
 
 @router.get("/recipients/{key}", response_model=questions.RecipientDetail)
-def recipient(request: Request, _: Reader, key: str, since: Since = None, until: Until = None) -> Any:
-    return questions.recipient_detail(request.app.state.engine, key, parse_bound(since, "since"), parse_bound(until, "until"))
+def recipient(request: Request, _: Reader, key: str, since: Since = None, until: Until = None, as_of: AsOf = None) -> Any:
+    return questions.recipient_detail(request.app.state.engine, key, parse_bound(since, "since"), parse_bound(until, "until"),
+                                      parse_bound(as_of, "as_of"))
 
 
 @router.get("/subjects/{ref}", response_model=questions.SubjectAnswer)
-def subject(request: Request, _: Reader, ref: str) -> Any:
-    return questions.subject(request.app.state.engine, ref)
+def subject(request: Request, _: Reader, ref: str, as_of: AsOf = None) -> Any:
+    return questions.subject(request.app.state.engine, ref, parse_bound(as_of, "as_of"))
 
 
 @router.get("/drift", response_model=list[drift_mod.DriftRow])
-def drift(request: Request, _: Reader, since: Since = None, until: Until = None) -> Any:
-    return drift_mod.drift(request.app.state.engine, parse_bound(since, "since"), parse_bound(until, "until"))
+def drift(request: Request, _: Reader, since: Since = None, until: Until = None, as_of: AsOf = None) -> Any:
+    return drift_mod.drift(request.app.state.engine, parse_bound(since, "since"), parse_bound(until, "until"), parse_bound(as_of, "as_of"))
 
 
 @router.get("/subprocessors", response_model=list[questions.SubprocessorRow])
-def subprocessors(request: Request, _: Reader) -> Any:
-    return questions.subprocessor_chains(request.app.state.engine)
+def subprocessors(request: Request, _: Reader, as_of: AsOf = None) -> Any:
+    return questions.subprocessor_chains(request.app.state.engine, parse_bound(as_of, "as_of"))
 
 
 @router.get("/ropa", response_class=Response, responses={200: {"content": {m: {} for m in _MEDIA.values()}}})
 def ropa(request: Request, _: Reader, format: Literal["md", "csv", "xlsx", "json", "html"] = "json",
-         role: Literal["controller", "processor"] = "controller") -> Response:
-    body = reports.ropa_document(request.app.state.engine, format, role)
+         role: Literal["controller", "processor"] = "controller", as_of: AsOf = None) -> Response:
+    body = reports.ropa_document(request.app.state.engine, format, role, parse_bound(as_of, "as_of"))
     headers = {} if format == "json" else {"Content-Disposition": f'attachment; filename="ropa.{format}"'}
     return Response(body, media_type=_MEDIA[format], headers=headers)
 
 
 @router.get("/notice", response_class=Response, responses={200: {"content": {"text/markdown": {}}}})
-def notice(request: Request, _: Reader) -> Response:
-    manifest = declarations.current_manifest(request.app.state.engine)
-    if manifest is None:
-        raise InputError("no manifest declared yet", "manifest")
-    return Response(to_notice(manifest), media_type=_MEDIA["md"])
+def notice(request: Request, _: Reader, as_of: AsOf = None) -> Response:
+    return Response(reports.notice_document(request.app.state.engine, parse_bound(as_of, "as_of")), media_type=_MEDIA["md"])
 
 
 @router.get("/diagram", response_class=Response, responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}})
 def diagram(request: Request, _: Reader, format: Literal["svg", "png", "dot"] = "svg", category: str | None = None,
-            recipient: str | None = None) -> Response:
-    return Response(reports.datamap_document(request.app.state.engine, format, category, recipient), media_type=_MEDIA[format])
+            recipient: str | None = None, as_of: AsOf = None) -> Response:
+    return Response(reports.datamap_document(request.app.state.engine, format, category, recipient, parse_bound(as_of, "as_of")),
+                    media_type=_MEDIA[format])
 
 
 @router.post("/disclosures", response_model=disclosures.LogResult,
@@ -145,9 +144,21 @@ def dead_letters(request: Request, _: Reader, reason: str | None = None) -> Any:
 
 @router.post("/manifests", response_model=declarations.DeclareResult,
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _schema("manifest")}}}})
-async def declare(request: Request, _: Annotated[TokenOwner, Depends(allow(*ADMIN))]) -> Any:
+async def declare(request: Request, _: Annotated[TokenOwner, Depends(allow(*ADMIN))],
+                  effective_from: Annotated[str | None, Query(description="When it takes effect (default now)")] = None) -> Any:
     document = await _json_body(request)
-    return await run_in_threadpool(lambda: declarations.declare(request.app.state.engine, manifest_from_document(document)))
+    start = parse_bound(effective_from, "effective_from")
+    return await run_in_threadpool(lambda: declarations.declare(request.app.state.engine, manifest_from_document(document), start))
+
+
+@router.get("/manifests", response_model=list[declarations.VersionInfo])
+def manifests(request: Request, _: Reader) -> Any:
+    return history.list_versions(request.app.state.engine)
+
+
+@router.get("/manifests/diff", response_model=history.ManifestDiff)
+def manifests_diff(request: Request, _: Reader, a: int, b: int) -> Any:
+    return history.diff_versions(request.app.state.engine, a, b)
 
 
 _EVENT_BODY = {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}

@@ -1,0 +1,1 @@
+"""Interchange with other privacy tools' declaration formats (Fides resources)."""

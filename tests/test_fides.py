@@ -1,0 +1,297 @@
+"""Fides interchange (contract §6): `import fides` reads fideslang 1.x and 3.x resource files
+(tests/fixtures/fides, modelled on Fides' demo resources) into a manifest that declares, mapped
+as the README's table says, every unmapped key reported; `export fides` writes 3.x resources that
+fideslang's own models accept; and import(export(m)) declares the same manifest for generated m."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+import yaml
+from fideslang.models import DataCategory, DataSubject, DataUse, Organization, System
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from registry.cli import app
+from registry.declarations import declare
+from registry.exceptions import InputError
+from registry.ingest import Ingestor
+from registry.interchange.fides import RESOURCE_KINDS, import_fides, manifest_yaml
+from registry.interchange.fides_export import REVIEW_TAG, fides_resources
+from registry.manifest import Manifest, manifest_from_document, parse_manifest
+from registry.taxonomy import default_taxonomy
+
+from .helpers import record, transfer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fides"
+
+
+def _canonical(m: Manifest) -> dict[str, Any]:
+    """The manifest as a set of declarations: list order carries no meaning (README)."""
+    doc = m.model_dump()
+    for a in doc["activities"]:
+        for k in ("purposes", "recipients", "sources", "data_categories", "data_subjects"):
+            a[k] = sorted(a[k])
+    doc["activities"].sort(key=lambda a: a["key"])
+    doc["recipients"].sort(key=lambda r: r["key"])
+    doc["taxonomy"] = {k: sorted((e.model_dump() if hasattr(e, "model_dump") else e for e in v), key=lambda e: e["key"])
+                       for k, v in doc["taxonomy"].items() if v}
+    return doc
+
+
+def _unmapped(paths: list[Path]) -> dict[str, str]:
+    return {u.path.replace(str(FIXTURES) + "/", ""): u.reason for u in import_fides(paths).unmapped}
+
+
+def test_fideslang_1x_files_map_as_documented() -> None:
+    imported = import_fides([FIXTURES / "v1"])
+    m = imported.manifest
+    assert parse_manifest(manifest_yaml(m)) == m  # the written manifest declares
+    c = m.controller
+    assert (c.name, c.country, c.dpo) == ("Demo Company Inc.", "US", "DataPro Tection, dpo@demo-company.example")
+    assert c.contact == "controller@demo-company.example; +1 555 555 0100"
+    assert c.representative == "Demo Company EU B.V., Keizersgracht 1, Amsterdam, Netherlands"
+    recipients = {r.key: (r.role, r.country, r.transfer_mechanism, r.processor_of, r.service) for r in m.recipients}
+    assert recipients == {
+        "google_analytics": ("processor", "US", None, None, "analytics"),  # data_responsibility_title Processor, USA → US
+        "stripe": ("processor", "US", None, None, "other"),  # first of two third_country_transfers
+        "stripe_aws": ("sub_processor", "US", None, "stripe", "other"),  # Sub-Processor under the system whose egress names it
+        "partner_clinic": ("joint_controller", "CH", None, None, "communications"),  # Controller + joint_controller, CHE → CH
+    }
+    assert "demo_web_app" not in recipients  # the controller's own service: a source
+    activities = {a.key: a for a in m.activities}
+    web = activities["analyze-customer-behaviour-for-improvements"]
+    assert (web.purposes, web.legal_basis, web.recipients, web.sources) == (
+        ["functional.service.improve"], "legitimate_interests", ["google_analytics"], ["//services/demo_web_app"])
+    assert web.data_categories == ["user.device.cookie_id", "user.device.ip_address", "user.behavior.browsing_history"]
+    pay = activities["payments"]  # declared on the recipient's system; the source from its ingress
+    assert (pay.purposes, pay.legal_basis, pay.recipients, pay.sources) == (["essential.service"], "contract", ["stripe"],
+                                                                           ["//services/demo_web_app"])
+    assert pay.data_categories == ["user.financial", "user.name", "user.loyalty_id"]  # the extension, renamed for 3.x
+    care = activities["shared-care"]
+    assert (care.purposes, care.legal_basis, care.data_subjects) == (["essential.service.operations.support"], "vital_interests",
+                                                                    ["patient", "caregiver"])
+    assert {k: [e.key for e in v] for k, v in m.taxonomy.items()} == {"data_categories": ["user.loyalty_id"], "data_subjects": ["caregiver"]}
+
+
+def test_fideslang_1x_legacy_keys_are_reported_with_their_reason() -> None:
+    unmapped = _unmapped([FIXTURES / "v1"])
+    assert unmapped == {
+        "v1/demo_organization.yml:organization[0].description": "no manifest field holds it",
+        "v1/demo_organization.yml:organization[0].security_policy": "the manifest has no security-policy link",
+        "v1/demo_system.yml:system[0].description": "no manifest field holds it",
+        "v1/demo_system.yml:system[0].administrating_department": "the manifest has no departments",
+        "v1/demo_system.yml:system[0].privacy_declarations[0].data_qualifier":
+            "data qualifiers were removed in fideslang 2.0 and the manifest has none",
+        "v1/demo_system.yml:system[2].privacy_declarations[0].data_qualifier":
+            "data qualifiers were removed in fideslang 2.0 and the manifest has none",
+        "v1/demo_system.yml:system[2].privacy_declarations[0].dataset_references":
+            "datasets describe storage; the manifest records recipients and flows",
+        "v1/demo_system.yml:system[2].third_country_transfers[1]": "a recipient has one country: US is kept, IE is not",
+        "v1/demo_system.yml:system[4].joint_controller":
+            "the joint controller's contact details have no manifest field (the role is kept)",
+        "v1/demo_dataset.yml:dataset[0]": "datasets describe storage; the manifest records recipients and flows",
+        "v1/demo_taxonomy.yml:data_use[1].recipients": "1.x data-use recipients are free text; recipients come from systems",
+        "v1/demo_taxonomy.yml:data_qualifier[0]": "data qualifiers were removed in fideslang 2.0 and the manifest has none",
+    }
+
+
+def test_fideslang_3x_files_map_as_documented() -> None:
+    m = import_fides([FIXTURES / "v3"]).manifest
+    assert (m.controller.name, m.controller.country, m.controller.dpo) == ("Demo Health Ltd", "IE",
+                                                                          "Data Protection Office, dpo@demo-health.example")
+    assert {r.key: (r.role, r.country, r.transfer_mechanism, r.processor_of, r.contract) for r in m.recipients} == {
+        "mailchimp": ("processor", "IE", "scc", None, "https://mailchimp.com/legal/data-processing-addendum/"),
+        "mandrill": ("sub_processor", "IE", "adequacy", "mailchimp", None),
+        "hotjar": ("processor", "IE", None, None, None),
+    }
+    activities = {a.key: a for a in m.activities}
+    news = activities["newsletter"]
+    assert (news.purposes, news.legal_basis, news.recipients, news.sources, news.retention) == (
+        ["marketing.communications.email"], "consent", ["mailchimp"], ["//services/patient_app"], "Until the subscriber unsubscribes")
+    rec = activities["session-recording"]
+    assert (rec.legal_basis, rec.data_categories[-1], rec.recipients) == ("legitimate_interests", "user.workplace.specialty", ["hotjar"])
+    assert activities["heatmaps"].purposes == ["analytics.reporting"]  # an unknown data use widens to its known parent
+    assert {k: [e.key for e in v] for k, v in m.taxonomy.items()} == {"data_categories": ["user.workplace.specialty"],
+                                                                      "data_uses": ["marketing.communications.newsletter"]}
+    unmapped = _unmapped([FIXTURES / "v3"])
+    assert {p for p in unmapped} == {
+        "v3/organization.yml:organization[0].security_policy", "v3/systems.yml:system[0].privacy_declarations[0].features",
+        "v3/systems.yml:system[1].uses_cookies", "v3/systems.yml:system[1].meta.owner", "v3/systems.yml:system[1].data_security_practices",
+        "v3/systems.yml:system[3].privacy_declarations[0].impact_assessment_location",
+        "v3/systems.yml:system[3].privacy_declarations[1].data_use",
+        "v3/systems.yml:system[3].privacy_declarations[1].legal_basis_for_processing",
+        "v3/systems.yml:system[1].third_country_transfers", "v3/systems.yml:system[2].third_country_transfers",
+        "v3/systems.yml:system[3].third_country_transfers", "v3/systems.yml:system[2].legal_basis_for_transfers[1]",
+        "v3/dataset.yml:dataset[0]"}
+    assert "assumed the controller's (IE)" in unmapped["v3/systems.yml:system[1].third_country_transfers"]
+
+
+@pytest.mark.parametrize("version", ["v1", "v3"])
+def test_every_key_of_the_fixtures_is_mapped_or_reported(version: str) -> None:
+    """Completeness: each key with a value in each resource is either one the mapping reads or
+    is reported under its own path."""
+    from registry.interchange.fides import _DECLARATION_FIELDS, _ORG_FIELDS, _SYSTEM_FIELDS, _TAXONOMY_FIELDS
+
+    reported = set(_unmapped([FIXTURES / version]))
+    mapped = {"organization": _ORG_FIELDS, "system": _SYSTEM_FIELDS, "data_category": _TAXONOMY_FIELDS, "data_use": _TAXONOMY_FIELDS,
+              "data_subject": _TAXONOMY_FIELDS}
+    for file in sorted((FIXTURES / version).glob("*.yml")):
+        for kind, items in yaml.safe_load(file.read_text()).items():
+            assert kind in RESOURCE_KINDS
+            for i, res in enumerate(items):
+                path = f"{version}/{file.name}:{kind}[{i}]"
+                if kind not in mapped:
+                    assert path in reported, path
+                    continue
+                for key, value in res.items():
+                    if value not in (None, [], {}, "", False) and key not in mapped[kind]:
+                        assert f"{path}.{key}" in reported, f"{path}.{key}"
+                for j, decl in enumerate(res.get("privacy_declarations") or []):
+                    for key, value in decl.items():
+                        if value not in (None, [], {}, "", False) and key not in _DECLARATION_FIELDS:
+                            assert f"{path}.privacy_declarations[{j}].{key}" in reported
+
+
+def test_nothing_fides_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "x.yml").write_text("hello: [1]\n")
+    with pytest.raises(InputError, match="no Fides resources"):
+        import_fides([tmp_path])
+    result = CliRunner().invoke(app, ["import", "fides", str(tmp_path)])
+    assert result.exit_code == 2 and "no Fides resources" in result.stderr
+
+
+# -- export, and the round trip --------------------------------------------------------------
+
+def _validate_with_fideslang(files: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    for org in files["organization.yml"]["organization"]:
+        Organization.model_validate(org)
+    for system in files["systems.yml"]["system"]:
+        System.model_validate(system)
+    models = {"data_category": DataCategory, "data_use": DataUse, "data_subject": DataSubject}
+    for kind, items in files.get("taxonomy.yml", {}).items():
+        for item in items:
+            models[kind].model_validate(item)
+
+
+def _write(files: dict[str, Any], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, doc in files.items():
+        (folder / name).write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return folder
+
+
+def test_example_manifest_round_trips(manifest: Manifest, tmp_path: Path) -> None:
+    files = fides_resources(manifest)
+    _validate_with_fideslang(files)
+    again = import_fides([_write(files, tmp_path)])
+    assert _canonical(again.manifest) == _canonical(manifest)
+    assert again.unmapped == []
+    systems = {s["fides_key"]: s for s in files["systems.yml"]["system"]}
+    assert systems["stripe"]["responsibility"] == ["Processor"] and systems["stripe-aws"]["responsibility"] == ["Sub-Processor"]
+    assert systems["twilio"]["legal_basis_for_transfers"] == ["SCCs"]
+    assert systems["sharethis"]["meta"]["dataflow_registry"]["transfer_mechanism"] == "none"  # no Fides value for it
+    assert systems["hotjar"]["meta"]["dataflow_registry"]["country"] == "MT"  # 3.x has no country field
+
+
+_TEXT = st.text(string.ascii_letters + string.digits + " .-&'()", min_size=1, max_size=20).map(str.strip).filter(bool)
+_KEY = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
+_USES = sorted(default_taxonomy().keys("data_uses"))
+_CATEGORIES = sorted(k for k in default_taxonomy().keys("data_categories") if k.count(".") <= 2)
+_SUBJECTS = sorted(default_taxonomy().keys("data_subjects"))
+_SOURCES = ["//services/web", "//services/api", "//svc/a b", "services/x"]
+_COUNTRIES = ["US", "DE", "IE", "BR", "CH", "IN", "GB"]
+
+
+@st.composite
+def manifests(draw: st.DrawFn) -> Manifest:
+    keys = draw(st.lists(_KEY, max_size=5, unique=True))
+    recipients = []
+    for i, key in enumerate(keys):
+        parent = draw(st.one_of(st.none(), st.sampled_from(keys[:i]))) if i else None
+        recipients.append({"key": key, "name": draw(_TEXT), "country": draw(st.sampled_from(_COUNTRIES)),
+                           "service": draw(st.sampled_from(["hosting", "billing", "analytics", "marketing", "other", "advisors"])),
+                           "role": draw(st.sampled_from(["processor", "sub_processor", "independent_controller", "joint_controller",
+                                                         "public_authority", "group_company"])),
+                           "transfer_mechanism": draw(st.sampled_from([None, "adequacy", "scc", "bcr", "derogation", "none"])),
+                           "processor_of": parent, "contract": draw(st.one_of(st.none(), _TEXT))})
+    extensions = draw(st.sampled_from([{}, {"data_categories": [{"key": "user.custom_id", "parent": "user", "name": "Custom id"}]},
+                                       {"data_subjects": [{"key": "member", "parent": None, "description": "A club member"}],
+                                        "data_uses": [{"key": "analytics.club", "parent": "analytics"}]}]))
+    uses = _USES + [e["key"] for e in extensions.get("data_uses", [])]
+    categories = _CATEGORIES + [e["key"] for e in extensions.get("data_categories", [])]
+    subjects = _SUBJECTS + [e["key"] for e in extensions.get("data_subjects", [])]
+    activities = [{"key": key, "name": draw(_TEXT), "purposes": draw(st.lists(st.sampled_from(uses), min_size=1, max_size=3, unique=True)),
+                   "legal_basis": draw(st.sampled_from(["consent", "contract", "legal_obligation", "vital_interests", "public_task",
+                                                        "legitimate_interests"])),
+                   "data_subjects": draw(st.lists(st.sampled_from(subjects), max_size=2, unique=True)),
+                   "data_categories": draw(st.lists(st.sampled_from(categories), min_size=1, max_size=3, unique=True)),
+                   "recipients": draw(st.lists(st.sampled_from(keys), max_size=3, unique=True)) if keys else [],
+                   "sources": draw(st.lists(st.sampled_from(_SOURCES), max_size=2, unique=True)),
+                   "retention": draw(st.one_of(st.none(), _TEXT)), "security_measures": draw(st.one_of(st.none(), _TEXT))}
+                  for key in draw(st.lists(_KEY, max_size=4, unique=True))]
+    controller = {"name": draw(_TEXT), "country": draw(st.sampled_from(_COUNTRIES)), "address": draw(st.one_of(st.none(), _TEXT)),
+                  "contact": draw(st.one_of(st.none(), st.just("privacy@example.org"))),
+                  "dpo": draw(st.one_of(st.none(), _TEXT, _TEXT.map(lambda n: f"{n}, dpo@example.org"))),
+                  "representative": draw(st.one_of(st.none(), _TEXT))}
+    def present(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if v is not None}
+
+    # absent optional fields are left out, as a manifest file leaves them out
+    controller = present(controller)
+    recipients = [present(r) for r in recipients]
+    activities = [present(a) for a in activities]
+    return manifest_from_document({"controller": controller, "recipients": recipients, "activities": activities,
+                                   **({"taxonomy": extensions} if extensions else {})})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=manifests())
+def test_import_of_export_declares_the_same_manifest(m: Manifest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    files = fides_resources(m)
+    _validate_with_fideslang(files)
+    again = import_fides([_write(files, tmp_path_factory.mktemp("fides"))])
+    assert _canonical(again.manifest) == _canonical(m)
+    assert again.unmapped == []
+
+
+def test_cli_export_then_import_declares(declared: sa.Engine, db_url: str, tmp_path: Path, manifest: Manifest) -> None:
+    Ingestor(declared).ingest([record(transfer("e1", recipient="shadow-cdn", data_categories=["user.device.ip_address"])),
+                               record(transfer("e2", recipient="shadow-cdn", purpose="analytics.reporting"))])
+    runner = CliRunner()
+    result = runner.invoke(app, ["--db", db_url, "export", "fides", "--out", str(tmp_path / "plain"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["files"] == ["organization.yml", "systems.yml", "taxonomy.yml"]
+    result = runner.invoke(app, ["--db", db_url, "export", "fides", "--out", str(tmp_path / "seen"), "--observed", "--json"])
+    assert orjson.loads(result.stdout)["observed"] == 1
+    systems = yaml.safe_load((tmp_path / "seen" / "systems.yml").read_text())["system"]
+    shadow = [s for s in systems if s["meta"]["dataflow_registry"]["kind"] == "observed"]
+    assert [(s["fides_key"], s["tags"], s["meta"]["dataflow_registry"]["events"]) for s in shadow] == [("shadow-cdn", [REVIEW_TAG], 2)]
+    assert {d["data_use"] for d in shadow[0]["privacy_declarations"]} == {"analytics.reporting"}
+    for s in systems:
+        System.model_validate(s)
+    imported = runner.invoke(app, ["import", "fides", str(tmp_path / "seen"), "--out", str(tmp_path / "m.yaml"), "--json"])
+    summary = orjson.loads(imported.stdout)
+    assert set(summary) == {"recipients", "activities", "unmapped"} and summary["recipients"] == len(manifest.recipients)
+    assert [u["reason"][:18] for u in summary["unmapped"]] == ["marked for review "]  # the observed system is not declared
+    declared_again = runner.invoke(app, ["--db", db_url, "declare", str(tmp_path / "m.yaml"), "--json"])
+    assert declared_again.exit_code == 0, declared_again.output
+    text = runner.invoke(app, ["import", "fides", str(tmp_path / "plain")])
+    assert text.exit_code == 0 and _canonical(manifest_from_document(yaml.safe_load(text.stdout))) == _canonical(manifest)
+
+
+def test_export_as_of_uses_the_version_in_force(engine: sa.Engine, db_url: str, manifest: Manifest, tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    declare(engine, manifest, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    smaller = manifest.model_copy(update={"activities": manifest.activities[:2]})
+    declare(engine, smaller, datetime(2026, 6, 1, tzinfo=timezone.utc))
+    result = CliRunner().invoke(app, ["--db", db_url, "export", "fides", "--out", str(tmp_path / "jan"), "--as-of", "2026-02-01"])
+    assert result.exit_code == 0, result.output
+    assert _canonical(import_fides([tmp_path / "jan"]).manifest) == _canonical(manifest)
