@@ -72,7 +72,7 @@ def to_html(ropa: Ropa, manifest: Manifest) -> str:
     parts.append("</section><section><h2>History of the declarations</h2>"
                  "<p class=meta>Each manifest version in the order it took effect, with what it changed against the version in force before it.</p>"
                  "<table><tr><th>version</th><th>effective from</th><th>declared at</th><th>changes</th></tr>")
-    parts += [f"<tr><td>{h.version}</td><td>{escape(h.effective_from)}</td><td>{escape(h.declared_at)}</td>"
+    parts += [f"<tr><td>{h.version}</td><td>{escape(_when(h.effective_from))}</td><td>{escape(_when(h.declared_at))}</td>"
               f"<td>{'<br>'.join(escape(line) for line in describe_changes(h))}</td></tr>" for h in ropa.history]
     parts.append("</table></section></html>")
     return "\n".join(parts)
