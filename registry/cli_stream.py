@@ -1,0 +1,123 @@
+"""CLI commands of the event stream: publish, consume, status, and the dead letters. Registered
+on the app of :mod:`registry.cli`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from . import deadletters
+from .exceptions import InputError
+from .kafka import Topics, send_lines
+from .kafka import bootstrap_servers as kafka_bootstrap
+from .cli import (JsonOpt, _counts_table, _open_lines, _store, _table,
+                  app, command, dead_app, emit, out)
+
+BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS",
+                                                    help="Kafka bootstrap servers (default localhost:9092).")]
+TransfersOpt = Annotated[str, typer.Option("--transfers-topic", help="Topic of transfer events.")]
+DisclosuresOpt = Annotated[str, typer.Option("--disclosures-topic", help="Topic of disclosure events.")]
+DeadTopicOpt = Annotated[str, typer.Option("--dead-letter-topic", help="Topic refused records are forwarded to.")]
+PartitionsOpt = Annotated[int, typer.Option("--partitions", min=1, help="Partitions of topics this creates.")]
+
+
+@app.command()
+@command
+def publish(
+    file: Annotated[str, typer.Argument(help="JSON Lines of structured CloudEvents, or - for stdin.")],
+    mode: Annotated[str, typer.Option(help="structured | binary (CloudEvents Kafka binding).")] = "structured",
+    bootstrap_servers: BootstrapOpt = None,
+    transfers_topic: TransfersOpt = Topics.transfers,
+    disclosures_topic: DisclosuresOpt = Topics.disclosures,
+    dead_letter_topic: DeadTopicOpt = Topics.dead_letter,
+    partitions: PartitionsOpt = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send events to Kafka as they are (the consumer validates them), creating missing topics."""
+    if mode not in ("structured", "binary"):
+        raise InputError("must be structured or binary", "--mode")
+    topics = Topics(transfers_topic, disclosures_topic, dead_letter_topic)
+    count = send_lines(_open_lines(file), bootstrap=kafka_bootstrap(bootstrap_servers), topics=topics,
+                       mode=mode, partitions=partitions)  # type: ignore[arg-type]
+    emit({"published": count}, as_json, lambda r: out.print(f"Published {r['published']} events"))
+
+
+@app.command()
+@command
+def consume(
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "dataflow-registry",
+    stop_when_idle: Annotated[Optional[float], typer.Option(help="Exit after this many seconds without events.")] = None,
+    max_events: Annotated[Optional[int], typer.Option(min=1, help="Exit after this many events.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction at most.")] = 2000,
+    session_timeout_ms: Annotated[int, typer.Option(help="Consumer-group session timeout.")] = 45000,
+    heartbeat_interval_ms: Annotated[int, typer.Option(help="Consumer-group heartbeat interval.")] = 3000,
+    bootstrap_servers: BootstrapOpt = None,
+    transfers_topic: TransfersOpt = Topics.transfers,
+    disclosures_topic: DisclosuresOpt = Topics.disclosures,
+    dead_letter_topic: DeadTopicOpt = Topics.dead_letter,
+    partitions: PartitionsOpt = 3,
+    outage_timeout: Annotated[float, typer.Option(min=0, help="Exit non-zero after the broker or database is unavailable this long (s).")] = 300,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics at http://0.0.0.0:P/metrics.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Consume events from Kafka into the registry until stopped (SIGTERM/SIGINT finish the batch)."""
+    from consumers.worker import Worker, WorkerConfig
+
+    config = WorkerConfig(bootstrap=bootstrap_servers, group=group, topics=Topics(transfers_topic, disclosures_topic, dead_letter_topic),
+                          partitions=partitions, batch_size=batch_size, stop_when_idle=stop_when_idle, max_events=max_events,
+                          session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
+                          outage_timeout=outage_timeout, metrics_port=metrics_port)
+    totals = Worker(_store(), config).run()
+    emit(totals, as_json, lambda r: _counts_table("consume", r))
+
+
+@app.command()
+@command
+def status(
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "dataflow-registry",
+    bootstrap_servers: BootstrapOpt = None,
+    transfers_topic: TransfersOpt = Topics.transfers,
+    disclosures_topic: DisclosuresOpt = Topics.disclosures,
+    as_json: JsonOpt = False,
+) -> None:
+    """A consumer group's position per partition (stored offset, end offset, lag) and the store's totals."""
+    from .status import group_status
+
+    result = group_status(_store(), group, Topics(transfers_topic, disclosures_topic), bootstrap_servers)
+
+    def render(r: Any) -> None:
+        _table(r.partitions, ["topic", "partition", "stored_offset", "end_offset", "lag"], f"group {r.group}")
+        lag = r.lag if r.lag is not None else "unknown (broker unreachable)"
+        out.print(f"lag {lag}; {r.events} events, {r.dead_letters} dead letters, last event {r.last_event_time}, "
+                  f"manifest version {r.manifest_version}", markup=False)
+
+    emit(result, as_json, render)
+
+
+@dead_app.command("list")
+@command
+def dead_list(
+    reason: Annotated[Optional[str], typer.Option(help="Only this reason code.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include replayed rows.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List dead letters with their reason."""
+    rows = deadletters.list_dead_letters(_store(), reason, include_replayed=all_)
+
+    def render(items: list[deadletters.DeadLetterView]) -> None:
+        table = Table("id", "reason", "detail", "origin", "received")
+        for r in items:
+            origin = f"{r.topic}[{r.partition}]@{r.offset}" if r.partition is not None else f"{r.topic or 'stdin'} line {r.offset}"
+            table.add_row(str(r.id), r.reason, r.detail[:80], origin, r.received_at)
+        out.print(table)
+
+    emit(rows, as_json, render)
+
+
+@dead_app.command("replay")
+@command
+def dead_replay(as_json: JsonOpt = False) -> None:
+    """Re-validate dead letters against the current manifest; ingest those that now pass."""
+    emit(deadletters.replay(_store()), as_json, lambda r: _counts_table("replay", r))
