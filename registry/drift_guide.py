@@ -3,6 +3,8 @@ snippet that would declare the observed flow (for the pages; the CLI keeps its J
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 
 from .drift import KINDS, DriftRow
@@ -57,21 +59,25 @@ assert set(GUIDES) == set(KINDS)
 
 def suggested_manifest(row: DriftRow, legal_basis: str | None = None) -> str | None:
     """The YAML a manifest would need so that the finding's flow is declared (None where no
-    snippet applies: a declared flow that was not observed)."""
+    snippet applies: a declared flow that was not observed). Every value from an event is written
+    as a quoted string (JSON is YAML): a source like ``a, b]\n  x: y`` must not add keys to a
+    snippet a person copies into the manifest."""
+    q = {k: json.dumps(v or "") for k, v in {"recipient": row.recipient, "purpose": row.purpose, "category": row.category,
+                                            "source": row.source, "activity": row.activity}.items()}
     if row.kind == "undeclared_recipient":
-        return (f"recipients:\n  - {{key: {row.recipient}, name: \"…\", service: \"…\", role: processor, country: \"…\"}}\n"
-                f"activities:\n  - key: …\n    name: \"…\"\n    purposes: [{row.purpose}]\n"
-                f"    legal_basis: {legal_basis or '…'}\n    data_categories: [{row.category}]\n    recipients: [{row.recipient}]\n"
-                f"    sources: [{row.source}]")
+        return (f"recipients:\n  - {{key: {q['recipient']}, name: \"…\", service: \"…\", role: processor, country: \"…\"}}\n"
+                f"activities:\n  - key: …\n    name: \"…\"\n    purposes: [{q['purpose']}]\n"
+                f"    legal_basis: {legal_basis or '…'}\n    data_categories: [{q['category']}]\n    recipients: [{q['recipient']}]\n"
+                f"    sources: [{q['source']}]")
     if row.kind == "undeclared_purpose":
-        return (f"activities:\n  - key: …   # an activity with {row.recipient}\n    purposes: [{row.purpose}]\n"
-                f"    data_categories: [{row.category}]\n    recipients: [{row.recipient}]")
+        return (f"activities:\n  - key: …   # an activity with {q['recipient']}\n    purposes: [{q['purpose']}]\n"
+                f"    data_categories: [{q['category']}]\n    recipients: [{q['recipient']}]")
     if row.kind == "undeclared_category":
-        return f"activities:\n  - key: {row.activity}\n    data_categories: [ …, {row.category}]"
+        return f"activities:\n  - key: {q['activity']}\n    data_categories: [ …, {q['category']}]"
     if row.kind == "legal_basis_mismatch":
-        return f"activities:\n  - key: {row.activity}\n    legal_basis: …   # {row.detail}"
+        return f"activities:\n  - key: {q['activity']}\n    legal_basis: …   # {json.dumps(row.detail)}"
     if row.kind == "undeclared_source":
-        return f"activities:\n  - key: {row.activity}\n    sources: [ …, {row.source}]"
+        return f"activities:\n  - key: {q['activity']}\n    sources: [ …, {q['source']}]"
     if row.kind == "transfer_without_safeguard":
-        return f"recipients:\n  - key: {row.recipient}\n    transfer_mechanism: scc   # or bcr / derogation, as signed"
+        return f"recipients:\n  - key: {q['recipient']}\n    transfer_mechanism: scc   # or bcr / derogation, as signed"
     return None

@@ -150,3 +150,19 @@ def test_a_page_answers_bad_input_with_a_page(declared: sa.Engine, db_url: str) 
         assert page.status_code == 422 and page.headers["content-type"].startswith("text/html") and "no such thing" in page.text
     finally:
         router.routes.pop()
+
+
+def test_the_suggested_manifest_snippet_quotes_event_strings() -> None:
+    """A source is an event string: it must not add keys to the YAML a person copies."""
+    import yaml
+
+    from registry.drift import DriftRow
+    from registry.drift_guide import suggested_manifest
+
+    source = "//svc/checkout, //services/web]\n    transfer_mechanism: scc\n    x: [y"
+    row = DriftRow(kind="undeclared_source", source=source, recipient="stripe", category="user.name",
+                   purpose="essential.service.payment_processing", activity="billing", detail="", first_seen=None,
+                   last_seen=None, events=1)
+    snippet = suggested_manifest(row) or ""
+    parsed = yaml.safe_load(snippet.replace("…, ", ""))
+    assert parsed == {"activities": [{"key": "billing", "sources": [source]}]}
