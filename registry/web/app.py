@@ -6,6 +6,7 @@ import re
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from .. import __version__, metrics
@@ -30,7 +31,9 @@ def create_app(db_url: str | None = None) -> FastAPI:
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError) -> Response:
         if not request.url.path.startswith("/api/"):  # a browser never gets a JSON error
-            return render_error(request, exc.message, getattr(request.state, "session", None), 422, "Cannot do that")
+            # rendering reads the manifest (names for keys): database work, off the event loop
+            return await run_in_threadpool(render_error, request, exc.message, getattr(request.state, "session", None), 422,
+                                           "Cannot do that")
         parts = [int(p) if p.isdigit() else p for p in _PART.findall(exc.path or "")]
         loc = ["body", *(parts[1:] if parts[:1] == ["body"] else parts)]
         return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, status_code=422)
@@ -41,7 +44,7 @@ def create_app(db_url: str | None = None) -> FastAPI:
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> HTMLResponse:
-        return render_error(request, str(exc), exc.session, 403)
+        return await run_in_threadpool(render_error, request, str(exc), exc.session, 403)
 
     @app.exception_handler(LedgerError)
     async def ledger_broken(_request: Request, exc: LedgerError) -> JSONResponse:
