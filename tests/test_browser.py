@@ -197,11 +197,11 @@ def test_legal_user_logs_a_request_and_follows_it(server: tuple[str, dict[str, s
         _check(page, "disclosures", axe)
 
         row.locator("a:has-text('SW-2026-7')").click()
-        page.wait_for_url(f"{base}/disclosures/SW-2026-7")
+        page.wait_for_url(f"{base}/disclosures/requests/SW-2026-7")
         history = page.inner_text("#history")
         assert "lena (web form)" in history and "Search warrant" in history and "Email" in history
         _check(page, "history", axe)
-        page.goto(f"{base}/disclosures/SUB-2026-014")
+        page.goto(f"{base}/disclosures/requests/SUB-2026-014")
         history = page.inner_text("#history")
         assert "Pending → Produced" in history and "//services/legal (event stream)" in history
 

@@ -81,13 +81,13 @@ def test_the_form_reads_a_browser_s_fields_and_names_errors_in_words(declared: s
     (latest,) = request_history(declared, "F-2")
     assert latest.data["received_at"] == "2026-04-02T10:00:00Z"
     assert latest.data["data_categories"] == ["user.contact.email", "user.name"] and latest.origin == "web:legal-user"
-    history = client.get("/disclosures/F-2").text
+    history = client.get("/disclosures/requests/F-2").text
     assert "legal-user (web form)" in history and "2026-04-02 10:00 UTC" in history and "Search warrant" in history
     report = client.get("/disclosures/report?year=2026").text
     assert re.search(r'id="requests">5</strong>', report)  # four of the demo's, F-2
-    assert client.get("/disclosures/none-such").status_code == 404
+    assert client.get("/disclosures/requests/none-such").status_code == 404
     slashed = client.post("/disclosures", data={**FORM, "request_id": "2026/CV/17", "csrf_token": csrf})
-    assert 'href="/disclosures/2026/CV/17"' in slashed.text and "Request 2026/CV/17" in client.get("/disclosures/2026/CV/17").text
+    assert 'href="/disclosures/requests/2026/CV/17"' in slashed.text and "Request 2026/CV/17" in client.get("/disclosures/requests/2026/CV/17").text
 
 
 def test_history_lists_who_changed_what(declared: sa.Engine) -> None:

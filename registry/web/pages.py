@@ -345,7 +345,7 @@ def report_page(request: Request, session: Reader, year: int | None = None) -> R
                   warnings=warnings, chart=chart, tables=tables, years=years)
 
 
-@router.get("/disclosures/{request_id:path}")
+@router.get("/disclosures/requests/{request_id:path}")  # not /disclosures/ID: a request may be called "report"
 def history_page(request: Request, session: Reader, request_id: str) -> Response:
     engine = request.app.state.engine
     versions = disclosures.request_history(engine, request_id)
