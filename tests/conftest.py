@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -62,23 +62,35 @@ def _admin_url(url: str) -> str:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database, dropped after the test."""
+def pg_databases() -> Iterator[Callable[[], str]]:
+    """A factory of fresh, empty PostgreSQL databases (no schema yet), dropped after the test."""
     server = _server_url()
     if server is None:
         pytest.skip("no PostgreSQL: set TEST_DATABASE_URL or run a Docker engine for testcontainers")
     admin = sa.create_engine(_admin_url(server), isolation_level="AUTOCOMMIT")
-    name = f"registry_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    base = _admin_url(server).rsplit("/", 1)[0]
-    yield f"{base}/{name}"
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"registry_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return _admin_url(server).rsplit("/", 1)[0] + f"/{name}"
+
+    yield make
     from registry.store import open_store
 
     open_store.cache_clear()  # release pooled connections before the drop
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in names:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(pg_databases: Callable[[], str]) -> str:
+    """A fresh, empty PostgreSQL database, dropped after the test."""
+    return pg_databases()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

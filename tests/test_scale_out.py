@@ -24,7 +24,6 @@ from registry.ingest import Ingestor, lines_of
 from registry.kafka import Topics, send_lines
 from registry.store import open_store
 
-from .conftest import _admin_url, _server_url
 from .faults import PrivatePostgres, proxied_broker, wait_until
 from .test_kafka import _consume_cli, _stream, _topics
 
@@ -53,30 +52,6 @@ def _file_ingest(url: str, lines: list[bytes]) -> dict[str, Any]:
     engine = open_store(url)
     Ingestor(engine).ingest(lines_of(lines))
     return _contents(engine)
-
-
-@pytest.fixture
-def pg_databases() -> Iterator[Any]:
-    """A factory of fresh, empty databases on the PostgreSQL server (no schema yet)."""
-    server = _server_url()
-    if server is None:
-        pytest.skip("no PostgreSQL: set TEST_DATABASE_URL")
-    admin = sa.create_engine(_admin_url(server), isolation_level="AUTOCOMMIT")
-    names: list[str] = []
-
-    def make() -> str:
-        name = f"registry_scale_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        names.append(name)
-        return _admin_url(server).rsplit("/", 1)[0] + f"/{name}"
-
-    yield make
-    open_store.cache_clear()
-    with admin.connect() as conn:
-        for name in names:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
 
 
 @pytest.mark.slow
