@@ -123,7 +123,7 @@ def _spans(text: str) -> list[tuple[int, int, str]]:
         found += [(a, b, "email") for a, b in _emails(text)]
     if "." in text:
         found += [(*m.span(), "ip") for m in _IPV4.finditer(text)]
-    if ":" in text:
+    if "::" in text or text.count(":") >= 7:  # every form of _IPV6 has one or the other (not a time's 09:00:00)
         found += [(a, b, "ip") for a, b in _ipv6s(text)]
     if "+" in text:
         found += [(*m.span(), "phone") for m in _PHONE_IN_TEXT.finditer(text) if 7 <= sum(c.isdigit() for c in m.group(0)) <= 15]

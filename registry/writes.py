@@ -9,6 +9,7 @@ concurrent writers take row and index locks in the same order and do not deadloc
 from __future__ import annotations
 
 import zlib
+from operator import itemgetter
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -95,11 +96,10 @@ class Bulk:
             conn.exec_driver_sql(sql, list(rows))
             return
         positions = [spec.columns.index(k) for k in spec.keys] or list(range(len(spec.columns)))
-        key_of = _key_function(positions)
-        if not self.sqlite and len(rows) >= COPY_MIN_ROWS and (not spec.keys or spec.ignore or _unique(rows, key_of)):
+        if not self.sqlite and len(rows) >= COPY_MIN_ROWS and (not spec.keys or spec.ignore or _unique(rows, positions)):
             _copy_insert(conn, spec, rows)
             return
-        conn.exec_driver_sql(sql, sorted(rows, key=key_of) if len(rows) > 1 else list(rows))
+        conn.exec_driver_sql(sql, sorted(rows, key=_key_function(positions)) if len(rows) > 1 else list(rows))
 
 
 def _key_function(positions: list[int]) -> Any:
@@ -108,10 +108,11 @@ def _key_function(positions: list[int]) -> Any:
     return key
 
 
-def _unique(rows: Sequence[tuple[Any, ...]], key_of: Any) -> bool:
+def _unique(rows: Sequence[tuple[Any, ...]], positions: list[int]) -> bool:
     """A set-based ON CONFLICT DO UPDATE may not touch one row twice; executemany applies
-    repeated keys one after the other, so those row sets keep that path."""
-    return len({key_of(r) for r in rows}) == len(rows)
+    repeated keys one after the other, so those row sets keep that path. (itemgetter: the
+    sort key's NULL wrapping cost 0.5 s per 50k rows here.)"""
+    return len(set(map(itemgetter(*positions), rows))) == len(rows)
 
 
 _COLUMN_TYPES: dict[str, list[str]] = {}  # per temp table name (a hash of the target's name and columns)
