@@ -1,7 +1,12 @@
 """Benchmark, in one run: file ingest into SQLite and into PostgreSQL, then one vs two
-``registry consume`` workers into PostgreSQL from a 4-partition topic.
+``registry consume`` workers into PostgreSQL, for each partition count asked for.
 
-    python bench/postgres.py [--events 50000] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+    python bench/postgres.py [--events 50000] [--partitions 4,8] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+
+Records carry the contract's keys (the recipient for transfers), so a recipient's events all
+land in one partition and the demo's skew (one hosting provider has 29 % of the events) gives
+uneven partitions: the run prints each partition's records, each worker's share of them, and
+the most two workers could gain over one with that split (all records / the larger share).
 
 PostgreSQL: ``--postgres`` (a server URL; fresh databases are created and dropped on it), else
 TEST_DATABASE_URL. Kafka: KAFKA_BOOTSTRAP_SERVERS, else the embedded tansu. Ingest is timed
@@ -14,12 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +39,7 @@ from registry.declarations import declare  # noqa: E402
 from registry.ingest import Ingestor, lines_of  # noqa: E402
 from registry.kafka import Topics, send_lines  # noqa: E402
 from registry.manifest import load_manifest  # noqa: E402
+from registry.status import broker_end_offsets  # noqa: E402
 from registry.store import open_store  # noqa: E402
 
 MANIFEST = ROOT / "examples" / "blausen" / "manifest.yaml"
@@ -73,14 +81,22 @@ def file_ingest(url: str, lines: list[bytes], batch_size: int) -> tuple[float, f
     return len(lines) / elapsed, time.perf_counter() - start
 
 
-def consume(url: str, bootstrap: str, topics: Topics, workers: int, total: int) -> float:
+@dataclass
+class Run:
+    rate: float  # events/s from the first batch's start to the last batch's end
+    shares: list[int]  # records each worker applied
+    cpu: float  # CPU seconds of the workers
+
+
+def consume(url: str, bootstrap: str, topics: Topics, workers: int, total: int) -> Run:
     declare(open_store(url), load_manifest(MANIFEST))
     group = f"bench-{uuid.uuid4().hex[:6]}"
     args = [sys.executable, "-m", "registry", "--db", url, "--json", "consume", "--group", group, "--bootstrap-servers", bootstrap,
             "--transfers-topic", topics.transfers, "--disclosures-topic", topics.disclosures, "--dead-letter-topic",
             topics.dead_letter, "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000", "--stop-when-idle", "4"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(workers)]
-    starts, ends, done = [], [], 0
+    starts, ends, shares = [], [], []
     for proc in procs:
         out, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, err[-2000:]
@@ -91,9 +107,18 @@ def consume(url: str, bootstrap: str, topics: Topics, workers: int, total: int) 
                 ends.append(moment)
                 starts.append(moment - fields["ms"] / 1000)
         totals = json.loads(out)
-        done += totals["ingested"] + totals["dead_lettered"] + totals["duplicates"]
-    assert done >= total, (done, total)
-    return total / (max(ends) - min(starts))
+        shares.append(totals["ingested"] + totals["dead_lettered"] + totals["duplicates"])
+    assert sum(shares) >= total, (shares, total)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Run(total / (max(ends) - min(starts)), sorted(shares, reverse=True), cpu)
+
+
+def partition_loads(bootstrap: str, topics: Topics) -> list[int]:
+    ends = broker_end_offsets(bootstrap, [topics.transfers, topics.disclosures])
+    assert ends is not None, "the broker did not answer"
+    return [ends[(topic, p)] for topic in (topics.transfers, topics.disclosures)
+            for p in sorted(p for t, p in ends if t == topic)]
 
 
 def main() -> None:
@@ -101,6 +126,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL"))
+    parser.add_argument("--partitions", default="4,8", help="partition counts to run the workers on, comma-separated")
     parser.add_argument("--skip-kafka", action="store_true")
     args = parser.parse_args()
     if not args.postgres:
@@ -126,14 +152,19 @@ def main() -> None:
                 from registry.devbroker import embedded_broker
 
                 bootstrap = stack.enter_context(embedded_broker())
-            tag = uuid.uuid4().hex[:6]
-            topics = Topics(f"bench{tag}.transfers", f"bench{tag}.disclosures", f"bench{tag}.dead-letter")
-            sent = send_lines(lines, bootstrap=bootstrap, topics=topics, mode="structured", partitions=4)
-            one = consume(dbs.fresh(), bootstrap, topics, 1, sent)
-            two = consume(dbs.fresh(), bootstrap, topics, 2, sent)
-            print(f"consume, 1 worker      {one:>9,.0f} events/s into PostgreSQL")
-            print(f"consume, 2 workers     {two:>9,.0f} events/s into PostgreSQL")
-            print(f"two / one              {two / one:.2f}")
+            for partitions in [int(p) for p in args.partitions.split(",")]:
+                tag = uuid.uuid4().hex[:6]
+                topics = Topics(f"bench{tag}.transfers", f"bench{tag}.disclosures", f"bench{tag}.dead-letter")
+                sent = send_lines(lines, bootstrap=bootstrap, topics=topics, mode="structured", partitions=partitions)
+                loads = partition_loads(bootstrap, topics)
+                one = consume(dbs.fresh(), bootstrap, topics, 1, sent)
+                two = consume(dbs.fresh(), bootstrap, topics, 2, sent)
+                bound = sum(two.shares) / two.shares[0]
+                print(f"{partitions} partitions (records per partition, transfers then disclosures: {loads})")
+                print(f"  consume, 1 worker      {one.rate:>9,.0f} events/s into PostgreSQL  (worker CPU {one.cpu:.1f} s)")
+                print(f"  consume, 2 workers     {two.rate:>9,.0f} events/s into PostgreSQL  (workers' CPU {two.cpu:.1f} s; "
+                      f"records per worker {two.shares})")
+                print(f"  two / one              {two.rate / one.rate:.2f}   (at most {bound:.2f} with that split)")
     finally:
         dbs.drop()
 

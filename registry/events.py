@@ -147,8 +147,9 @@ class EventValidator:
         if shape not in self._valid_envelopes:  # a shape seen valid was seen clean
             _refuse(scrub(attributes)[1])
         for name in ("id", "time"):
-            if name in envelope:
-                _refuse(scrub(envelope[name], name)[1])
+            value = envelope.get(name)
+            if value is not None and (not isinstance(value, str) or identifier_in(value)):
+                _refuse(scrub(value, name)[1])
         data = envelope.get("data")
         data_shape = None
         if isinstance(data, dict) and envelope.get("type") == TRANSFER:

@@ -297,6 +297,7 @@ def _existing_hashes(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple
     sqlite = conn.dialect.name == "sqlite"
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = ids[start:start + _ID_CHUNK]
+        params: tuple[Any, ...]
         if sqlite:
             sql, params = f"SELECT source, event_id, payload_hash FROM event WHERE event_id IN ({','.join('?' * len(chunk))})", tuple(chunk)
         else:

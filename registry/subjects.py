@@ -121,7 +121,7 @@ def _spans(text: str) -> list[tuple[int, int, str]]:
     found: list[tuple[int, int, str]] = []
     if "@" in text:
         found += [(a, b, "email") for a, b in _emails(text)]
-    if "." in text:
+    if text.count(".") >= 3:  # a dotted quad has three dots (a time's fraction has one)
         found += [(*m.span(), "ip") for m in _IPV4.finditer(text)]
     if "::" in text or text.count(":") >= 7:  # every form of _IPV6 has one or the other (not a time's 09:00:00)
         found += [(a, b, "ip") for a, b in _ipv6s(text)]

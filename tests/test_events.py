@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from registry.events import EventValidator, RawRecord, stored_copy
 from registry.exceptions import EventError
@@ -161,3 +162,33 @@ def test_integral_floats_count_as_integers(validator: EventValidator) -> None:
 def test_unparsed_copies_undo_json_escapes_and_mask_cut_addresses() -> None:
     kept, _ = stored_copy(RawRecord(value=b'{"note": "alice\\u0040example.com", "cut": "bob@exam'))
     assert "alice" not in kept and "bob" not in kept and "u0040" not in kept
+
+
+# The scan skips a regex where its kind cannot match (no three dots: no IPv4; neither "::" nor
+# seven colons: no IPv6). Oracle: the same spans as running every regex on every string.
+def _spans_ungated(text: str) -> list[tuple[int, int, str]]:
+    from registry import subjects
+
+    found = [(a, b, "email") for a, b in subjects._emails(text)]
+    found += [(*m.span(), "ip") for m in subjects._IPV4.finditer(text)]
+    found += [(a, b, "ip") for a, b in subjects._ipv6s(text)]
+    found += [(*m.span(), "phone") for m in subjects._PHONE_IN_TEXT.finditer(text)
+              if 7 <= sum(c.isdigit() for c in m.group(0)) <= 15]
+    return sorted(found)
+
+
+@pytest.mark.parametrize("text", ["2026-03-02T09:00:00.123456Z", "2026-03-02T09:00:00+01:00", "10.0.0.1", "v1.2.3.4.5",
+                                  "fe80::1ff:fe23:4567:890a", "1:2:3:4:5:6:7:8", "peer:2001:db8::1", "::ffff:10.0.0.1",
+                                  "std::vector", "09:00:00", "a.b.c", "+49 30 1234567"])
+def test_gated_scan_equals_every_regex_on_known_forms(text: str) -> None:
+    from registry.subjects import _spans
+
+    assert _spans(text) == _spans_ungated(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="0123456789abcdefABCDEF.:+@ -_xZT", max_size=60))
+def test_gated_scan_equals_every_regex(text: str) -> None:
+    from registry.subjects import _spans
+
+    assert _spans(text) == _spans_ungated(text)
