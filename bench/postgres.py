@@ -114,6 +114,22 @@ def consume(url: str, bootstrap: str, topics: Topics, workers: int, total: int) 
     return Run(total / (max(ends) - min(starts)), sorted(shares, reverse=True), cpu)
 
 
+_SPIN = "import time\nt = time.perf_counter()\ns = 0\nfor i in range(5_000_000):\n    s += i\nprint(time.perf_counter() - t)"
+
+
+def two_process_ceiling(rounds: int = 3) -> float:
+    """What two CPU-bound Python processes get from this machine, as a multiple of one: a pure
+    loop alone, then two copies at once (median of ``rounds``). Two workers cannot beat this,
+    less what the database and the broker take; a cloud VM's two vCPUs may give well under 2."""
+    def run(copies: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    alone = sorted(run(1) for _ in range(rounds))[rounds // 2]
+    together = sorted(run(2) for _ in range(rounds))[rounds // 2]
+    return 2 * alone / together
+
+
 def partition_loads(bootstrap: str, topics: Topics) -> list[int]:
     ends = broker_end_offsets(bootstrap, [topics.transfers, topics.disclosures])
     assert ends is not None, "the broker did not answer"
@@ -152,6 +168,7 @@ def main() -> None:
                 from registry.devbroker import embedded_broker
 
                 bootstrap = stack.enter_context(embedded_broker())
+            print(f"two CPU-bound processes {two_process_ceiling():.2f}x one on this machine (pure Python loops)")
             for partitions in [int(p) for p in args.partitions.split(",")]:
                 tag = uuid.uuid4().hex[:6]
                 topics = Topics(f"bench{tag}.transfers", f"bench{tag}.disclosures", f"bench{tag}.dead-letter")

@@ -128,6 +128,7 @@ class EventValidator:
         self._valid_shapes: set[bytes] = set()
         self._attributes = {name: validator("cloudevent", name) for name in ("id", "time")}
         self._valid_envelopes: set[bytes] = set()
+        self._clean_headers: set[tuple[str, str]] = set()  # (name, value) pairs scanned clean
 
     def decode(self, record: RawRecord) -> Event:
         """The validated event, or EventError with the reason code."""
@@ -140,8 +141,11 @@ class EventValidator:
         # Raw identifiers first, in every string of the event (keys included): whatever else is
         # wrong with it, such an event is a raw_identifier dead letter, and an event refused for
         # any other reason is known to be clean, so its stored copy can be the original.
-        _refuse([Finding(f"headers.{mask_text(name)}", kind) for name, value in headers.items()
-                 for kind in (identifier_in(name) or identifier_in(value),) if kind])
+        if not self._clean_headers.issuperset(headers.items()):  # most repeat on every record (content-type)
+            _refuse([Finding(f"headers.{mask_text(name)}", kind) for name, value in headers.items()
+                     for kind in (identifier_in(name) or identifier_in(value),) if kind])
+            for pair in headers.items():
+                _remember(self._clean_headers, pair)
         attributes = {k: v for k, v in envelope.items() if k not in _PER_EVENT}
         shape = orjson.dumps(attributes, option=orjson.OPT_SORT_KEYS)
         if shape not in self._valid_envelopes:  # a shape seen valid was seen clean
@@ -267,7 +271,7 @@ class EventValidator:
                 raise EventError("unknown_subject_category", f"unknown data subject category {key!r}", f"data.data_subjects[{i}]")
 
 
-def _remember(shapes: set[bytes], shape: bytes) -> None:
+def _remember(shapes: set[Any], shape: Any) -> None:
     if len(shapes) >= _SHAPES_KEPT:  # a stream of ever-new shapes must not grow memory without bound
         shapes.clear()
     shapes.add(shape)

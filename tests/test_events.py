@@ -192,3 +192,17 @@ def test_gated_scan_equals_every_regex(text: str) -> None:
     from registry.subjects import _spans
 
     assert _spans(text) == _spans_ungated(text)
+
+
+def test_headers_seen_clean_do_not_hide_a_new_identifier(validator: EventValidator) -> None:
+    """Header pairs are scanned once and remembered clean: a later record with the same clean
+    headers plus one holding an identifier, or a clean name with a new value, is still refused."""
+    ct = ("content-type", b"application/cloudevents+json")
+    assert validator.decode(RawRecord(value=orjson.dumps(transfer("h1")), headers=[ct, ("x-trace", b"abc")])).id == "h1"
+    planted = [[ct, ("x-trace", b"abc"), ("x-user", b"alice@example.com")], [ct, ("x-trace", b"from 10.1.2.3")],
+               [ct, ("x-trace", b"abc"), ("x-phone", b"+49 30 1234567")]]
+    for i, headers in enumerate(planted):
+        with pytest.raises(EventError) as info:
+            validator.decode(RawRecord(value=orjson.dumps(transfer(f"h{i + 2}")), headers=headers))
+        assert info.value.reason == "raw_identifier" and info.value.path.startswith("headers.")
+    assert validator.decode(RawRecord(value=orjson.dumps(transfer("h9")), headers=[ct, ("x-trace", b"abc")])).id == "h9"
