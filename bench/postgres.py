@@ -1,7 +1,7 @@
 """Benchmark, in one run: file ingest into SQLite and into PostgreSQL, then one vs two
 ``registry consume`` workers into PostgreSQL, for each partition count asked for.
 
-    python bench/postgres.py [--events 50000] [--partitions 4,8] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+    python bench/postgres.py [--events 50000] [--partitions 4,8] [--span-minutes M] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 Records carry the contract's keys (the recipient for transfers), so a recipient's events all
 land in one partition and the demo's skew (one hosting provider has 29 % of the events) gives
@@ -27,6 +27,7 @@ import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,12 +144,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--partitions", default="4,8", help="partition counts to run the workers on, comma-separated")
+    parser.add_argument("--span-minutes", type=float, help="spread the events over this many minutes (default: the "
+                        "generator's 180 days, a backfill's shape; a live stream is denser and aggregates more)")
     parser.add_argument("--skip-kafka", action="store_true")
     args = parser.parse_args()
     if not args.postgres:
         sys.exit("set --postgres URL or TEST_DATABASE_URL")
     os.environ.setdefault("REGISTRY_SUBJECT_KEY", "bench")
-    lines = [line for line, _ in generate(args.events, seed=1)]
+    span = {"span": timedelta(minutes=args.span_minutes)} if args.span_minutes else {}
+    lines = [line for line, _ in generate(args.events, seed=1, **span)]
     dbs = Databases(args.postgres)
     try:
         with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
