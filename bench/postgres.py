@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from examples.blausen.generate import generate  # noqa: E402
+from examples.blausen.generate import SPAN, generate  # noqa: E402
 from registry.declarations import declare  # noqa: E402
 from registry.ingest import Ingestor, lines_of  # noqa: E402
 from registry.kafka import Topics, send_lines  # noqa: E402
@@ -151,8 +151,8 @@ def main() -> None:
     if not args.postgres:
         sys.exit("set --postgres URL or TEST_DATABASE_URL")
     os.environ.setdefault("REGISTRY_SUBJECT_KEY", "bench")
-    span = {"span": timedelta(minutes=args.span_minutes)} if args.span_minutes else {}
-    lines = [line for line, _ in generate(args.events, seed=1, **span)]
+    span = timedelta(minutes=args.span_minutes) if args.span_minutes else SPAN
+    lines = [line for line, _ in generate(args.events, seed=1, span=span)]
     dbs = Databases(args.postgres)
     try:
         with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
