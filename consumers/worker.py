@@ -1,11 +1,12 @@
 """The Kafka worker behind ``registry consume``: a consumer-group member that reads raw bytes
 from the transfers and disclosures topics and applies them through the one ingest path.
 
-Per batch (bounded by size and time): decode → write in one DB transaction, with the next
-offsets stored in that same transaction → dead letters forwarded to the dead-letter topic and
-acknowledged before that transaction commits → offsets committed to Kafka. A crash anywhere
-re-delivers at most the batch in flight; the store's ``(source, id)`` dedupe and the offsets kept
-in the database make each event count once."""
+Per batch (bounded by size and time): decode → the records decoding refused forwarded to the
+dead-letter topic and acknowledged → write in one DB transaction, with the next offsets stored in
+that same transaction (what only the database refuses is forwarded inside it, before the commit;
+``forwarder.py``) → offsets committed to Kafka. A crash anywhere re-delivers at most the batch in
+flight; the store's ``(source, id)`` dedupe and the offsets kept in the database make each event
+count once."""
 
 from __future__ import annotations
 
@@ -26,11 +27,12 @@ from sqlalchemy.engine import Engine
 from registry import jsonlog, metrics
 from registry.events import RawRecord
 from registry.exceptions import BrokerError, StoreError
-from registry.ingest import BatchOutcome, DeadRecord, Ingestor, IngestResult, few_collections
+from registry.ingest import Ingestor, IngestResult, few_collections
 from registry.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
 from registry.retry import Outage, is_broker_outage, is_db_outage
 from registry.status import EndOffsets
 
+from .forwarder import DeadLetterForwarder
 from .offsets import AppliedOffsets, StopConditions, group_lag, stored_offsets
 
 __all__ = ["WorkerConfig", "Worker"]
@@ -106,9 +108,10 @@ class Worker:
             self.outage.call(lambda: ensure_topics(self.bootstrap, self.config.topics, self.config.partitions), "broker")
             ingestor = self.outage.call(lambda: Ingestor(self.engine), "database")
             consumer, producer = self.outage.call(self._clients, "broker")
+            forwarder = DeadLetterForwarder(producer, self.config.topics.dead_letter)
             try:
                 with few_collections():  # polled records and batches are many short-lived objects
-                    self._loop(consumer, producer, ingestor)
+                    self._loop(consumer, forwarder, ingestor)
             finally:
                 producer.close(timeout=5)
                 consumer.close(autocommit=False)
@@ -133,13 +136,13 @@ class Worker:
         consumer.subscribe([self.config.topics.transfers, self.config.topics.disclosures], listener=_Forget(self.offsets))
         return consumer, producer
 
-    def _loop(self, consumer: KafkaConsumer, producer: KafkaProducer, ingestor: Ingestor) -> None:
+    def _loop(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
         while not self._stop:
             room = self.stops.room(self.config.batch_size)
             self.outage.call(lambda: self._collect(consumer, room), "database", proves=False)
             self._applied_now = bool(self._batch)
             if self._batch:
-                self.outage.call(lambda: self._apply(consumer, producer, ingestor), "write")
+                self.outage.call(lambda: self._apply(consumer, forwarder, ingestor), "write")
                 if self.stops.seen // FULL_COLLECTION_EVERY > (self.stops.seen - self._applied) // FULL_COLLECTION_EVERY:
                     gc.collect()
                 if self.stops.reached_max():
@@ -183,7 +186,7 @@ class Worker:
         metrics.set_lag(lags)
         return sum(lags.values())
 
-    def _apply(self, consumer: KafkaConsumer, producer: KafkaProducer, ingestor: Ingestor) -> None:
+    def _apply(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
         batch = self._batch
         started = time.monotonic()
         records = [RawRecord(value=m.value, headers=list(m.headers or ()), topic=m.topic, partition=m.partition, offset=m.offset)
@@ -191,10 +194,12 @@ class Worker:
         nexts = AppliedOffsets.nexts(batch)
         offsets = [(self.config.group, topic, partition, n) for (topic, partition), n in sorted(nexts.items())]
         keys = {(m.topic, m.partition, m.offset): m.key for m in batch}
-        outcome = ingestor.write(*ingestor.decode(records), offsets=offsets,
-                                 before_commit=lambda o: self._dead_letter(producer, o, keys))
+        decoded, refused = ingestor.decode(records)
+        forwarder.forward(refused, keys)  # no transaction open yet: waiting for the acks holds no lock
+        outcome = ingestor.write(decoded, refused, offsets=offsets, before_commit=lambda o: forwarder.forward(o.dead, keys))
         # committed: from here on nothing may send the batch round again
         self._batch, self._applied = [], len(batch)
+        forwarder.committed()
         self.offsets.advance(nexts)
         self.totals.add(outcome.result)
         self.stops.records(len(batch))
@@ -207,13 +212,6 @@ class Worker:
             log.warning("commit_failed", extra={"fields": {"error": f"{exc.__class__.__name__}: {exc}"}})
         log.info("batch", extra={"fields": {"records": len(batch), **outcome.result.model_dump(), "ms": round(seconds * 1000),
                                             "peak_rss_mb": peak_rss_mb()}})
-
-    def _dead_letter(self, producer: KafkaProducer, outcome: BatchOutcome, keys: dict[tuple[Any, ...], Any]) -> None:
-        """Forward refused records with the contract's headers; wait for the broker's ack."""
-        futures = [producer.send(self.config.topics.dead_letter, key=keys.get((d.record.topic, d.record.partition, d.record.offset)),
-                                 value=d.record.value, headers=_dlq_headers(d)) for d in outcome.dead]
-        for future in futures:
-            future.get(timeout=30)
 
 
 class _Forget(ConsumerRebalanceListener):
@@ -228,13 +226,6 @@ class _Forget(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.offsets.forget()
-
-
-def _dlq_headers(dead: DeadRecord) -> list[tuple[str, bytes]]:
-    r = dead.record
-    return [*(r.headers or ()), ("dlq_reason", dead.reason.encode()), ("dlq_detail", dead.detail[:1000].encode()),
-            ("dlq_topic", (r.topic or "").encode()), ("dlq_partition", str(r.partition).encode()),
-            ("dlq_offset", str(r.offset).encode())]
 
 
 def peak_rss_mb() -> int:
