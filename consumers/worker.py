@@ -30,10 +30,10 @@ from registry.exceptions import BrokerError, StoreError
 from registry.ingest import Ingestor, IngestResult, few_collections
 from registry.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
 from registry.retry import Outage, is_broker_outage, is_db_outage
-from registry.status import EndOffsets
+from registry.status import BrokerOffsets, EndOffsets
 
 from .forwarder import DeadLetterForwarder
-from .offsets import AppliedOffsets, StopConditions, group_lag, stored_offsets
+from .offsets import AppliedOffsets, Partition, StopConditions, group_lag, offsets_ahead, rewind_stored, stored_offsets
 
 __all__ = ["WorkerConfig", "Worker"]
 
@@ -172,11 +172,19 @@ class Worker:
 
     def _group_lag(self, consumer: KafkaConsumer) -> int | None:
         """The group's total lag (store offsets vs end offsets); None while either side does not
-        answer (such a failure counts toward the outage timeout)."""
+        answer (such a failure counts toward the outage timeout). Partitions whose log ends below
+        the offsets held for them are read again from their start first."""
         self._last_lag = time.monotonic()
         try:
-            ends = self._ends([self.config.topics.transfers, self.config.topics.disclosures])
-            lags = group_lag(stored_offsets(self.engine, self.config.group), ends)
+            broker = self._ends.read([self.config.topics.transfers, self.config.topics.disclosures])
+            stored = stored_offsets(self.engine, self.config.group)
+            cached = self.offsets.known()
+            held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in stored.keys() | cached.keys()}
+            ahead = offsets_ahead(held, broker.ends, broker.confirmed)
+            if ahead:
+                self._read_again(consumer, ahead, stored, broker)
+                stored = stored_offsets(self.engine, self.config.group)
+            lags = group_lag(stored, broker.ends)
         except Exception as exc:
             if not self.outage.retryable(exc):
                 raise
@@ -185,6 +193,26 @@ class Worker:
         self.outage.ok()
         metrics.set_lag(lags)
         return sum(lags.values())
+
+    def _read_again(self, consumer: KafkaConsumer, ahead: dict[Partition, int], stored: dict[Partition, int],
+                    broker: BrokerOffsets) -> None:
+        """The topic was deleted and re-created, or the broker lost its log: the offsets held are
+        past its end, and every record below them would be skipped as applied. Rewind the stored
+        offset to the log start (unless another member did), forget the cached floor, and seek
+        there if the partition is ours; the ``(source, id)`` dedupe absorbs what is read twice.
+        (The cached floor alone can be ahead when another member rewound the store.)"""
+        assigned = consumer.assignment()
+        for p, held in ahead.items():
+            start, end = broker.starts.get(p, 0), broker.ends[p]
+            log.warning("offsets_reset", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": held,
+                                                           "end_offset": end, "reset_to": start}})
+            if stored.get(p, 0) > end:
+                rewind_stored(self.engine, self.config.group, p, stored[p], start)
+            self.offsets.forget(p)
+            tp = TopicPartition(*p)
+            if tp in assigned:
+                consumer.seek(tp, max(start, self.offsets.floor(p)))
+        self._polled = [(tp, records) for tp, records in self._polled if (tp.topic, tp.partition) not in ahead]
 
     def _apply(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
         batch = self._batch

@@ -83,8 +83,10 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """A consumer group's position per partition (stored offset, end offset, lag) and the store's totals."""
+    from . import jsonlog
     from .status import group_status
 
+    jsonlog.setup()  # warnings (broker unreachable, offsets ahead of the log) as JSON lines on stderr
     result = group_status(_store(), group, Topics(transfers_topic, disclosures_topic), bootstrap_servers)
 
     def render(r: Any) -> None:

@@ -4,6 +4,7 @@ stored offsets left ahead of a topic that was deleted and re-created."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import uuid
@@ -14,14 +15,14 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumers.worker import Worker, WorkerConfig
-from registry.kafka import Topics, send_lines
-from registry.status import EndOffsets
+from registry.kafka import send_lines
+from registry.status import EndOffsets, group_status
 
 from .conftest import table_counts
-from .faults import proxied_broker
+from .faults import proxied_broker, wait_until
 from .helpers import transfer
 from .test_kafka import FAST_GROUP, _declared_db, _topics
 
@@ -128,3 +129,46 @@ def test_dead_letters_wait_for_their_ack_with_no_transaction_open(tmp_path: Path
         assert probe == ["committed"], f"another writer could not commit while the worker waited for the ack: {probe}"
         assert totals.ingested == 3 and totals.dead_lettered == dead
         assert sorted(_origins(_forwarded(bootstrap, topics.dead_letter)).values()) == [1] * dead
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append({"event": record.getMessage(), **getattr(record, "fields", {})})
+
+
+def test_a_deleted_and_re_created_topic_is_read_again_from_its_start(declared: sa.Engine, kafka_bootstrap: str) -> None:
+    topics, tag, group = _topics(), uuid.uuid4().hex[:8], f"g{uuid.uuid4().hex[:6]}"
+    config = WorkerConfig(bootstrap=kafka_bootstrap, group=group, topics=topics, partitions=1, stop_when_idle=2, **FAST_GROUP)
+    send_lines([orjson.dumps(transfer(f"{tag}-old-{i}")) for i in range(12)], bootstrap=kafka_bootstrap, topics=topics,
+               mode="structured", partitions=1)
+    assert Worker(declared, config).run(install_signals=False).ingested == 12
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.delete_topics([topics.transfers, topics.disclosures])
+        assert wait_until(lambda: topics.transfers not in admin.list_topics(), 10)
+    finally:
+        admin.close()
+    # fewer records than before, one of them an old event sent again
+    again = [orjson.dumps(transfer(f"{tag}-new-{i}")) for i in range(4)] + [orjson.dumps(transfer(f"{tag}-old-3"))]
+    send_lines(again, bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+
+    before = group_status(declared, group, topics, kafka_bootstrap)
+    [stale] = [p for p in before.partitions if p.topic == topics.transfers]
+    assert (stale.stored_offset, stale.end_offset, stale.lag, before.lag) == (12, 5, 5, 5), before
+
+    logs = _Lines()
+    logging.getLogger("registry.consumer").addHandler(logs)
+    try:
+        totals = Worker(declared, config).run(install_signals=False)
+    finally:
+        logging.getLogger("registry.consumer").removeHandler(logs)
+    assert totals.model_dump() == {"ingested": 4, "duplicates": 1, "dead_lettered": 0}
+    assert table_counts(declared)["event"] == 16
+    assert [line for line in logs.lines if line["event"] == "offsets_reset"] == [
+        {"event": "offsets_reset", "topic": topics.transfers, "partition": 0, "stored_offset": 12, "end_offset": 5, "reset_to": 0}]
+    after = group_status(declared, group, topics, kafka_bootstrap)
+    assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [5]
