@@ -111,8 +111,7 @@ def dead_list(
     def render(items: list[deadletters.DeadLetterView]) -> None:
         table = Table("id", "reason", "detail", "origin", "received")
         for r in items:
-            origin = f"{r.topic}[{r.partition}]@{r.offset}" if r.partition is not None else f"{r.topic or 'stdin'} line {r.offset}"
-            table.add_row(str(r.id), r.reason, r.detail[:80], origin, r.received_at)
+            table.add_row(str(r.id), r.reason, r.detail[:80], r.origin(), r.received_at)
         out.print(table)
 
     emit(rows, as_json, render)

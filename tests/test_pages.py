@@ -166,3 +166,20 @@ def test_the_suggested_manifest_snippet_quotes_event_strings() -> None:
     snippet = suggested_manifest(row) or ""
     parsed = yaml.safe_load(snippet.replace("…, ", ""))
     assert parsed == {"activities": [{"key": "billing", "sources": [source]}]}
+
+
+def test_dead_letters_say_where_they_came_from(declared: sa.Engine, db_url: str) -> None:
+    from .helpers import transfer
+
+    client = TestClient(create_app(db_url))
+    token = create_token(declared, "admin", "admin-user").token
+    bad = transfer("http-bad", data_categories=["user.telepathy"])
+    posted = client.post("/api/events", json=bad, headers={"Authorization": f"Bearer {token}"})
+    assert posted.json()["dead_lettered"] == 1
+    Ingestor(declared).ingest_batch([RawRecord(value=b"{", topic="dataflow.transfers", partition=2, offset=41),
+                                     RawRecord(value=b"[", topic="events.jsonl", offset=7)])
+    assert sign_in(client, token).status_code == 303
+    page = client.get("/dead-letters").text
+    cells = [c.strip() for c in re.findall(r"<td>([^<>]*)</td></tr>", page)]  # the last column: where from
+    assert sorted(cells) == ["HTTP API", "dataflow.transfers [2] @ 41", "events.jsonl, line 7"], cells
+

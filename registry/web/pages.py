@@ -133,7 +133,7 @@ def _stream_status(engine: Any) -> Any:
 @router.get("/dead-letters")
 def dead_letters_page(request: Request, session: Reader, reason: str = "") -> Response:
     rows = deadletters.list_dead_letters(request.app.state.engine, reason or None)
-    rows_sorted, sort, desc = sort_rows(request, [r.model_dump() for r in rows], ("id", "reason", "received_at"), "id")
+    rows_sorted, sort, desc = sort_rows(request, [{**r.model_dump(), "origin": r.origin()} for r in rows], ("id", "reason", "received_at"), "id")
     every = deadletters.list_dead_letters(request.app.state.engine)
     return render(request, "dead_letters.html", session, title="Dead letters", active="/dead-letters", rows=rows_sorted,
                   sort=sort, desc=desc, reason=reason, reasons=sorted({r.reason for r in every} | ({reason} if reason else set())))
