@@ -10,9 +10,11 @@ reads; the worker resets."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -20,10 +22,14 @@ from sqlalchemy.engine import Engine
 
 from .kafka import Topics, bootstrap_servers
 
-__all__ = ["PartitionStatus", "GroupStatus", "BrokerOffsets", "EndOffsets", "group_status", "broker_offsets"]
+__all__ = ["PartitionStatus", "GroupStatus", "BrokerOffsets", "EndOffsets", "RecentOffsets", "group_status", "broker_offsets"]
 
 log = logging.getLogger("registry.status")
 END_OFFSETS_TIMEOUT_MS = 5000
+# Pages: a load waits at most this long for the broker (a live one on this machine answers in
+# well under a second), and the answer, or its absence, is kept for a few seconds.
+PAGE_TIMEOUT_MS = 1500
+PAGE_CACHE_SECONDS = 10.0
 
 
 class PartitionStatus(BaseModel):
@@ -148,6 +154,28 @@ def broker_offsets(bootstrap: str | None, topics: Iterable[str], timeout_ms: int
         return None
     finally:
         reader.close()
+
+
+class RecentOffsets:
+    """``broker_offsets`` for pages: asked with a short timeout, the answer (or None: the broker
+    did not answer) reused for ``seconds``, so that a broker that is down costs one short wait per
+    window rather than a long one per load. ``registry status`` asks each time instead."""
+
+    def __init__(self, seconds: float = PAGE_CACHE_SECONDS, timeout_ms: int = PAGE_TIMEOUT_MS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.timeout_ms, self.clock = seconds, timeout_ms, clock
+        self._lock = threading.Lock()  # concurrent loads wait for one answer instead of each asking
+        self._answers: dict[tuple[str, tuple[str, ...]], tuple[float, BrokerOffsets | None]] = {}
+
+    def __call__(self, bootstrap: str | None, topics: Iterable[str]) -> BrokerOffsets | None:
+        key = (bootstrap_servers(bootstrap), tuple(topics))
+        with self._lock:
+            kept = self._answers.get(key)
+            if kept is not None and self.clock() - kept[0] < self.seconds:
+                return kept[1]
+            answer = broker_offsets(key[0], key[1], self.timeout_ms)
+            self._answers[key] = (self.clock(), answer)
+            return answer
 
 
 def group_status(engine: Engine, group: str = "dataflow-registry", topics: Topics | None = None,
