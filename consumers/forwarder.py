@@ -23,7 +23,7 @@ __all__ = ["ACK_TIMEOUT_SECONDS", "DeadLetterForwarder", "dlq_headers"]
 
 ACK_TIMEOUT_SECONDS = 30.0  # one ack; a broker gone longer is an outage (the batch is retried)
 
-Where = tuple[Any, Any, Any]  # (topic, partition, offset) of the refused record
+Where = tuple[str | None, int | None, int | None]  # (topic, partition, offset) of the refused record
 
 
 class DeadLetterForwarder:

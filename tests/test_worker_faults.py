@@ -125,6 +125,7 @@ def test_dead_letters_wait_for_their_ack_with_no_transaction_open(tmp_path: Path
         monkeypatch.setattr("consumers.worker.KafkaProducer", CutAtFirstDeadLetter)
         totals = Worker(engine, WorkerConfig(bootstrap=bootstrap, group=f"g{uuid.uuid4().hex[:6]}", topics=topics, partitions=1,
                                              stop_when_idle=2, outage_timeout=60, **FAST_GROUP)).run(install_signals=False)
+        assert writer.ident is not None, "no dead letter was forwarded"
         writer.join(10)
         assert probe == ["committed"], f"another writer could not commit while the worker waited for the ack: {probe}"
         assert totals.ingested == 3 and totals.dead_lettered == dead
