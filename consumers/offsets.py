@@ -5,6 +5,10 @@
   batch, forgotten on a rebalance; it never goes back.
 - ``stored_offsets`` / ``group_lag``: the group's position as the store holds it, against the
   broker's end offsets.
+- ``offsets_ahead`` / ``rewind_stored``: the one case where offsets go back. A log that ends
+  below the offset held for it (the topic was deleted and re-created, or the broker lost its
+  log) is read again from its start; the store's ``(source, id)`` dedupe keeps records applied
+  before from counting twice.
 - ``StopConditions``: when ``consume`` may stop (contract §3): ``--max-events`` reached, or no
   record for ``--stop-when-idle`` seconds **and** the group has no lag; an unknown lag (broker or
   database unreachable) is never idle."""
@@ -13,14 +17,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Container, Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from registry.store import ConsumerOffset, table
 
-__all__ = ["Partition", "AppliedOffsets", "stored_offsets", "group_lag", "StopConditions"]
+__all__ = ["Partition", "AppliedOffsets", "stored_offsets", "group_lag", "offsets_ahead", "rewind_stored", "StopConditions"]
 
 Partition = tuple[str, int]  # (topic, partition)
 
@@ -37,6 +41,23 @@ def group_lag(stored: Mapping[Partition, int], ends: Mapping[Partition, int]) ->
     """Records not yet applied per partition of ``ends`` (a partition the store never saw starts
     at 0: a topic's offsets start there and this registry never deletes records)."""
     return {p: max(0, end - stored.get(p, 0)) for p, end in sorted(ends.items())}
+
+
+def offsets_ahead(held: Mapping[Partition, int], ends: Mapping[Partition, int], confirmed: Container[Partition]) -> dict[Partition, int]:
+    """The partitions whose held next offset is past the broker's end, with that offset. Only ends
+    the broker confirmed count (``EndOffsets``): an end read short would rewind a partition that
+    is fine."""
+    return {p: n for p, n in sorted(held.items()) if p in ends and p in confirmed and n > ends[p]}
+
+
+def rewind_stored(engine: Engine, group: str, p: Partition, seen: int, to: int) -> bool:
+    """Set ``p``'s stored next offset back to ``to``, if it is still ``seen`` (another member may
+    have rewound it, and applied records since). The only write that moves an offset back."""
+    t = table(ConsumerOffset)
+    with engine.begin() as conn:
+        done = conn.execute(sa.update(t).where(t.c.group_id == group, t.c.topic == p[0], t.c.partition == p[1],
+                                               t.c.next_offset == seen).values(next_offset=to))
+    return bool(done.rowcount)
 
 
 class AppliedOffsets:
@@ -86,9 +107,13 @@ class AppliedOffsets:
             if n > self._next.get(p, -1):
                 self._next[p] = n
 
-    def forget(self) -> None:
-        """On a rebalance: another member may have moved the store's offsets."""
-        self._next.clear()
+    def forget(self, p: Partition | None = None) -> None:
+        """On a rebalance (every partition: another member may have moved the store's offsets),
+        or when ``p`` was rewound."""
+        if p is None:
+            self._next.clear()
+        else:
+            self._next.pop(p, None)
 
     def known(self) -> dict[Partition, int]:
         return dict(self._next)

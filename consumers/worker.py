@@ -1,11 +1,12 @@
 """The Kafka worker behind ``registry consume``: a consumer-group member that reads raw bytes
 from the transfers and disclosures topics and applies them through the one ingest path.
 
-Per batch (bounded by size and time): decode → write in one DB transaction, with the next
-offsets stored in that same transaction → dead letters forwarded to the dead-letter topic and
-acknowledged before that transaction commits → offsets committed to Kafka. A crash anywhere
-re-delivers at most the batch in flight; the store's ``(source, id)`` dedupe and the offsets kept
-in the database make each event count once."""
+Per batch (bounded by size and time): decode → the records decoding refused forwarded to the
+dead-letter topic and acknowledged → write in one DB transaction, with the next offsets stored in
+that same transaction (what only the database refuses is forwarded inside it, before the commit;
+``forwarder.py``) → offsets committed to Kafka. A crash anywhere re-delivers at most the batch in
+flight; the store's ``(source, id)`` dedupe and the offsets kept in the database make each event
+count once."""
 
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ from sqlalchemy.engine import Engine
 from registry import jsonlog, metrics
 from registry.events import RawRecord
 from registry.exceptions import BrokerError, StoreError
-from registry.ingest import BatchOutcome, DeadRecord, Ingestor, IngestResult, few_collections
+from registry.ingest import Ingestor, IngestResult, few_collections
 from registry.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
 from registry.retry import Outage, is_broker_outage, is_db_outage
-from registry.status import EndOffsets
+from registry.status import BrokerOffsets, EndOffsets
 
-from .offsets import AppliedOffsets, StopConditions, group_lag, stored_offsets
+from .forwarder import DeadLetterForwarder
+from .offsets import AppliedOffsets, Partition, StopConditions, group_lag, offsets_ahead, rewind_stored, stored_offsets
 
 __all__ = ["WorkerConfig", "Worker"]
 
@@ -106,9 +108,10 @@ class Worker:
             self.outage.call(lambda: ensure_topics(self.bootstrap, self.config.topics, self.config.partitions), "broker")
             ingestor = self.outage.call(lambda: Ingestor(self.engine), "database")
             consumer, producer = self.outage.call(self._clients, "broker")
+            forwarder = DeadLetterForwarder(producer, self.config.topics.dead_letter)
             try:
                 with few_collections():  # polled records and batches are many short-lived objects
-                    self._loop(consumer, producer, ingestor)
+                    self._loop(consumer, forwarder, ingestor)
             finally:
                 producer.close(timeout=5)
                 consumer.close(autocommit=False)
@@ -133,13 +136,13 @@ class Worker:
         consumer.subscribe([self.config.topics.transfers, self.config.topics.disclosures], listener=_Forget(self.offsets))
         return consumer, producer
 
-    def _loop(self, consumer: KafkaConsumer, producer: KafkaProducer, ingestor: Ingestor) -> None:
+    def _loop(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
         while not self._stop:
             room = self.stops.room(self.config.batch_size)
             self.outage.call(lambda: self._collect(consumer, room), "database", proves=False)
             self._applied_now = bool(self._batch)
             if self._batch:
-                self.outage.call(lambda: self._apply(consumer, producer, ingestor), "write")
+                self.outage.call(lambda: self._apply(consumer, forwarder, ingestor), "write")
                 if self.stops.seen // FULL_COLLECTION_EVERY > (self.stops.seen - self._applied) // FULL_COLLECTION_EVERY:
                     gc.collect()
                 if self.stops.reached_max():
@@ -169,11 +172,19 @@ class Worker:
 
     def _group_lag(self, consumer: KafkaConsumer) -> int | None:
         """The group's total lag (store offsets vs end offsets); None while either side does not
-        answer (such a failure counts toward the outage timeout)."""
+        answer (such a failure counts toward the outage timeout). Partitions whose log ends below
+        the offsets held for them are read again from their start first."""
         self._last_lag = time.monotonic()
         try:
-            ends = self._ends([self.config.topics.transfers, self.config.topics.disclosures])
-            lags = group_lag(stored_offsets(self.engine, self.config.group), ends)
+            broker = self._ends.read([self.config.topics.transfers, self.config.topics.disclosures])
+            stored = stored_offsets(self.engine, self.config.group)
+            cached = self.offsets.known()
+            held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in stored.keys() | cached.keys()}
+            ahead = offsets_ahead(held, broker.ends, broker.confirmed)
+            if ahead:
+                self._read_again(consumer, ahead, stored, broker)
+                stored = stored_offsets(self.engine, self.config.group)
+            lags = group_lag(stored, broker.ends)
         except Exception as exc:
             if not self.outage.retryable(exc):
                 raise
@@ -183,7 +194,27 @@ class Worker:
         metrics.set_lag(lags)
         return sum(lags.values())
 
-    def _apply(self, consumer: KafkaConsumer, producer: KafkaProducer, ingestor: Ingestor) -> None:
+    def _read_again(self, consumer: KafkaConsumer, ahead: dict[Partition, int], stored: dict[Partition, int],
+                    broker: BrokerOffsets) -> None:
+        """The topic was deleted and re-created, or the broker lost its log: the offsets held are
+        past its end, and every record below them would be skipped as applied. Rewind the stored
+        offset to the log start (unless another member did), forget the cached floor, and seek
+        there if the partition is ours; the ``(source, id)`` dedupe absorbs what is read twice.
+        (The cached floor alone can be ahead when another member rewound the store.)"""
+        assigned = consumer.assignment()
+        for p, held in ahead.items():
+            start, end = broker.starts.get(p, 0), broker.ends[p]
+            log.warning("offsets_reset", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": held,
+                                                           "end_offset": end, "reset_to": start}})
+            if stored.get(p, 0) > end:
+                rewind_stored(self.engine, self.config.group, p, stored[p], start)
+            self.offsets.forget(p)
+            tp = TopicPartition(*p)
+            if tp in assigned:
+                consumer.seek(tp, max(start, self.offsets.floor(p)))
+        self._polled = [(tp, records) for tp, records in self._polled if (tp.topic, tp.partition) not in ahead]
+
+    def _apply(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
         batch = self._batch
         started = time.monotonic()
         records = [RawRecord(value=m.value, headers=list(m.headers or ()), topic=m.topic, partition=m.partition, offset=m.offset)
@@ -191,10 +222,12 @@ class Worker:
         nexts = AppliedOffsets.nexts(batch)
         offsets = [(self.config.group, topic, partition, n) for (topic, partition), n in sorted(nexts.items())]
         keys = {(m.topic, m.partition, m.offset): m.key for m in batch}
-        outcome = ingestor.write(*ingestor.decode(records), offsets=offsets,
-                                 before_commit=lambda o: self._dead_letter(producer, o, keys))
+        decoded, refused = ingestor.decode(records)
+        forwarder.forward(refused, keys)  # no transaction open yet: waiting for the acks holds no lock
+        outcome = ingestor.write(decoded, refused, offsets=offsets, before_commit=lambda o: forwarder.forward(o.dead, keys))
         # committed: from here on nothing may send the batch round again
         self._batch, self._applied = [], len(batch)
+        forwarder.committed()
         self.offsets.advance(nexts)
         self.totals.add(outcome.result)
         self.stops.records(len(batch))
@@ -207,13 +240,6 @@ class Worker:
             log.warning("commit_failed", extra={"fields": {"error": f"{exc.__class__.__name__}: {exc}"}})
         log.info("batch", extra={"fields": {"records": len(batch), **outcome.result.model_dump(), "ms": round(seconds * 1000),
                                             "peak_rss_mb": peak_rss_mb()}})
-
-    def _dead_letter(self, producer: KafkaProducer, outcome: BatchOutcome, keys: dict[tuple[Any, ...], Any]) -> None:
-        """Forward refused records with the contract's headers; wait for the broker's ack."""
-        futures = [producer.send(self.config.topics.dead_letter, key=keys.get((d.record.topic, d.record.partition, d.record.offset)),
-                                 value=d.record.value, headers=_dlq_headers(d)) for d in outcome.dead]
-        for future in futures:
-            future.get(timeout=30)
 
 
 class _Forget(ConsumerRebalanceListener):
@@ -228,13 +254,6 @@ class _Forget(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.offsets.forget()
-
-
-def _dlq_headers(dead: DeadRecord) -> list[tuple[str, bytes]]:
-    r = dead.record
-    return [*(r.headers or ()), ("dlq_reason", dead.reason.encode()), ("dlq_detail", dead.detail[:1000].encode()),
-            ("dlq_topic", (r.topic or "").encode()), ("dlq_partition", str(r.partition).encode()),
-            ("dlq_offset", str(r.offset).encode())]
 
 
 def peak_rss_mb() -> int:

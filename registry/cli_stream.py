@@ -83,8 +83,10 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """A consumer group's position per partition (stored offset, end offset, lag) and the store's totals."""
+    from . import jsonlog
     from .status import group_status
 
+    jsonlog.setup()  # warnings (broker unreachable, offsets ahead of the log) as JSON lines on stderr
     result = group_status(_store(), group, Topics(transfers_topic, disclosures_topic), bootstrap_servers)
 
     def render(r: Any) -> None:
@@ -109,8 +111,7 @@ def dead_list(
     def render(items: list[deadletters.DeadLetterView]) -> None:
         table = Table("id", "reason", "detail", "origin", "received")
         for r in items:
-            origin = f"{r.topic}[{r.partition}]@{r.offset}" if r.partition is not None else f"{r.topic or 'stdin'} line {r.offset}"
-            table.add_row(str(r.id), r.reason, r.detail[:80], origin, r.received_at)
+            table.add_row(str(r.id), r.reason, r.detail[:80], r.origin(), r.received_at)
         out.print(table)
 
     emit(rows, as_json, render)

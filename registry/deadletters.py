@@ -22,11 +22,13 @@ from .exceptions import EventError
 from .ingest import Ingestor, apply_isolating
 from .store import DeadLetter, table
 
-__all__ = ["DeadLetterView", "ReplayResult", "list_dead_letters", "replay"]
+__all__ = ["HTTP_ORIGIN", "DeadLetterView", "ReplayResult", "list_dead_letters", "replay"]
 
 # Rows whose copy is not the original: masked identifiers (ingesting them would record an event
 # nobody sent), or the first 4 KiB of an oversized record (it can only fail again).
 _NOT_REPLAYED = ("raw_identifier", "too_large")
+# The topic column of records posted to ``/api/events``: they have no partition or offset.
+HTTP_ORIGIN = "http"
 
 
 class DeadLetterView(BaseModel):
@@ -39,6 +41,17 @@ class DeadLetterView(BaseModel):
     partition: int | None
     offset: int | None
     payload: str
+
+    def origin(self) -> str:
+        """Where the record came from, in words: a Kafka record, the HTTP API, or a line of a
+        file (``topic`` holds the file's path; none for stdin)."""
+        if self.partition is not None:
+            return f"{self.topic} [{self.partition}] @ {self.offset}"
+        if self.topic == HTTP_ORIGIN and self.offset is None:
+            return "HTTP API"
+        if self.offset is not None:
+            return f"{self.topic or 'stdin'}, line {self.offset}"
+        return self.topic or "not recorded"
 
 
 class ReplayResult(BaseModel):

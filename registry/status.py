@@ -1,12 +1,20 @@
 """``registry status`` (contract §3): where a consumer group stands, per partition, against the
 broker's end offsets, with the store's totals. Shared by the CLI, the dashboard page and the
-worker's lag gauge. Without the broker, end offsets and lag are null."""
+worker's lag gauge. Without the broker, end offsets and lag are null.
+
+A stored offset past the broker's end (the topic was deleted and re-created, or the broker lost
+its log) is shown as it is stored, and its lag counts from the log start: those are the records
+a worker reads once it has reset the offset (``consumers.offsets.offsets_ahead``). Status only
+reads; the worker resets."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -14,10 +22,14 @@ from sqlalchemy.engine import Engine
 
 from .kafka import Topics, bootstrap_servers
 
-__all__ = ["PartitionStatus", "GroupStatus", "EndOffsets", "group_status", "broker_end_offsets"]
+__all__ = ["PartitionStatus", "GroupStatus", "BrokerOffsets", "EndOffsets", "RecentOffsets", "group_status", "broker_offsets"]
 
 log = logging.getLogger("registry.status")
 END_OFFSETS_TIMEOUT_MS = 5000
+# Pages: a load waits at most this long for the broker (a live one on this machine answers in
+# well under a second), and the answer, or its absence, is kept for a few seconds.
+PAGE_TIMEOUT_MS = 1500
+PAGE_CACHE_SECONDS = 10.0
 
 
 class PartitionStatus(BaseModel):
@@ -38,14 +50,24 @@ class GroupStatus(BaseModel):
     manifest_version: int | None
 
 
-class EndOffsets:
-    """End offsets of every partition of some topics, read with a client of its own (no group).
+@dataclass(frozen=True)
+class BrokerOffsets:
+    """The broker's answer for every partition of some topics."""
 
-    The broker's answer (ListOffsets) is checked by reading the partition's last record batch:
+    ends: dict[tuple[str, int], int]
+    starts: dict[tuple[str, int], int]  # log start offsets
+    confirmed: frozenset[tuple[str, int]]  # ends checked by reading the last record (or empty partitions)
+
+
+class EndOffsets:
+    """End and log start offsets of every partition of some topics, read with a client of its own
+    (no group).
+
+    The broker's end (ListOffsets) is checked by reading the partition's last record batch:
     tansu 0.6.0, the test broker, answers the base offset of the last batch + 1, which hides the
     rest of that batch (measured: 500 records produced in one batch moved the end by 1). With
-    Kafka the check reads the last record and changes nothing. Raises KafkaError when the broker
-    does not answer."""
+    Kafka the check reads the last record and changes nothing. An end whose check brought
+    nothing back stays unconfirmed. Raises KafkaError when the broker does not answer."""
 
     def __init__(self, bootstrap: str | None = None, timeout_ms: int = END_OFFSETS_TIMEOUT_MS) -> None:
         self.bootstrap, self.timeout_ms = bootstrap_servers(bootstrap), timeout_ms
@@ -61,6 +83,9 @@ class EndOffsets:
         return self._probe
 
     def __call__(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+        return self.read(topics).ends
+
+    def read(self, topics: Iterable[str]) -> BrokerOffsets:
         from kafka.errors import KafkaError, KafkaTimeoutError
 
         try:
@@ -74,7 +99,7 @@ class EndOffsets:
             self.close()
             raise KafkaTimeoutError(f"incomplete end offsets: {exc.__class__.__name__}: {exc}") from None
 
-    def _read(self, topics: list[str]) -> dict[tuple[str, int], int]:
+    def _read(self, topics: list[str]) -> BrokerOffsets:
         from kafka import TopicPartition
         from kafka.errors import KafkaTimeoutError
 
@@ -86,12 +111,13 @@ class EndOffsets:
                 raise KafkaTimeoutError(f"no partitions known for {topic}")  # metadata not there: lag unknown
             partitions += [TopicPartition(topic, p) for p in sorted(ids)]
         ends = {tp: int(n) for tp, n in probe.end_offsets(partitions, timeout_ms=self.timeout_ms).items()}
+        starts = {tp: int(n) for tp, n in probe.beginning_offsets(partitions, timeout_ms=self.timeout_ms).items()}
         filled = [tp for tp in partitions if ends.get(tp, 0) > 0]
+        pending = set(filled)
         if filled:
             probe.assign(filled)
             for tp in filled:
                 probe.seek(tp, ends[tp] - 1)
-            pending = set(filled)
             for _ in range(4):
                 polled = probe.poll(timeout_ms=500)
                 if not polled:
@@ -103,7 +129,9 @@ class EndOffsets:
                 if not pending:
                     break
             probe.assign([])
-        return {(tp.topic, tp.partition): n for tp, n in sorted(ends.items())}
+        return BrokerOffsets(ends={(tp.topic, tp.partition): n for tp, n in sorted(ends.items())},
+                             starts={(tp.topic, tp.partition): n for tp, n in sorted(starts.items())},
+                             confirmed=frozenset((tp.topic, tp.partition) for tp in partitions if tp not in pending))
 
     def close(self) -> None:
         if self._probe is not None:
@@ -114,32 +142,61 @@ class EndOffsets:
                 pass
 
 
-def broker_end_offsets(bootstrap: str | None, topics: Iterable[str]) -> dict[tuple[str, int], int] | None:
-    """End offsets from a short-lived client, or None when the broker cannot be reached."""
+def broker_offsets(bootstrap: str | None, topics: Iterable[str], timeout_ms: int = END_OFFSETS_TIMEOUT_MS) -> BrokerOffsets | None:
+    """The broker's offsets from a short-lived client, or None when the broker cannot be reached."""
     from kafka.errors import KafkaError
 
-    ends = EndOffsets(bootstrap)
+    reader = EndOffsets(bootstrap, timeout_ms)
     try:
-        return ends(topics)
+        return reader.read(topics)
     except (KafkaError, OSError) as exc:
         log.warning("broker_unreachable", extra={"fields": {"error": f"{exc.__class__.__name__}: {exc}"}})
         return None
     finally:
-        ends.close()
+        reader.close()
+
+
+class RecentOffsets:
+    """``broker_offsets`` for pages: asked with a short timeout, the answer (or None: the broker
+    did not answer) reused for ``seconds``, so that a broker that is down costs one short wait per
+    window rather than a long one per load. ``registry status`` asks each time instead."""
+
+    def __init__(self, seconds: float = PAGE_CACHE_SECONDS, timeout_ms: int = PAGE_TIMEOUT_MS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.timeout_ms, self.clock = seconds, timeout_ms, clock
+        self._lock = threading.Lock()  # concurrent loads wait for one answer instead of each asking
+        self._answers: dict[tuple[str, tuple[str, ...]], tuple[float, BrokerOffsets | None]] = {}
+
+    def __call__(self, bootstrap: str | None, topics: Iterable[str]) -> BrokerOffsets | None:
+        key = (bootstrap_servers(bootstrap), tuple(topics))
+        with self._lock:
+            kept = self._answers.get(key)
+            if kept is not None and self.clock() - kept[0] < self.seconds:
+                return kept[1]
+            answer = broker_offsets(key[0], key[1], self.timeout_ms)
+            self._answers[key] = (self.clock(), answer)
+            return answer
 
 
 def group_status(engine: Engine, group: str = "dataflow-registry", topics: Topics | None = None,
-                 bootstrap: str | None = None, ends: dict[tuple[str, int], int] | None = None,
+                 bootstrap: str | None = None, broker: BrokerOffsets | None = None,
                  ask_broker: bool = True) -> GroupStatus:
     """The group's partitions (those the broker lists, plus any the store holds offsets for),
     each with stored and end offsets and lag; lag totals null unless the broker answered."""
-    from consumers.offsets import group_lag, stored_offsets
+    from consumers.offsets import group_lag, offsets_ahead, stored_offsets
 
     topics = topics or Topics()
-    if ends is None and ask_broker:
-        ends = broker_end_offsets(bootstrap, [topics.transfers, topics.disclosures])
+    if broker is None and ask_broker:
+        broker = broker_offsets(bootstrap, [topics.transfers, topics.disclosures])
     stored = stored_offsets(engine, group)
-    lags = group_lag(stored, ends) if ends is not None else {}
+    ends = broker.ends if broker is not None else None
+    lags: dict[tuple[str, int], int] = {}
+    if broker is not None:
+        ahead = offsets_ahead(stored, broker.ends, broker.confirmed)
+        for (topic, partition), n in ahead.items():
+            log.warning("offsets_ahead", extra={"fields": {"group": group, "topic": topic, "partition": partition, "stored_offset": n,
+                                                           "end_offset": broker.ends[(topic, partition)]}})
+        lags = group_lag({**stored, **{p: broker.starts.get(p, 0) for p in ahead}}, broker.ends)
     keys = sorted(set(stored) | set(ends or {}))
     partitions = [PartitionStatus(topic=t, partition=p, stored_offset=stored.get((t, p)),
                                   end_offset=(ends or {}).get((t, p)), lag=lags.get((t, p))) for t, p in keys]

@@ -6,6 +6,9 @@ year's requests, the dashboard's numbers are the library's, and stored text is e
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -18,6 +21,7 @@ from registry.disclosures import log_disclosure, request_history
 from registry.drift import drift
 from registry.events import RawRecord
 from registry.ingest import Ingestor
+from registry.status import RecentOffsets
 from registry.tokens import create_token
 from registry.web import create_app
 from registry.web.pages import flow_anchor, snapshot_from_form
@@ -166,3 +170,62 @@ def test_the_suggested_manifest_snippet_quotes_event_strings() -> None:
     snippet = suggested_manifest(row) or ""
     parsed = yaml.safe_load(snippet.replace("…, ", ""))
     assert parsed == {"activities": [{"key": "billing", "sources": [source]}]}
+
+
+def test_dead_letters_say_where_they_came_from(declared: sa.Engine, db_url: str) -> None:
+    from .helpers import transfer
+
+    client = TestClient(create_app(db_url))
+    token = create_token(declared, "admin", "admin-user").token
+    bad = transfer("http-bad", data_categories=["user.telepathy"])
+    posted = client.post("/api/events", json=bad, headers={"Authorization": f"Bearer {token}"})
+    assert posted.json()["dead_lettered"] == 1
+    Ingestor(declared).ingest_batch([RawRecord(value=b"{", topic="dataflow.transfers", partition=2, offset=41),
+                                     RawRecord(value=b"[", topic="events.jsonl", offset=7)])
+    assert sign_in(client, token).status_code == 303
+    page = client.get("/dead-letters").text
+    cells = [c.strip() for c in re.findall(r"<td>([^<>]*)</td></tr>", page)]  # the last column: where from
+    assert sorted(cells) == ["HTTP API", "dataflow.transfers [2] @ 41", "events.jsonl, line 7"], cells
+
+
+class _RefusingBroker:
+    """A port that accepts each connection and closes it at once: a broker that is down, and a
+    count of every attempt to reach it."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port, self.attempts = self.server.getsockname()[1], 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.attempts += 1
+            conn.close()
+
+
+def test_the_dashboard_does_not_wait_for_a_down_broker_on_every_load(declared: sa.Engine, db_url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = _RefusingBroker()
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{broker.port}")
+    app, now = create_app(db_url), [0.0]
+    app.state.broker_offsets = RecentOffsets(clock=lambda: now[0])
+    client = TestClient(app)
+    assert sign_in(client, create_token(declared, "auditor", "a").token).status_code == 303
+    unknown = re.compile(r"<b>unknown</b>events waiting for the consumers")
+    began = time.monotonic()
+    first = client.get("/")
+    took = time.monotonic() - began
+    asked = broker.attempts
+    assert first.status_code == 200 and unknown.search(first.text) and asked > 0
+    assert took < 3.5, f"the first load waited {took:.1f} s for the broker"  # was 5 s and more
+    began = time.monotonic()
+    second = client.get("/")
+    assert unknown.search(second.text) and broker.attempts == asked, "a load within the cache window asked the broker again"
+    assert time.monotonic() - began < 1.0
+    now[0] += 11  # the window has passed: the next load asks again
+    assert unknown.search(client.get("/").text) and broker.attempts > asked
+    broker.server.close()

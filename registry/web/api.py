@@ -188,5 +188,5 @@ def _ingest_body(engine: Any, raw: bytes) -> IngestResult:
         items = body if isinstance(body, list) else [body]
         if not all(isinstance(item, dict) for item in items):
             raise InputError("events are JSON objects (structured CloudEvents)", "body")
-        records = [RawRecord(value=orjson.dumps(item), topic="http") for item in items]
+        records = [RawRecord(value=orjson.dumps(item), topic=deadletters.HTTP_ORIGIN) for item in items]
     return metrics.ingest_counted(Ingestor(engine), records)

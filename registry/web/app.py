@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from .. import __version__, metrics
 from ..exceptions import ConfigError, InputError, LedgerError, RegistryError
 from ..events import EventValidator
+from ..status import RecentOffsets
 from ..store import open_store
 from .api import router as api_router
 from .auth import Forbidden, LoginRequired
@@ -26,6 +27,7 @@ def create_app(db_url: str | None = None) -> FastAPI:
     app = FastAPI(title="dataflow-registry", version=__version__,
                   description="Who receives which personal data: questions, records of processing, disclosures.")
     app.state.engine = open_store(db_url)
+    app.state.broker_offsets = RecentOffsets()  # the dashboard's lag card
     EventValidator()  # compile the schemas now, not during the first request
 
     @app.exception_handler(InputError)

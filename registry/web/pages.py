@@ -117,23 +117,28 @@ def dashboard(request: Request, session: Reader) -> Response:
     engine = request.app.state.engine
     chart = _week_chart(weekly_events(engine), "Events per week, all recipients")
     return render(request, "dashboard.html", session, title="Dashboard", active="/", o=overview(engine), chart=chart, guides=GUIDES,
-                  stream=_stream_status(engine))
+                  stream=_stream_status(request))
 
 
-def _stream_status(engine: Any) -> Any:
+def _stream_status(request: Request) -> Any:
     """The default consumer group's position (``registry status``); end offsets and lag only
-    when KAFKA_BOOTSTRAP_SERVERS names a broker."""
+    when KAFKA_BOOTSTRAP_SERVERS names a broker, whose answer is reused for a few seconds."""
     import os
 
+    from ..kafka import Topics
     from ..status import group_status
 
-    return group_status(engine, ask_broker=bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")))
+    topics = Topics()
+    broker = None
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        broker = request.app.state.broker_offsets(None, [topics.transfers, topics.disclosures])
+    return group_status(request.app.state.engine, topics=topics, broker=broker, ask_broker=False)
 
 
 @router.get("/dead-letters")
 def dead_letters_page(request: Request, session: Reader, reason: str = "") -> Response:
     rows = deadletters.list_dead_letters(request.app.state.engine, reason or None)
-    rows_sorted, sort, desc = sort_rows(request, [r.model_dump() for r in rows], ("id", "reason", "received_at"), "id")
+    rows_sorted, sort, desc = sort_rows(request, [{**r.model_dump(), "origin": r.origin()} for r in rows], ("id", "reason", "received_at"), "id")
     every = deadletters.list_dead_letters(request.app.state.engine)
     return render(request, "dead_letters.html", session, title="Dead letters", active="/dead-letters", rows=rows_sorted,
                   sort=sort, desc=desc, reason=reason, reasons=sorted({r.reason for r in every} | ({reason} if reason else set())))

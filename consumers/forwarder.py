@@ -1,0 +1,57 @@
+"""Forwarding refused records to the dead-letter topic (contract §3), once per batch in hand.
+
+The worker forwards the records that decoding refuses (nearly all dead letters) before the
+batch's database transaction opens, so waiting for the broker's acknowledgement never holds a
+transaction open (on SQLite, other writers would wait on its lock for as long as the broker does
+not answer). Only what the database decides (a conflicting duplicate found in the store, a value
+the database refuses) is forwarded inside the transaction, before it commits. Either way every
+dead letter is acknowledged before the batch's offsets commit.
+
+A batch retried after an outage comes round again with the same records: those already
+acknowledged are not sent twice. That memory lasts until the batch commits; a crash between an
+acknowledgement and the commit re-sends on redelivery (at least once)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from kafka import KafkaProducer
+
+from registry.ingest import DeadRecord
+
+__all__ = ["ACK_TIMEOUT_SECONDS", "DeadLetterForwarder", "dlq_headers"]
+
+ACK_TIMEOUT_SECONDS = 30.0  # one ack; a broker gone longer is an outage (the batch is retried)
+
+Where = tuple[str | None, int | None, int | None]  # (topic, partition, offset) of the refused record
+
+
+class DeadLetterForwarder:
+    def __init__(self, producer: KafkaProducer, topic: str, ack_timeout: float = ACK_TIMEOUT_SECONDS) -> None:
+        self.producer, self.topic, self.ack_timeout = producer, topic, ack_timeout
+        self._acked: set[Where] = set()  # of the batch in hand
+
+    def forward(self, dead: Iterable[DeadRecord], keys: Mapping[Where, Any]) -> None:
+        """Send the records not yet acknowledged, with the message keys they arrived with, and
+        wait for each ack (a failure propagates: the batch is retried)."""
+        pending = {_where(d): d for d in dead}
+        futures = [(where, self.producer.send(self.topic, key=keys.get(where), value=d.record.value, headers=dlq_headers(d)))
+                   for where, d in pending.items() if where not in self._acked]
+        for where, future in futures:
+            future.get(timeout=self.ack_timeout)
+            self._acked.add(where)
+
+    def committed(self) -> None:
+        """The batch and its offsets committed: its records will not come round again."""
+        self._acked.clear()
+
+
+def _where(dead: DeadRecord) -> Where:
+    return dead.record.topic, dead.record.partition, dead.record.offset
+
+
+def dlq_headers(dead: DeadRecord) -> list[tuple[str, bytes]]:
+    r = dead.record
+    return [*(r.headers or ()), ("dlq_reason", dead.reason.encode()), ("dlq_detail", dead.detail[:1000].encode()),
+            ("dlq_topic", (r.topic or "").encode()), ("dlq_partition", str(r.partition).encode()),
+            ("dlq_offset", str(r.offset).encode())]
