@@ -40,7 +40,7 @@ from registry.declarations import declare  # noqa: E402
 from registry.ingest import Ingestor, lines_of  # noqa: E402
 from registry.kafka import Topics, send_lines  # noqa: E402
 from registry.manifest import load_manifest  # noqa: E402
-from registry.status import broker_end_offsets  # noqa: E402
+from registry.status import broker_offsets  # noqa: E402
 from registry.store import open_store  # noqa: E402
 
 MANIFEST = ROOT / "examples" / "blausen" / "manifest.yaml"
@@ -132,8 +132,9 @@ def two_process_ceiling(rounds: int = 3) -> float:
 
 
 def partition_loads(bootstrap: str, topics: Topics) -> list[int]:
-    ends = broker_end_offsets(bootstrap, [topics.transfers, topics.disclosures])
-    assert ends is not None, "the broker did not answer"
+    offsets = broker_offsets(bootstrap, [topics.transfers, topics.disclosures])
+    assert offsets is not None, "the broker did not answer"
+    ends = offsets.ends
     return [ends[(topic, p)] for topic in (topics.transfers, topics.disclosures)
             for p in sorted(p for t, p in ends if t == topic)]
 

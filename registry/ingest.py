@@ -107,8 +107,8 @@ class Ingestor:
               before_commit: Callable[[BatchOutcome], None] | None = None) -> BatchOutcome:
         """Apply decoded events in one transaction. ``offsets`` (group, topic, partition,
         next_offset) are stored in the same transaction: effects and position commit together.
-        ``before_commit`` runs inside it (the worker forwards dead letters there: if that
-        fails, nothing of the batch is kept)."""
+        ``before_commit`` runs inside it (the worker forwards there the dead letters only the
+        database could find: if that fails, nothing of the batch is kept)."""
         isolate = False
 
         def transaction() -> BatchOutcome:
