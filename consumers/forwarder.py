@@ -37,9 +37,16 @@ class DeadLetterForwarder:
         pending = {_where(d): d for d in dead}
         futures = [(where, self.producer.send(self.topic, key=keys.get(where), value=d.record.value, headers=dlq_headers(d)))
                    for where, d in pending.items() if where not in self._acked]
-        for where, future in futures:
-            future.get(timeout=self.ack_timeout)
-            self._acked.add(where)
+        failure: Exception | None = None
+        for where, future in futures:  # every ack is awaited, so one failure does not resend the others
+            try:
+                future.get(timeout=self.ack_timeout)
+            except Exception as exc:  # noqa: BLE001  re-raised below, after the rest are known
+                failure = failure or exc
+            else:
+                self._acked.add(where)
+        if failure is not None:
+            raise failure
 
     def committed(self) -> None:
         """The batch and its offsets committed: its records will not come round again."""

@@ -176,10 +176,15 @@ class Worker:
         the offsets held for them are read again from their start first."""
         self._last_lag = time.monotonic()
         try:
-            broker = self._ends.read([self.config.topics.transfers, self.config.topics.disclosures])
+            # Offsets first, then the broker's ends: ends only grow unless the log was lost, so an
+            # offset read before them and past them is a real sign. (The other way round, another
+            # member applying records meanwhile looked like a re-created topic.)
             stored = stored_offsets(self.engine, self.config.group)
             cached = self.offsets.known()
-            held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in stored.keys() | cached.keys()}
+            broker = self._ends.read([self.config.topics.transfers, self.config.topics.disclosures])
+            mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+            # only this member's partitions: their owner alone filters by the cached floor it rewinds
+            held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in (stored.keys() | cached.keys()) & mine}
             ahead = offsets_ahead(held, broker.ends, broker.confirmed)
             if ahead:
                 self._read_again(consumer, ahead, stored, broker)

@@ -186,13 +186,14 @@ def group_status(engine: Engine, group: str = "dataflow-registry", topics: Topic
     from consumers.offsets import group_lag, offsets_ahead, stored_offsets
 
     topics = topics or Topics()
-    if broker is None and ask_broker:
+    stored = stored_offsets(engine, group)  # before the ends: a live stream's offsets pass an end read earlier
+    fresh = broker is None and ask_broker  # an answer given (the dashboard's, up to seconds old) may predate them
+    if fresh:
         broker = broker_offsets(bootstrap, [topics.transfers, topics.disclosures])
-    stored = stored_offsets(engine, group)
     ends = broker.ends if broker is not None else None
     lags: dict[tuple[str, int], int] = {}
     if broker is not None:
-        ahead = offsets_ahead(stored, broker.ends, broker.confirmed)
+        ahead = offsets_ahead(stored, broker.ends, broker.confirmed) if fresh else {}
         for (topic, partition), n in ahead.items():
             log.warning("offsets_ahead", extra={"fields": {"group": group, "topic": topic, "partition": partition, "stored_offset": n,
                                                            "end_offset": broker.ends[(topic, partition)]}})

@@ -173,3 +173,70 @@ def test_a_deleted_and_re_created_topic_is_read_again_from_its_start(declared: s
         {"event": "offsets_reset", "topic": topics.transfers, "partition": 0, "stored_offset": 12, "end_offset": 5, "reset_to": 0}]
     after = group_status(declared, group, topics, kafka_bootstrap)
     assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [5]
+
+
+class _Owner:
+    """A consumer as the lag check sees it: it holds ``tp`` (seeks are recorded)."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp, self.seeks = tp, []  # type: list[Any]
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def test_records_applied_during_a_lag_check_are_not_taken_for_a_lost_log(tmp_path: Path, kafka_bootstrap: str,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Another member applies records produced after this member read the broker's ends: the
+    stored offset then passes those ends. Read in that order (ends, then offsets) it looked like a
+    re-created topic and the partition was rewound to 0; offsets are read first now."""
+    _, engine = _declared_db(tmp_path)
+    topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
+    config = WorkerConfig(bootstrap=kafka_bootstrap, group=group, topics=topics, partitions=1, stop_when_idle=1, **FAST_GROUP)
+    send_lines([orjson.dumps(transfer(f"a-{i}")) for i in range(10)], bootstrap=kafka_bootstrap, topics=topics,
+               mode="structured", partitions=1)
+    Worker(engine, config).run(install_signals=False)
+    checking = Worker(engine, config)
+    real_read = checking._ends.read
+
+    def read_then_another_member_applies(names: Any) -> Any:
+        answer = real_read(names)
+        send_lines([orjson.dumps(transfer(f"b-{i}")) for i in range(5)], bootstrap=kafka_bootstrap, topics=topics,
+                   mode="structured", partitions=1)
+        Worker(engine, config).run(install_signals=False)
+        return answer
+
+    checking._ends.read = read_then_another_member_applies  # type: ignore[method-assign]
+    owner = _Owner(TopicPartition(topics.transfers, 0))
+    with caplog.at_level(logging.WARNING):
+        checking._group_lag(owner)  # type: ignore[arg-type]
+    stored = group_status(engine, group, topics, kafka_bootstrap)
+    assert [(p.stored_offset, p.lag) for p in stored.partitions if p.topic == topics.transfers] == [(15, 0)]
+    assert stored.lag == 0 and owner.seeks == []
+    assert not [r for r in caplog.records if r.getMessage() in ("offsets_reset", "offsets_ahead")]
+
+
+def test_a_reused_broker_answer_is_not_taken_for_a_lost_log(tmp_path: Path, kafka_bootstrap: str,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """The dashboard reuses the broker's ends for 10 s while workers keep up: the fresh stored
+    offsets pass those ends. That showed every record of the partition as lag."""
+    from registry.status import RecentOffsets
+
+    _, engine = _declared_db(tmp_path)
+    topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
+    config = WorkerConfig(bootstrap=kafka_bootstrap, group=group, topics=topics, partitions=1, stop_when_idle=1, **FAST_GROUP)
+    send_lines([orjson.dumps(transfer(f"a-{i}")) for i in range(20)], bootstrap=kafka_bootstrap, topics=topics,
+               mode="structured", partitions=1)
+    Worker(engine, config).run(install_signals=False)
+    cache, names = RecentOffsets(seconds=600), [topics.transfers, topics.disclosures]
+    assert group_status(engine, group, topics, broker=cache(kafka_bootstrap, names), ask_broker=False).lag == 0
+    send_lines([orjson.dumps(transfer(f"b-{i}")) for i in range(3)], bootstrap=kafka_bootstrap, topics=topics,
+               mode="structured", partitions=1)
+    Worker(engine, config).run(install_signals=False)
+    with caplog.at_level(logging.WARNING):
+        again = group_status(engine, group, topics, broker=cache(kafka_bootstrap, names), ask_broker=False)
+    assert again.lag == 0
+    assert not [r for r in caplog.records if r.getMessage() == "offsets_ahead"]
