@@ -182,14 +182,16 @@ class Worker:
             stored = stored_offsets(self.engine, self.config.group)
             cached = self.offsets.known()
             broker = self._ends.read([self.config.topics.transfers, self.config.topics.disclosures])
-            mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-            # only this member's partitions: their owner alone filters by the cached floor it rewinds
-            held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in (stored.keys() | cached.keys()) & mine}
+            held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in stored.keys() | cached.keys()}
             ahead = offsets_ahead(held, broker.ends, broker.confirmed)
-            if ahead:
-                self._read_again(consumer, ahead, stored, broker)
+            # Only the member holding a partition rewinds it (its cached floor alone decides what is
+            # skipped); another one's counts as lag from the log start until its owner does.
+            mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+            rewind = {p: n for p, n in ahead.items() if p in mine}
+            if rewind:
+                self._read_again(consumer, rewind, stored, broker)
                 stored = stored_offsets(self.engine, self.config.group)
-            lags = group_lag(stored, broker.ends)
+            lags = group_lag({**stored, **{p: broker.starts.get(p, 0) for p in ahead if p not in rewind}}, broker.ends)
         except Exception as exc:
             if not self.outage.retryable(exc):
                 raise

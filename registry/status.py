@@ -79,7 +79,8 @@ class EndOffsets:
         if self._probe is None:
             self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                         request_timeout_ms=self.timeout_ms + 1000, bootstrap_timeout_ms=self.timeout_ms,
-                                        fetch_max_wait_ms=50, reconnect_backoff_max_ms=2000)
+                                        fetch_max_wait_ms=50, reconnect_backoff_max_ms=2000,
+                                        max_poll_records=100_000)  # a last batch whole, not its first 500
         return self._probe
 
     def __call__(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
@@ -113,21 +114,22 @@ class EndOffsets:
         ends = {tp: int(n) for tp, n in probe.end_offsets(partitions, timeout_ms=self.timeout_ms).items()}
         starts = {tp: int(n) for tp, n in probe.beginning_offsets(partitions, timeout_ms=self.timeout_ms).items()}
         filled = [tp for tp in partitions if ends.get(tp, 0) > 0]
-        pending = set(filled)
+        pending = set(filled)  # an end counts as confirmed once reading from it reached the log's end
         if filled:
             probe.assign(filled)
             for tp in filled:
                 probe.seek(tp, ends[tp] - 1)
-            for _ in range(4):
-                polled = probe.poll(timeout_ms=500)
-                if not polled:
+            read: set[Any] = set()
+            for _ in range(6):
+                # the first wait is for the data; after it, a short poll that brings nothing means
+                # every partition read so far is at its end (a batch may have come back in part)
+                polled = probe.poll(timeout_ms=500 if not read else 150)
+                if not polled and read:
+                    pending -= read
                     break
                 for tp, records in polled.items():
                     ends[tp] = max(ends[tp], max(r.offset for r in records) + 1)
-                    pending.discard(tp)
-                    probe.pause(tp)
-                if not pending:
-                    break
+                    read.add(tp)
             probe.assign([])
         return BrokerOffsets(ends={(tp.topic, tp.partition): n for tp, n in sorted(ends.items())},
                              starts={(tp.topic, tp.partition): n for tp, n in sorted(starts.items())},
