@@ -175,6 +175,17 @@ def test_a_deleted_and_re_created_topic_is_read_again_from_its_start(declared: s
     assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [5]
 
 
+def _consumed(tmp_path: Path, bootstrap: str, events: int) -> tuple[sa.Engine, Any, str, WorkerConfig]:
+    """A store with ``events`` transfers consumed from a one-partition topic by a group of one."""
+    _, engine = _declared_db(tmp_path)
+    topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
+    config = WorkerConfig(bootstrap=bootstrap, group=group, topics=topics, partitions=1, stop_when_idle=1, **FAST_GROUP)
+    send_lines([orjson.dumps(transfer(f"a-{i}")) for i in range(events)], bootstrap=bootstrap, topics=topics,
+               mode="structured", partitions=1)
+    Worker(engine, config).run(install_signals=False)
+    return engine, topics, group, config
+
+
 class _Owner:
     """A consumer as the lag check sees it: it holds ``tp`` (seeks are recorded)."""
 
@@ -193,12 +204,7 @@ def test_records_applied_during_a_lag_check_are_not_taken_for_a_lost_log(tmp_pat
     """Another member applies records produced after this member read the broker's ends: the
     stored offset then passes those ends. Read in that order (ends, then offsets) it looked like a
     re-created topic and the partition was rewound to 0; offsets are read first now."""
-    _, engine = _declared_db(tmp_path)
-    topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
-    config = WorkerConfig(bootstrap=kafka_bootstrap, group=group, topics=topics, partitions=1, stop_when_idle=1, **FAST_GROUP)
-    send_lines([orjson.dumps(transfer(f"a-{i}")) for i in range(10)], bootstrap=kafka_bootstrap, topics=topics,
-               mode="structured", partitions=1)
-    Worker(engine, config).run(install_signals=False)
+    engine, topics, group, config = _consumed(tmp_path, kafka_bootstrap, 10)
     checking = Worker(engine, config)
     real_read = checking._ends.read
 
@@ -225,12 +231,7 @@ def test_a_reused_broker_answer_is_not_taken_for_a_lost_log(tmp_path: Path, kafk
     offsets pass those ends. That showed every record of the partition as lag."""
     from registry.status import RecentOffsets
 
-    _, engine = _declared_db(tmp_path)
-    topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
-    config = WorkerConfig(bootstrap=kafka_bootstrap, group=group, topics=topics, partitions=1, stop_when_idle=1, **FAST_GROUP)
-    send_lines([orjson.dumps(transfer(f"a-{i}")) for i in range(20)], bootstrap=kafka_bootstrap, topics=topics,
-               mode="structured", partitions=1)
-    Worker(engine, config).run(install_signals=False)
+    engine, topics, group, config = _consumed(tmp_path, kafka_bootstrap, 20)
     cache, names = RecentOffsets(seconds=600), [topics.transfers, topics.disclosures]
     assert group_status(engine, group, topics, broker=cache(kafka_bootstrap, names), ask_broker=False).lag == 0
     send_lines([orjson.dumps(transfer(f"b-{i}")) for i in range(3)], bootstrap=kafka_bootstrap, topics=topics,
