@@ -1,7 +1,7 @@
 """Benchmark, in one run: file ingest into SQLite and into PostgreSQL, then one vs two
 ``registry consume`` workers into PostgreSQL, for each partition count asked for.
 
-    python bench/postgres.py [--events 50000] [--partitions 4,8] [--span-minutes M] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+    python bench/postgres.py [--events 50000] [--partitions 4,7,8] [--span-minutes M] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 Records carry the contract's keys (the recipient for transfers), so a recipient's events all
 land in one partition and the demo's skew (one hosting provider has 29 % of the events) gives
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL"))
-    parser.add_argument("--partitions", default="4,8", help="partition counts to run the workers on, comma-separated")
+    parser.add_argument("--partitions", default="4,7,8", help="partition counts to run the workers on, comma-separated")
     parser.add_argument("--span-minutes", type=float, help="spread the events over this many minutes (default: the "
                         "generator's 180 days, a backfill's shape; a live stream is denser and aggregates more)")
     parser.add_argument("--skip-kafka", action="store_true")
