@@ -203,12 +203,10 @@ class Worker:
 
     def _read_again(self, consumer: KafkaConsumer, ahead: dict[Partition, int], stored: dict[Partition, int],
                     broker: BrokerOffsets) -> None:
-        """The topic was deleted and re-created, or the broker lost its log: the offsets held are
-        past its end, and every record below them would be skipped as applied. Rewind the stored
-        offset to the log start (unless another member did), forget the cached floor, and seek
-        there if the partition is ours; the ``(source, id)`` dedupe absorbs what is read twice.
-        (The cached floor alone can be ahead when another member rewound the store.)"""
-        assigned = consumer.assignment()
+        """The topic was deleted and re-created, or the broker lost its log: the offsets held for
+        these partitions of ours are past its end, and every record below them would be skipped as
+        applied. Rewind the stored offset to the log start (unless it moved meanwhile), forget the
+        cached floor and seek there; the ``(source, id)`` dedupe absorbs what is read twice."""
         for p, held in ahead.items():
             start, end = broker.starts.get(p, 0), broker.ends[p]
             log.warning("offsets_reset", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": held,
@@ -216,9 +214,7 @@ class Worker:
             if stored.get(p, 0) > end:
                 rewind_stored(self.engine, self.config.group, p, stored[p], start)
             self.offsets.forget(p)
-            tp = TopicPartition(*p)
-            if tp in assigned:
-                consumer.seek(tp, max(start, self.offsets.floor(p)))
+            consumer.seek(TopicPartition(*p), max(start, self.offsets.floor(p)))
         self._polled = [(tp, records) for tp, records in self._polled if (tp.topic, tp.partition) not in ahead]
 
     def _apply(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
