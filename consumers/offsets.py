@@ -3,12 +3,8 @@
 - ``AppliedOffsets``: per partition, the next offset the store has applied (the floor below which
   a redelivered record is skipped), read from the store once per assignment, advanced by each
   batch, forgotten on a rebalance; it never goes back.
-- ``stored_offsets`` / ``group_lag``: the group's position as the store holds it, against the
-  broker's end offsets.
-- ``offsets_ahead`` / ``rewind_stored``: the one case where offsets go back. A log that ends
-  below the offset held for it (the topic was deleted and re-created, or the broker lost its
-  log) is read again from its start; the store's ``(source, id)`` dedupe keeps records applied
-  before from counting twice.
+- the group's lag and the rewinding of offsets past a log's end are in :mod:`registry.stream.lag`
+  (``status`` and the dashboard read them too).
 - ``StopConditions``: when ``consume`` may stop (contract §3): ``--max-events`` reached, or no
   record for ``--stop-when-idle`` seconds **and** the group has no lag; an unknown lag (broker or
   database unreachable) is never idle."""
@@ -17,47 +13,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Container, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from registry.lag import Partition
 from registry.store import ConsumerOffset, table
 
-__all__ = ["Partition", "AppliedOffsets", "stored_offsets", "group_lag", "offsets_ahead", "rewind_stored", "StopConditions"]
+__all__ = ["AppliedOffsets", "StopConditions"]
 
-Partition = tuple[str, int]  # (topic, partition)
-
-
-def stored_offsets(engine: Engine, group: str) -> dict[Partition, int]:
-    """Next offsets the store holds for ``group``, per partition."""
-    t = table(ConsumerOffset)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(t.c.topic, t.c.partition, t.c.next_offset).where(t.c.group_id == group))
-        return {(topic, partition): next_offset for topic, partition, next_offset in rows}
-
-
-def group_lag(stored: Mapping[Partition, int], ends: Mapping[Partition, int]) -> dict[Partition, int]:
-    """Records not yet applied per partition of ``ends`` (a partition the store never saw starts
-    at 0: a topic's offsets start there and this registry never deletes records)."""
-    return {p: max(0, end - stored.get(p, 0)) for p, end in sorted(ends.items())}
-
-
-def offsets_ahead(held: Mapping[Partition, int], ends: Mapping[Partition, int], confirmed: Container[Partition]) -> dict[Partition, int]:
-    """The partitions whose held next offset is past the broker's end, with that offset. Only ends
-    the broker confirmed count (``EndOffsets``): an end read short would rewind a partition that
-    is fine."""
-    return {p: n for p, n in sorted(held.items()) if p in ends and p in confirmed and n > ends[p]}
-
-
-def rewind_stored(engine: Engine, group: str, p: Partition, seen: int, to: int) -> bool:
-    """Set ``p``'s stored next offset back to ``to``, if it is still ``seen`` (another member may
-    have rewound it, and applied records since). The only write that moves an offset back."""
-    t = table(ConsumerOffset)
-    with engine.begin() as conn:
-        done = conn.execute(sa.update(t).where(t.c.group_id == group, t.c.topic == p[0], t.c.partition == p[1],
-                                               t.c.next_offset == seen).values(next_offset=to))
-    return bool(done.rowcount)
 
 
 class AppliedOffsets:

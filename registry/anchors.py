@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
 from .exceptions import ConfigError, InputError
-from .ledger import GENESIS, Head, entry_fits, head_message, signed_head
+from .heads import GENESIS, Head, entry_fits, head_message, signed_head
 from .ledger_keys import signature_valid, signing_key
 from .store import LedgerEntry, table
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any, Iterable, Iterator, Sequence
 
 import orjson
 
-from .exceptions import EventError, InputError
+from .exceptions import EventError
 from .schemas import SchemaViolation, validator
 from .subjects import Finding, identifier_in, mask_text, mask_unparsed, scrub
 from .taxonomy import Taxonomy, default_taxonomy
+from .times import parse_time
 
 __all__ = [
     "TRANSFER",
@@ -25,9 +26,6 @@ __all__ = [
     "EventValidator",
     "stored_copy",
     "lines_of",
-    "parse_time",
-    "parse_bound",
-    "format_time",
 ]
 
 TRANSFER = "registry.transfer.v1"
@@ -87,31 +85,6 @@ def _header_map(headers: Headers | None) -> dict[str, str]:
 def _is_binary(headers: dict[str, str]) -> bool:
     """Binary content mode: a ``ce_specversion`` header and no cloudevents content type."""
     return not headers.get("content-type", "").startswith("application/cloudevents") and "ce_specversion" in headers
-
-
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("z", "Z"))
-    if moment.tzinfo is None:
-        raise ValueError("time needs an offset or Z")
-    return moment.astimezone(timezone.utc)
-
-
-def parse_bound(text: str | None, name: str = "since") -> datetime | None:
-    """A window bound given by a user: RFC 3339, or a date meaning its midnight UTC; None stays
-    None. InputError names the option or parameter ``name``."""
-    if text is None:
-        return None
-    try:
-        if len(text) == 10:
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-        return parse_time(text)
-    except (ValueError, OverflowError):
-        raise InputError("not an RFC 3339 time or a date", name) from None
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as every output of the registry writes times."""
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class EventValidator:

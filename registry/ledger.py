@@ -16,37 +16,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-import orjson
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
+from .anchors import anchor_new_heads, anchor_path, anchor_started, check_anchors, load_anchors
 from .events import format_time
 from .exceptions import ConfigError, LedgerError
-from .ledger_keys import public_text, sign, signature_valid, signing_key, verifying_key
+from .heads import GENESIS, Head, canonical, entry_fits, entry_hash, signed_head
+from .ledger_keys import sign, signature_valid, signing_key, verifying_key
 from .store import LedgerEntry, table
 
-__all__ = ["GENESIS", "canonical", "entry_hash", "head_message", "append_snapshots", "Head", "head", "signed_head",
-           "VerifyResult", "verify"]
+__all__ = ["append_snapshots", "head", "VerifyResult", "verify"]
 
-GENESIS = "0" * 64
 _LOCK_KEY = 730_115  # PostgreSQL advisory lock serialising appends
 _T = table(LedgerEntry)
-
-
-def canonical(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-def entry_hash(prev_hash: str, body: bytes) -> str:
-    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
-
-
-def head_message(entries: int, head_hash: str) -> bytes:
-    """What a head's signature covers: the count and the newest hash. JSON, so it can never be
-    mistaken for an entry signature (which covers the 64 hex characters of a hash)."""
-    return canonical({"entries": entries, "head": head_hash})
 
 
 def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[str, Any], str]]) -> list[dict[str, Any]]:
@@ -54,8 +39,6 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
     identical to its request's newest version is not a new version. ``origin`` (the event source,
     or who logged it) is part of the hashed entry. Each new entry's hash is signed with
     REGISTRY_LEDGER_KEY when set. Returns {request_id, version, hash} each."""
-    from .anchors import anchor_new_heads
-
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     elif conn.dialect.name == "sqlite":
@@ -100,40 +83,11 @@ def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[
     return out
 
 
-def entry_fits(row: Any, prev: str, expected_seq: int) -> bool:
-    """Whether a stored row is the entry that belongs at ``expected_seq`` after ``prev``."""
-    body = row.body.encode()
-    try:
-        stated = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    return (isinstance(stated, dict) and stated.get("seq") == row.seq == expected_seq and stated.get("request_id") == row.request_id
-            and row.prev_hash == prev and entry_hash(prev, body) == row.hash)
-
-
-class Head(BaseModel):
-    """``disclosures head``: the newest entry's hash and the number of entries, signed."""
-
-    entries: int = Field(description="Entries in the ledger")
-    head: str = Field(description="Hash of the newest entry (64 zeros for an empty ledger)")
-    signature: str | None = Field(description="Ed25519 signature (base64) of {entries, head} by the ledger key; null without a key")
-    public_key: str | None = Field(description="The signing key's public half (base64 of the 32 raw bytes); null without a key")
-
-
-def signed_head(entries: int, head_hash: str) -> Head:
-    key = signing_key()
-    if key is None:
-        return Head(entries=entries, head=head_hash, signature=None, public_key=None)
-    return Head(entries=entries, head=head_hash, signature=sign(key, head_message(entries, head_hash)),
-                public_key=public_text(key.public_key()))
-
-
 def head(engine: Engine, start_anchor: bool = True) -> Head:
     """The signed head of a ledger that verifies (with the configured anchor file); the anchor
     file, when set, receives it. A ledger that does not verify gets no head: signing one would
     vouch for the tampering. ``start_anchor``: a missing anchor file is started here (the
     operator's ``disclosures head``; the web service never re-creates one)."""
-    from .anchors import anchor_new_heads, anchor_path, anchor_started
 
     configured = anchor_path()
     starting = start_anchor and configured is not None and not anchor_started(configured)
@@ -216,7 +170,6 @@ def verify(engine: Engine, anchor_file: str | None = None, public_key_file: str 
     public key; then check each anchored head (``anchor_file``, and REGISTRY_LEDGER_ANCHOR_FILE
     when set) against the table. The first entry that does not fit is named. With a key, an
     unsigned entry passes only among the first ``legacy`` entries (:func:`legacy_unsigned`)."""
-    from .anchors import check_anchors, load_anchors
 
     key = verifying_key(public_key_file)
     anchors = load_anchors(anchor_file, configured_anchor)

@@ -137,10 +137,10 @@ def test_fideslang_3x_files_map_as_documented() -> None:
 def test_every_key_of_the_fixtures_is_mapped_or_reported(version: str) -> None:
     """Completeness: each key with a value in each resource is either one the mapping reads or
     is reported under its own path."""
-    from registry.interchange.fides import _DECLARATION_FIELDS, _ORG_FIELDS, _SYSTEM_FIELDS, _TAXONOMY_FIELDS
+    from registry.interchange.fides import DECLARATION_FIELDS, _ORG_FIELDS, SYSTEM_FIELDS, _TAXONOMY_FIELDS
 
     reported = set(_unmapped([FIXTURES / version]))
-    mapped = {"organization": _ORG_FIELDS, "system": _SYSTEM_FIELDS, "data_category": _TAXONOMY_FIELDS, "data_use": _TAXONOMY_FIELDS,
+    mapped = {"organization": _ORG_FIELDS, "system": SYSTEM_FIELDS, "data_category": _TAXONOMY_FIELDS, "data_use": _TAXONOMY_FIELDS,
               "data_subject": _TAXONOMY_FIELDS}
     for file in sorted((FIXTURES / version).glob("*.yml")):
         for kind, items in yaml.safe_load(file.read_text()).items():
@@ -155,7 +155,7 @@ def test_every_key_of_the_fixtures_is_mapped_or_reported(version: str) -> None:
                         assert f"{path}.{key}" in reported, f"{path}.{key}"
                 for j, decl in enumerate(res.get("privacy_declarations") or []):
                     for key, value in decl.items():
-                        if value not in (None, [], {}, "", False) and key not in _DECLARATION_FIELDS:
+                        if value not in (None, [], {}, "", False) and key not in DECLARATION_FIELDS:
                             assert f"{path}.privacy_declarations[{j}].{key}" in reported
 
 

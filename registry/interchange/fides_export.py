@@ -23,7 +23,7 @@ from ..exceptions import InputError
 from ..flows import Observation, observations
 from ..manifest import Activity, Manifest
 from ..transfers import EEA
-from .fides import COUNTRY_TAG, PARENT_TAG
+from .fides_common import COUNTRY_TAG, PARENT_TAG
 from .fides_map import LEGAL_BASIS_TO_FIDES, MECHANISM_TO_FIDES, ROLE_TO_FIDES
 
 __all__ = ["fides_resources", "export_fides", "ExportResult", "REVIEW_TAG"]

@@ -10,15 +10,12 @@ recipient; on a source's system its ``egress`` (else the system's) names the rec
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fideslang.models import System
 
-from .fides import _Part, _some, slug
+from .fides_common import DECLARATION_FIELDS, SYSTEM_FIELDS, Importer, Part, some, slug
 from .fides_map import LEGAL_BASIS_FROM_FIDES, MECHANISM_FROM_FIDES, REASONS, THIRD_PARTY_TYPES, alpha2, role_from_fides, service_from_uses
-
-if TYPE_CHECKING:
-    from .fides import _Importer
 
 __all__ = ["build_manifest", "is_recipient"]
 
@@ -45,8 +42,7 @@ def _flows(items: Any) -> list[str]:
     return [str(i.get("fides_key")) if isinstance(i, dict) else str(i) for i in items or []]
 
 
-def build_manifest(imp: "_Importer") -> dict[str, Any]:
-    from .fides import _SYSTEM_FIELDS, _DECLARATION_FIELDS
+def build_manifest(imp: Importer) -> dict[str, Any]:
 
     extensions = imp.extensions()
     controller = imp.controller()
@@ -64,9 +60,9 @@ def build_manifest(imp: "_Importer") -> dict[str, Any]:
     sources = {str(res.get("fides_key")): meta.get("source") or f"//services/{res.get('fides_key')}"
                for _, res, meta, kind in systems if kind == "source"}
 
-    parts: list[_Part] = []
+    parts: list[Part] = []
     for path, res, meta, kind in systems:
-        imp.leftovers(path, res, _SYSTEM_FIELDS, _SYSTEM_DEFAULTS)
+        imp.leftovers(path, res, SYSTEM_FIELDS, _SYSTEM_DEFAULTS)
         for key in (res.get("meta") or {}):
             if key != "dataflow_registry":
                 imp.note(f"{path}.meta.{key}", "meta keys of other tools have no manifest field")
@@ -78,7 +74,7 @@ def build_manifest(imp: "_Importer") -> dict[str, Any]:
         meta_parts = meta.get("declarations") or []
         for j, decl in enumerate(res.get("privacy_declarations") or []):
             where = f"{path}.privacy_declarations[{j}]"
-            imp.leftovers(where, decl, _DECLARATION_FIELDS)
+            imp.leftovers(where, decl, DECLARATION_FIELDS)
             dm = meta_parts[j] if j < len(meta_parts) and isinstance(meta_parts[j], dict) else {}
             part = _part(imp, where, decl, dm, res, kind, own, system_egress, system_ingress, keys, sources)
             if part is not None:
@@ -99,8 +95,8 @@ def build_manifest(imp: "_Importer") -> dict[str, Any]:
     return {"controller": controller, "recipients": recipients, "activities": _activities(parts), **({"taxonomy": extensions} if extensions else {})}
 
 
-def _part(imp: "_Importer", where: str, decl: dict[str, Any], dm: dict[str, Any], system: dict[str, Any], kind: str, own: list[str],
-          system_egress: list[str], system_ingress: list[str], keys: dict[str, str], sources: dict[str, str]) -> _Part | None:
+def _part(imp: Importer, where: str, decl: dict[str, Any], dm: dict[str, Any], system: dict[str, Any], kind: str, own: list[str],
+          system_egress: list[str], system_ingress: list[str], keys: dict[str, str], sources: dict[str, str]) -> Part | None:
     purpose = imp.key("data_uses", decl.get("data_use"), f"{where}.data_use") if decl.get("data_use") else None
     if purpose is None:
         imp.note(where, "a declaration without a known data use is left out")
@@ -130,16 +126,16 @@ def _part(imp: "_Importer", where: str, decl: dict[str, Any], dm: dict[str, Any]
     if dm.get("sources") == []:  # ... or with no source
         found_sources = []
     name = decl.get("name") or f"{system.get('name') or system.get('fides_key')}: {decl['data_use']}"
-    return _Part(key=dm.get("activity"), name=str(name), purpose=purpose, categories=categories, subjects=subjects, legal_basis=basis,
+    return Part(key=dm.get("activity"), name=str(name), purpose=purpose, categories=categories, subjects=subjects, legal_basis=basis,
                  retention=decl.get("retention_period") or dm.get("retention"),
                  security=dm.get("security_measures") or system.get("data_security_practices"),
                  recipients=recipients, sources=found_sources)
 
 
-def _activities(parts: list[_Part]) -> list[dict[str, Any]]:
+def _activities(parts: list[Part]) -> list[dict[str, Any]]:
     """Declarations of one activity (same meta key; without one, same name, categories, subjects,
     basis and retention) merge: their data uses become its purposes, their systems its recipients."""
-    groups: dict[tuple[Any, ...], list[_Part]] = {}
+    groups: dict[tuple[Any, ...], list[Part]] = {}
     for p in parts:
         group = ("key", p.key) if p.key else ("same", p.name, tuple(p.categories), tuple(p.subjects), p.legal_basis, p.retention, p.security)
         groups.setdefault(group, []).append(p)
@@ -152,11 +148,11 @@ def _activities(parts: list[_Part]) -> list[dict[str, Any]]:
                     "legal_basis": first.legal_basis, "data_subjects": first.subjects, "data_categories": first.categories,
                     "recipients": list(dict.fromkeys(r for p in items for r in p.recipients)),
                     "sources": list(dict.fromkeys(s for p in items for s in p.sources)),
-                    **_some(retention=first.retention, security_measures=first.security)})
+                    **some(retention=first.retention, security_measures=first.security)})
     return out
 
 
-def _recipient(imp: "_Importer", path: str, res: dict[str, Any], meta: dict[str, Any], keys: dict[str, str], home: str,
+def _recipient(imp: Importer, path: str, res: dict[str, Any], meta: dict[str, Any], keys: dict[str, str], home: str,
                uses: list[str]) -> dict[str, Any]:
     key = keys[str(res["fides_key"])]
     joint = bool(res.get("joint_controller") or res.get("joint_controller_info"))
@@ -196,5 +192,5 @@ def _recipient(imp: "_Importer", path: str, res: dict[str, Any], meta: dict[str,
         if parent is None:
             imp.note(path, "a sub-processor no processor's egress names: processor_of left empty")
     return {"key": key, "name": str(res.get("name") or res["fides_key"]), "service": meta.get("service") or service_from_uses(uses),
-            "role": role, "country": country, **_some(transfer_mechanism=mechanism, processor_of=parent,
+            "role": role, "country": country, **some(transfer_mechanism=mechanism, processor_of=parent,
                                                         contract=meta.get("contract") or res.get("dpa_location"))}
