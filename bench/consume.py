@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.blausen.generate import generate  # noqa: E402
-from registry.kafka import Topics, send_lines  # noqa: E402
+from registry.stream.kafka import Topics, send_lines  # noqa: E402
 
 
 def bare_loop(bootstrap: str, topics: Topics, total: int, batch_size: int | None) -> float:
@@ -81,7 +81,7 @@ def main() -> None:
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not bootstrap:
-            from registry.devbroker import embedded_broker
+            from registry.stream.devbroker import embedded_broker
 
             bootstrap = stack.enter_context(embedded_broker())
         tag = uuid.uuid4().hex[:6]

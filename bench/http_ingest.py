@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.blausen.generate import generate  # noqa: E402
-from registry.declarations import declare  # noqa: E402
-from registry.manifest import load_manifest  # noqa: E402
-from registry.store import open_store  # noqa: E402
-from registry.tokens import create_token  # noqa: E402
-from registry.devbroker import free_port  # noqa: E402
+from registry.model.declarations import declare  # noqa: E402
+from registry.model.manifest import load_manifest  # noqa: E402
+from registry.model.store import open_store  # noqa: E402
+from registry.stream.devbroker import free_port  # noqa: E402
+from registry.web.tokens import create_token  # noqa: E402
 
 
 def main() -> None:

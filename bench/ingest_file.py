@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.blausen.generate import generate  # noqa: E402
-from registry.declarations import declare  # noqa: E402
-from registry.ingest import Ingestor, lines_of  # noqa: E402
-from registry.manifest import load_manifest  # noqa: E402
-from registry.store import open_store  # noqa: E402
+from registry.intake.ingest import Ingestor, lines_of  # noqa: E402
+from registry.model.declarations import declare  # noqa: E402
+from registry.model.manifest import load_manifest  # noqa: E402
+from registry.model.store import open_store  # noqa: E402
 
 
 def main() -> None:

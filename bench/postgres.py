@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from examples.blausen.generate import SPAN, generate  # noqa: E402
-from registry.declarations import declare  # noqa: E402
-from registry.ingest import Ingestor, lines_of  # noqa: E402
-from registry.kafka import Topics, send_lines  # noqa: E402
-from registry.manifest import load_manifest  # noqa: E402
-from registry.status import broker_offsets  # noqa: E402
-from registry.store import open_store  # noqa: E402
+from registry.intake.ingest import Ingestor, lines_of  # noqa: E402
+from registry.model.declarations import declare  # noqa: E402
+from registry.model.manifest import load_manifest  # noqa: E402
+from registry.model.store import open_store  # noqa: E402
+from registry.stream.kafka import Topics, send_lines  # noqa: E402
+from registry.stream.status import broker_offsets  # noqa: E402
 
 MANIFEST = ROOT / "examples" / "blausen" / "manifest.yaml"
 
@@ -170,7 +170,7 @@ def main() -> None:
                 return
             bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
             if not bootstrap:
-                from registry.devbroker import embedded_broker
+                from registry.stream.devbroker import embedded_broker
 
                 bootstrap = stack.enter_context(embedded_broker())
             print(f"two CPU-bound processes {two_process_ceiling():.2f}x one on this machine (pure Python loops)")

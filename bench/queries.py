@@ -22,15 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.blausen.generate import DEMO_SUBJECT_KEY, generate  # noqa: E402
-from registry.declarations import declare  # noqa: E402
-from registry.drift import drift  # noqa: E402
-from registry.events import RawRecord  # noqa: E402
-from registry.ingest import Ingestor  # noqa: E402
-from registry.manifest import load_manifest  # noqa: E402
-from registry.questions import recipient_detail, recipients_of, subject, subprocessor_chains  # noqa: E402
+from registry.answers.drift import drift  # noqa: E402
+from registry.answers.questions import recipient_detail, recipients_of, subject, subprocessor_chains  # noqa: E402
+from registry.intake.ingest import Ingestor  # noqa: E402
+from registry.model.declarations import declare  # noqa: E402
+from registry.model.events import RawRecord  # noqa: E402
+from registry.model.manifest import load_manifest  # noqa: E402
+from registry.model.store import open_store  # noqa: E402
+from registry.model.subjects import subject_ref  # noqa: E402
 from registry.reports import ropa_document  # noqa: E402
-from registry.store import open_store  # noqa: E402
-from registry.subjects import subject_ref  # noqa: E402
 
 
 def timed(runs: int, fn: Callable[[int], object]) -> tuple[float, float]:

@@ -21,12 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.blausen.generate import DEMO_SUBJECT_KEY, generate  # noqa: E402
-from registry.declarations import declare  # noqa: E402
-from registry.events import RawRecord  # noqa: E402
-from registry.ingest import Ingestor  # noqa: E402
-from registry.manifest import parse_manifest  # noqa: E402
+from registry.intake.ingest import Ingestor  # noqa: E402
+from registry.model.declarations import declare  # noqa: E402
+from registry.model.events import RawRecord  # noqa: E402
+from registry.model.manifest import parse_manifest  # noqa: E402
+from registry.model.store import open_store  # noqa: E402
 from registry.reports import FORMATS, ropa_document  # noqa: E402
-from registry.store import open_store  # noqa: E402
 
 
 def big_manifest(activities: int) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from kafka import KafkaProducer
 
-from registry.ingest import DeadRecord
+from registry.intake.ingest import DeadRecord
 
 __all__ = ["ACK_TIMEOUT_SECONDS", "DeadLetterForwarder", "dlq_headers"]
 

@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from registry.lag import Partition
-from registry.store import ConsumerOffset, table
+from registry.model.store import ConsumerOffset, table
+from registry.stream.lag import Partition
 
 __all__ = ["AppliedOffsets", "StopConditions"]
 

@@ -18,22 +18,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from registry import jsonlog, metrics
-from registry.events import RawRecord
+from consumers.forwarder import DeadLetterForwarder
+from consumers.offsets import AppliedOffsets, StopConditions
 from registry.exceptions import BrokerError, StoreError
-from registry.ingest import Ingestor, IngestResult, few_collections
-from registry.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
-from registry.retry import Outage, is_broker_outage, is_db_outage
-from registry.status import BrokerOffsets, EndOffsets
-
-from .forwarder import DeadLetterForwarder
-from .offsets import AppliedOffsets, Partition, StopConditions, group_lag, offsets_ahead, rewind_stored, stored_offsets
+from registry.intake.ingest import Ingestor, IngestResult, few_collections
+from registry.model.events import RawRecord
+from registry.stream import jsonlog, metrics
+from registry.stream.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
+from registry.stream.lag import Partition, group_lag, offsets_ahead, rewind_stored, stored_offsets
+from registry.model.retry import Outage, is_broker_outage, is_db_outage
+from registry.stream.status import BrokerOffsets, EndOffsets
 
 __all__ = ["WorkerConfig", "Worker"]
 

@@ -78,7 +78,7 @@ def pg_databases() -> Iterator[Callable[[], str]]:
         return _admin_url(server).rsplit("/", 1)[0] + f"/{name}"
 
     yield make
-    from registry.store import open_store
+    from registry.model.store import open_store
 
     open_store.cache_clear()  # release pooled connections before the drop
     with admin.connect() as conn:
@@ -103,21 +103,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def engine(db_url: str) -> sa.Engine:
-    from registry.store import open_store
+    from registry.model.store import open_store
 
     return open_store(db_url)
 
 
 @pytest.fixture
 def manifest():  # type: ignore[no-untyped-def]
-    from registry.manifest import load_manifest
+    from registry.model.manifest import load_manifest
 
     return load_manifest(EXAMPLE_MANIFEST)
 
 
 @pytest.fixture
 def declared(engine: sa.Engine, manifest) -> sa.Engine:  # type: ignore[no-untyped-def]
-    from registry.declarations import declare
+    from registry.model.declarations import declare
 
     declare(engine, manifest)
     return engine

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from registry.devbroker import _wait_for, free_port, tansu_binary
+from registry.stream.devbroker import _wait_for, free_port, tansu_binary
 
 
 class TcpProxy:

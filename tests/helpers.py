@@ -9,8 +9,8 @@ from typing import Any, Iterator
 
 import orjson
 
-from registry.events import RawRecord
-from registry.subjects import subject_ref
+from registry.model.events import RawRecord
+from registry.model.subjects import subject_ref
 
 
 def transfer(event_id: str, time: str = "2026-03-01T10:00:00Z", source: str = "//services/web", **data: Any) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def live_server(db_url: str) -> Iterator[str]:
     """The web app on a free loopback port in a thread; yields its base URL."""
     import uvicorn
 
-    from registry.devbroker import free_port
+    from registry.stream.devbroker import free_port
     from registry.web import create_app
 
     port = free_port()
@@ -55,7 +55,7 @@ def store_at(db_url: str, revision: str) -> Any:
     from alembic import command
     from alembic.config import Config
 
-    from registry.store import _MIGRATIONS, _normalise
+    from registry.model.store import _MIGRATIONS, _normalise
 
     engine = sa.create_engine(_normalise(db_url))
     config = Config()

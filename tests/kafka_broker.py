@@ -33,6 +33,6 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             container = stack.enter_context(KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft())
             yield container.get_bootstrap_server()
             return
-        from registry.devbroker import embedded_broker
+        from registry.stream.devbroker import embedded_broker
 
         yield stack.enter_context(embedded_broker(tmp_path_factory.mktemp("tansu") / "tansu.log"))

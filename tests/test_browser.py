@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 
 from examples.blausen.generate import disclosure_events, generate
-from registry.events import RawRecord
-from registry.ingest import Ingestor
-from registry.tokens import create_token
+from registry.intake.ingest import Ingestor
+from registry.model.events import RawRecord
+from registry.web.tokens import create_token
 
 from .accessibility import axe_source, serious_violations
 from .conftest import ROOT

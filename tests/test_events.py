@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from registry.events import EventValidator, RawRecord, stored_copy
 from registry.exceptions import EventError
+from registry.model.events import EventValidator, RawRecord, stored_copy
 
 from .helpers import record, ref, transfer
 
@@ -167,7 +168,7 @@ def test_unparsed_copies_undo_json_escapes_and_mask_cut_addresses() -> None:
 # The scan skips a regex where its kind cannot match (no three dots: no IPv4; neither "::" nor
 # seven colons: no IPv6). Oracle: the same spans as running every regex on every string.
 def _spans_ungated(text: str) -> list[tuple[int, int, str]]:
-    from registry import subjects
+    from registry.model import subjects
 
     found = [(a, b, "email") for a, b in subjects._emails(text)]
     found += [(*m.span(), "ip") for m in subjects._IPV4.finditer(text)]
@@ -181,7 +182,7 @@ def _spans_ungated(text: str) -> list[tuple[int, int, str]]:
                                   "fe80::1ff:fe23:4567:890a", "1:2:3:4:5:6:7:8", "peer:2001:db8::1", "::ffff:10.0.0.1",
                                   "std::vector", "09:00:00", "a.b.c", "+49 30 1234567"])
 def test_gated_scan_equals_every_regex_on_known_forms(text: str) -> None:
-    from registry.subjects import _spans
+    from registry.model.subjects import _spans
 
     assert _spans(text) == _spans_ungated(text)
 
@@ -189,7 +190,7 @@ def test_gated_scan_equals_every_regex_on_known_forms(text: str) -> None:
 @settings(max_examples=400, deadline=None)
 @given(st.text(alphabet="0123456789abcdefABCDEF.:+@ -_xZT", max_size=60))
 def test_gated_scan_equals_every_regex(text: str) -> None:
-    from registry.subjects import _spans
+    from registry.model.subjects import _spans
 
     assert _spans(text) == _spans_ungated(text)
 

@@ -13,14 +13,14 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from registry.declarations import declare
-from registry.deadletters import list_dead_letters, replay
-from registry.events import EventValidator, RawRecord
-from registry.ingest import Ingestor
-from registry.kafka import Topics, send_lines
-from registry.manifest import load_manifest, parse_manifest
-from registry.questions import recipient_detail
-from registry.store import open_store
+from registry.answers.questions import recipient_detail
+from registry.intake.deadletters import list_dead_letters, replay
+from registry.intake.ingest import Ingestor
+from registry.model.declarations import declare
+from registry.model.events import EventValidator, RawRecord
+from registry.model.manifest import load_manifest, parse_manifest
+from registry.model.store import open_store
+from registry.stream.kafka import Topics, send_lines
 
 from .conftest import EXAMPLE_MANIFEST, table_counts
 from .helpers import ref, transfer
@@ -119,8 +119,8 @@ def test_poison_from_a_file_is_one_dead_letter_each(db_url: str, tmp_path: Path)
 def test_poison_over_http_is_one_dead_letter_each(db_url: str) -> None:
     from fastapi.testclient import TestClient
 
-    from registry.tokens import create_token
     from registry.web import create_app
+    from registry.web.tokens import create_token
 
     engine = open_store(db_url)
     declare(engine, load_manifest(EXAMPLE_MANIFEST))

@@ -19,19 +19,19 @@ from hypothesis import strategies as st
 from openpyxl import load_workbook
 from typer.testing import CliRunner
 
-from registry.declarations import declare, in_force
-from registry.drift import classify_flow, drift
-from registry.history import diff_manifests, diff_versions, history, list_versions
-from registry.ingest import Ingestor
-from registry.manifest import Manifest
-from registry.questions import recipient_detail, recipients_of, subject, subprocessor_chains
+from registry.answers.drift import classify_flow, drift
+from registry.answers.questions import recipient_detail, recipients_of, subject, subprocessor_chains
+from registry.intake.ingest import Ingestor
+from registry.model.declarations import declare, in_force
+from registry.model.history import diff_manifests, diff_versions, history, list_versions
+from registry.model.manifest import Manifest
+from registry.model.transfers import safeguard_problem
 from registry.reports import notice_document, ropa_document
 from registry.reports.notice import to_notice
 from registry.reports.ropa import build_ropa
-from registry.transfers import safeguard_problem
 
 from .helpers import record
-from .test_oracle import BASE, ORACLE, REFS, RECIPIENTS, _covers, _events, _span
+from .test_oracle import BASE, ORACLE, RECIPIENTS, REFS, _covers, _events, _span
 
 # v1 from before the events; v2 from the second day at noon; v3 declared last but back-dated to
 # the first morning, so it is in force between v1 and v2 although declared after v2
@@ -245,7 +245,7 @@ def test_diff_names_added_removed_and_changed(versioned) -> None:  # type: ignor
 
 
 def test_cli_manifests_diff_and_as_of(versioned, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from registry.cli import app
+    from registry.cli.options import app
 
     runner = CliRunner()
     listed = runner.invoke(app, ["--db", db_url, "manifests", "--json"])
@@ -270,7 +270,7 @@ def test_cli_manifests_diff_and_as_of(versioned, db_url: str, tmp_path) -> None:
 
 
 def test_declare_effective_from_on_the_cli(engine: sa.Engine, db_url: str) -> None:
-    from registry.cli import app
+    from registry.cli.options import app
     from tests.conftest import EXAMPLE_MANIFEST
 
     runner = CliRunner()
@@ -306,8 +306,8 @@ def test_ropa_ends_with_the_history(versioned) -> None:  # type: ignore[no-untyp
 def test_api_as_of_and_manifests(versioned, db_url: str) -> None:  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    from registry.tokens import create_token
     from registry.web import create_app
+    from registry.web.tokens import create_token
 
     engine, manifests, _ = versioned
     headers = {"Authorization": f"Bearer {create_token(engine, 'admin', 'a').token}"}
@@ -342,7 +342,7 @@ def test_migration_0004_dates_existing_versions_from_their_declaration(db_url: s
     from alembic import command
     from alembic.config import Config
 
-    from registry.store import _MIGRATIONS, _normalise, open_store
+    from registry.model.store import _MIGRATIONS, _normalise, open_store
 
     old = sa.create_engine(_normalise(db_url))
     config = Config()

@@ -8,12 +8,12 @@ import sqlalchemy as sa
 import yaml
 
 from examples.blausen.generate import generate
-from registry.deadletters import list_dead_letters, replay
-from registry.declarations import current_manifest, declare
-from registry.events import RawRecord
-from registry.ingest import Ingestor
-from registry.manifest import parse_manifest
-from registry.questions import subject as subject_of
+from registry.answers.questions import subject as subject_of
+from registry.intake.deadletters import list_dead_letters, replay
+from registry.intake.ingest import Ingestor
+from registry.model.declarations import current_manifest, declare
+from registry.model.events import RawRecord
+from registry.model.manifest import parse_manifest
 
 from .conftest import EXAMPLE_MANIFEST, all_text, table_counts
 from .helpers import record, ref, transfer
@@ -124,7 +124,7 @@ def test_replay_after_the_manifest_adds_an_extension(declared: sa.Engine, manife
 
 
 def test_disclosure_events_are_appended_to_the_ledger(declared: sa.Engine) -> None:
-    from registry.ledger import verify
+    from registry.ledger.chain import verify
 
     snapshot = {"request_id": "SUB-1", "authority": "District Court of Harris County", "authority_country": "US",
                 "instrument": "subpoena", "received_at": "2026-02-01T09:00:00Z", "outcome": "pending", "notice": "pending"}
@@ -152,8 +152,8 @@ def test_migrations_match_the_models(engine: sa.Engine) -> None:
 @pytest.mark.parametrize("moment", ["2026-01-01T00:00:00Z", "2026-12-31T23:59:59.999999Z", "2026-03-01T10:02:03.52+02:00"])
 def test_bulk_times_are_written_as_sqlalchemy_writes_them(moment: str) -> None:
     """Rows written by the bulk path must read back through the models: same text as strftime."""
-    from registry.events import parse_time
-    from registry.writes import Bulk
+    from registry.intake.writes import Bulk
+    from registry.model.times import parse_time
 
     value = parse_time(moment)
     assert Bulk("sqlite").time(value) == value.strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from kafka import KafkaConsumer
 
 from examples.blausen.generate import generate
-from registry.declarations import declare
-from registry.emitter import Emitter
 from registry.exceptions import EventError
-from registry.kafka import Topics, send_lines
-from registry.store import open_store
+from registry.model.declarations import declare
+from registry.model.store import open_store
+from registry.stream.emitter import Emitter
+from registry.stream.kafka import Topics, send_lines
 
 from .conftest import EXAMPLE_MANIFEST, ROOT, table_counts
 from .helpers import ref
@@ -73,7 +73,7 @@ def _dead_letter_topic(bootstrap: str, topic: str, expected: int) -> list[Any]:
 def _declared_db(tmp_path: Path) -> tuple[str, sa.Engine]:
     db = f"sqlite:///{tmp_path / 'registry.db'}"
     engine = open_store(db)
-    from registry.manifest import load_manifest
+    from registry.model.manifest import load_manifest
 
     declare(engine, load_manifest(EXAMPLE_MANIFEST))
     return db, engine
@@ -121,7 +121,7 @@ def test_emitter_validates_before_sending_and_the_worker_records(tmp_path: Path,
     with engine.connect() as conn:
         assert sorted(conn.exec_driver_sql("SELECT source, recipient FROM event WHERE type = 'registry.transfer.v1'").all()) == [
             ("//services/checkout", "stripe"), ("//services/web", "google-analytics")]
-    from registry.questions import subject
+    from registry.answers.questions import subject
 
     assert [(d.request_id, d.outcome) for d in subject(engine, ref("customer-42")).disclosures] == [("SUB-9", "produced")]
 

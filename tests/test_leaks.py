@@ -16,7 +16,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from registry.store import open_store
+from registry.model.store import open_store
 
 from .conftest import EXAMPLE_MANIFEST, ROOT
 from .helpers import ref, transfer
@@ -120,10 +120,10 @@ def test_every_planted_identifier_is_dead_lettered_and_never_written(db_url: str
 def test_the_http_path_refuses_and_keeps_nothing(db_url: str, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from registry.declarations import declare
-    from registry.manifest import load_manifest
-    from registry.tokens import create_token
+    from registry.model.declarations import declare
+    from registry.model.manifest import load_manifest
     from registry.web import create_app
+    from registry.web.tokens import create_token
 
     engine = open_store(db_url)
     declare(engine, load_manifest(EXAMPLE_MANIFEST))
@@ -148,7 +148,7 @@ def test_the_kafka_path_refuses_and_keeps_nothing(tmp_path: Path, kafka_bootstra
 
     from kafka import KafkaConsumer, KafkaProducer
 
-    from registry.kafka import Topics, send_lines
+    from registry.stream.kafka import Topics, send_lines
 
     tag = uuid.uuid4().hex[:8]
     topics = Topics(f"l{tag}.transfers", f"l{tag}.disclosures", f"l{tag}.dead-letter")

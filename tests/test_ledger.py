@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from registry.disclosures import list_disclosures, log_disclosure
+from registry.answers.questions import subject
 from registry.exceptions import DisclosureError
-from registry.ingest import Ingestor
-from registry.ledger import verify
-from registry.questions import subject
+from registry.intake.ingest import Ingestor
+from registry.ledger.chain import verify
+from registry.ledger.disclosures import list_disclosures, log_disclosure
 from registry.reports.transparency import transparency_report
 
 from .conftest import all_text, table_counts
@@ -82,7 +82,7 @@ def test_swapped_entries_are_detected(three_requests: sa.Engine) -> None:
 
 def test_a_rehashed_edit_is_still_detected(three_requests: sa.Engine) -> None:
     """Editing an entry and recomputing its own hash breaks the next entry's link."""
-    from registry.ledger import entry_hash
+    from registry.ledger.heads import entry_hash
 
     with three_requests.begin() as conn:
         prev, body = conn.exec_driver_sql("SELECT prev_hash, body FROM ledger_entry WHERE seq = 2").one()

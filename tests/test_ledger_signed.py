@@ -13,11 +13,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from registry.disclosures import list_disclosures, log_disclosure
 from registry.exceptions import ConfigError, LedgerError
-from registry.ledger import entry_hash, head, verify
-from registry.ledger_keys import create_key
-from registry.store import open_store
+from registry.ledger.chain import head, verify
+from registry.ledger.disclosures import list_disclosures, log_disclosure
+from registry.ledger.heads import entry_hash
+from registry.ledger.keys import create_key
+from registry.model.store import open_store
 
 BASE = {"request_id": "R-1", "authority": "District Court of Harris County", "authority_country": "US",
         "instrument": "search_warrant", "received_at": "2026-03-02T09:00:00Z", "outcome": "pending", "notice": "pending"}
@@ -133,7 +134,7 @@ def test_concurrent_writers_keep_one_anchor_line_per_entry(declared: sa.Engine, 
 def test_two_appends_in_one_rolled_back_transaction_anchor_nothing(declared: sa.Engine, key: Path, anchor_file: Path) -> None:
     from datetime import datetime, timezone
 
-    from registry.ledger import append_snapshots
+    from registry.ledger.chain import append_snapshots
 
     log_disclosure(declared, snap())
     before = anchor_file.read_text()
@@ -276,7 +277,7 @@ def test_entries_logged_before_signing_are_reported_unsigned(declared: sa.Engine
 def test_the_migration_keeps_old_entries_as_unsigned(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store at revision 0001 (before signatures) with a ledger entry: after the upgrade the
     entry is there, unsigned, and reported so."""
-    from registry.ledger import GENESIS, canonical
+    from registry.ledger.heads import GENESIS, canonical
 
     from .helpers import store_at
 
@@ -302,7 +303,7 @@ def test_a_rewrite_with_every_signature_stripped_fails(declared: sa.Engine, tmp_
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """An attacker edits an entry, recomputes every hash and removes all signatures, hoping the
     ledger passes as one logged before signing: with the key configured it fails at entry 1."""
-    from registry.ledger import GENESIS, canonical
+    from registry.ledger.heads import GENESIS, canonical
 
     create_key(tmp_path / "k.pem")
     monkeypatch.setenv("REGISTRY_LEDGER_KEY", str(tmp_path / "k.pem"))

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from consumers.offsets import AppliedOffsets, StopConditions, group_lag, offsets_ahead, rewind_stored, stored_offsets
-from registry.ingest import Ingestor
-from registry.retry import Outage
-from registry.store import open_store
+from consumers.offsets import AppliedOffsets, StopConditions
+from registry.intake.ingest import Ingestor
+from registry.model.store import open_store
+from registry.stream.lag import group_lag, offsets_ahead, rewind_stored, stored_offsets
+from registry.model.retry import Outage
 
 
 def _rec(topic: str, partition: int, offset: int) -> SimpleNamespace:
@@ -120,7 +121,7 @@ class _PgError(Exception):
 
 
 def test_deadlocks_and_serialization_failures_are_retried_others_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    from registry import retry
+    from registry.model import retry
 
     monkeypatch.setattr(retry.time, "sleep", lambda s: None)
     failures = [_PgError("40P01"), _PgError("40001")]

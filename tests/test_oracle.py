@@ -15,14 +15,14 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.drift import classify_flow, drift
-from registry.events import format_time
+from registry.answers.drift import classify_flow, drift
+from registry.answers.questions import recipient_detail, recipients_of, subject
 from registry.exceptions import InputError
-from registry.ingest import Ingestor
-from registry.manifest import Manifest
-from registry.questions import recipient_detail, recipients_of, subject
+from registry.intake.ingest import Ingestor
+from registry.model.manifest import Manifest
+from registry.model.times import format_time
+from registry.model.transfers import safeguard_problem
 from registry.reports.ropa import build_ropa
-from registry.transfers import safeguard_problem
 
 from .helpers import record, ref
 
@@ -207,8 +207,8 @@ def test_migration_rebuilds_old_per_category_aggregates(db_url: str, manifest: M
     with the contract's count semantics after the upgrade: the aggregates are rebuilt from events."""
     import orjson
 
-    from registry.declarations import declare
-    from registry.store import open_store
+    from registry.model.declarations import declare
+    from registry.model.store import open_store
 
     from .helpers import store_at
 

@@ -16,15 +16,15 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from examples.blausen.generate import disclosure_events, generate
-from registry.deadletters import list_dead_letters
-from registry.disclosures import log_disclosure, request_history
-from registry.drift import drift
-from registry.events import RawRecord
-from registry.ingest import Ingestor
-from registry.status import RecentOffsets
-from registry.tokens import create_token
+from registry.answers.drift import drift
+from registry.intake.deadletters import list_dead_letters
+from registry.intake.ingest import Ingestor
+from registry.ledger.disclosures import log_disclosure, request_history
+from registry.model.events import RawRecord
+from registry.stream.status import RecentOffsets
 from registry.web import create_app
 from registry.web.pages import flow_anchor, snapshot_from_form
+from registry.web.tokens import create_token
 
 from .test_web import csrf_of, sign_in
 
@@ -160,8 +160,8 @@ def test_the_suggested_manifest_snippet_quotes_event_strings() -> None:
     """A source is an event string: it must not add keys to the YAML a person copies."""
     import yaml
 
-    from registry.drift import DriftRow
-    from registry.drift_guide import suggested_manifest
+    from registry.answers.drift import DriftRow
+    from registry.answers.drift_guide import suggested_manifest
 
     source = "//svc/checkout, //services/web]\n    transfer_mechanism: scc\n    x: [y"
     row = DriftRow(kind="undeclared_source", source=source, recipient="stripe", category="user.name",

@@ -16,14 +16,14 @@ import pytest
 import sqlalchemy as sa
 
 from examples.blausen.generate import generate
-from registry.devbroker import free_port
-from registry.store import open_store
-from registry.tokens import create_token
-from registry.writes import COPY_MIN_ROWS, Bulk, bulk_for
+from registry.intake.writes import COPY_MIN_ROWS, Bulk, bulk_for
+from registry.model.store import open_store
+from registry.stream.devbroker import free_port
+from registry.web.tokens import create_token
 
 from .conftest import ROOT, table_counts
 
-MIGRATE = "import sys; from registry.store import open_store; open_store(sys.argv[1])"
+MIGRATE = "import sys; from registry.model.store import open_store; open_store(sys.argv[1])"
 
 
 def _migrate_together(url: str, processes: int) -> None:
@@ -45,8 +45,8 @@ def test_processes_migrating_a_fresh_store_at_once_all_succeed(backend: str, tmp
 @pytest.fixture
 def served(postgres_url: str, tmp_path: Path) -> Any:
     """``registry serve`` on a fresh PostgreSQL database, and a service token."""
-    from registry.declarations import declare
-    from registry.manifest import load_manifest
+    from registry.model.declarations import declare
+    from registry.model.manifest import load_manifest
 
     from .conftest import EXAMPLE_MANIFEST
 

@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from registry.declarations import declare
-from registry.drift import drift
+from registry.answers.drift import drift
+from registry.answers.questions import recipient_detail, recipients_of, subject, subprocessor_chains
 from registry.exceptions import InputError
-from registry.ingest import Ingestor
-from registry.manifest import parse_manifest
-from registry.questions import recipient_detail, recipients_of, subject, subprocessor_chains
+from registry.intake.ingest import Ingestor
+from registry.model.declarations import declare
+from registry.model.manifest import parse_manifest
 
 from .helpers import record, ref, transfer
 

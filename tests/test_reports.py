@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from examples.blausen.generate import generate
-from registry.declarations import declare
-from registry.events import RawRecord
-from registry.ingest import Ingestor
-from registry.manifest import parse_manifest
+from registry.intake.ingest import Ingestor
+from registry.model.declarations import declare
+from registry.model.events import RawRecord
+from registry.model.manifest import parse_manifest
 from registry.reports import datamap_document, ropa_document, write_all
 from registry.reports.notice import to_notice
 from registry.reports.ropa import ICO_COLUMNS

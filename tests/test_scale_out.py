@@ -19,10 +19,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from registry.devbroker import free_port
-from registry.ingest import Ingestor, lines_of
-from registry.kafka import Topics, send_lines
-from registry.store import open_store
+from registry.intake.ingest import Ingestor, lines_of
+from registry.model.store import open_store
+from registry.stream.devbroker import free_port
+from registry.stream.kafka import Topics, send_lines
 
 from .faults import PrivatePostgres, proxied_broker, wait_until
 from .test_kafka import _consume_cli, _stream, _topics
@@ -40,8 +40,8 @@ def _contents(engine: sa.Engine) -> dict[str, Any]:
 
 
 def _declare(engine: sa.Engine) -> None:
-    from registry.declarations import declare
-    from registry.manifest import load_manifest
+    from registry.model.declarations import declare
+    from registry.model.manifest import load_manifest
 
     from .conftest import EXAMPLE_MANIFEST
 
@@ -196,8 +196,8 @@ def test_status_lag_and_metrics(tmp_path: Path, kafka_bootstrap: str) -> None:
     topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
     send_lines(lines, bootstrap=kafka_bootstrap, topics=topics, mode="structured")
     db = f"sqlite:///{tmp_path / 'registry.db'}"
-    from registry.declarations import declare
-    from registry.manifest import load_manifest
+    from registry.model.declarations import declare
+    from registry.model.manifest import load_manifest
 
     from .conftest import EXAMPLE_MANIFEST
 
@@ -245,10 +245,9 @@ def test_status_lag_and_metrics(tmp_path: Path, kafka_bootstrap: str) -> None:
 def test_web_metrics_need_no_token(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from registry.tokens import create_token
-    from registry.web import create_app
-
     from examples.blausen.generate import generate
+    from registry.web import create_app
+    from registry.web.tokens import create_token
 
     db = f"sqlite:///{tmp_path / 'web.db'}"
     token = create_token(open_store(db), "service", "svc").token

@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from examples.blausen.generate import generate
-from registry.events import RawRecord
-from registry.ingest import Ingestor
-from registry.tokens import create_token
+from registry.intake.ingest import Ingestor
+from registry.model.events import RawRecord
+from registry.web.tokens import create_token
 
 from .helpers import live_server
 

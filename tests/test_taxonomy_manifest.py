@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from registry.exceptions import ManifestError
-from registry.manifest import parse_manifest
-from registry.taxonomy import Term, covers, default_taxonomy
+from registry.model.manifest import parse_manifest
+from registry.model.taxonomy import Term, covers, default_taxonomy
 
 from .conftest import EXAMPLE_MANIFEST
 

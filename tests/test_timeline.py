@@ -1,4 +1,4 @@
-"""Weekly timelines (registry.timeline) against a brute-force count of this test's own events:
+"""Weekly timelines (registry.answers.timeline) against a brute-force count of this test's own events:
 an event counts once per week however many categories it carries, redeliveries count nothing,
 weeks start on Monday 00:00 UTC, empty weeks are 0 — on SQLite and PostgreSQL."""
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from registry.events import format_time
-from registry.ingest import Ingestor
-from registry.timeline import weekly_events
+from registry.answers.timeline import weekly_events
+from registry.intake.ingest import Ingestor
+from registry.model.times import format_time
 
 from .helpers import record
 

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from examples.blausen.generate import generate
-from registry.ingest import Ingestor
-from registry.events import RawRecord
-from registry.tokens import create_token
+from registry.intake.ingest import Ingestor
+from registry.model.events import RawRecord
 from registry.web import create_app
+from registry.web.tokens import create_token
 
 from .conftest import all_text
 from .helpers import ref, transfer

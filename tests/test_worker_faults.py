@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumers.worker import Worker, WorkerConfig
-from registry.kafka import send_lines
-from registry.status import EndOffsets, group_status
+from registry.stream.kafka import send_lines
+from registry.stream.status import EndOffsets, group_status
 
 from .conftest import table_counts
 from .faults import proxied_broker, wait_until
@@ -229,7 +229,7 @@ def test_a_reused_broker_answer_is_not_taken_for_a_lost_log(tmp_path: Path, kafk
                                                             caplog: pytest.LogCaptureFixture) -> None:
     """The dashboard reuses the broker's ends for 10 s while workers keep up: the fresh stored
     offsets pass those ends. That showed every record of the partition as lag."""
-    from registry.status import RecentOffsets
+    from registry.stream.status import RecentOffsets
 
     engine, topics, group, config = _consumed(tmp_path, kafka_bootstrap, 20)
     cache, names = RecentOffsets(seconds=600), [topics.transfers, topics.disclosures]

@@ -22,15 +22,15 @@ import orjson
 
 from consumers.worker import Worker, WorkerConfig
 from examples.blausen.generate import DEMO_SUBJECT_KEY, disclosure_events, generate
-from registry.deadletters import list_dead_letters
-from registry.disclosures import list_disclosures
-from registry.ledger import verify
-from registry.drift import drift
+from registry.answers.drift import drift
+from registry.intake.deadletters import list_dead_letters
+from registry.ledger.chain import verify
+from registry.ledger.disclosures import list_disclosures
+from registry.model.declarations import declare
+from registry.model.manifest import load_manifest
+from registry.model.store import open_store
 from registry.reports import datamap_document, write_all
-from registry.declarations import declare
-from registry.kafka import Topics, send_lines
-from registry.manifest import load_manifest
-from registry.store import open_store
+from registry.stream.kafka import Topics, send_lines
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not bootstrap:
-            from registry.devbroker import embedded_broker
+            from registry.stream.devbroker import embedded_broker
 
             bootstrap = stack.enter_context(embedded_broker(out / "broker.log"))
             print(f"started the embedded broker (tansu) at {bootstrap}")

@@ -17,7 +17,7 @@ from typing import IO, Any, Iterator
 
 import orjson
 
-from registry.subjects import subject_ref
+from registry.model.subjects import subject_ref
 
 DEMO_SUBJECT_KEY = "blausen-demo-subject-key"  # used when REGISTRY_SUBJECT_KEY is unset
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -15,8 +15,9 @@ from typing import Iterable
 import yaml
 from pydantic import BaseModel
 
-from ..exceptions import InputError
-from ..manifest import Manifest, manifest_from_document
+from registry.exceptions import InputError
+from registry.model.manifest import Manifest, manifest_from_document
+
 from .fides_common import COUNTRY_TAG, PARENT_TAG, Importer, Resources, Unmapped
 from .fides_systems import build_manifest
 

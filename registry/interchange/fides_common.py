@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..taxonomy import Kind, Taxonomy, Term, default_taxonomy, valid_key
+from registry.model.taxonomy import Kind, Taxonomy, Term, default_taxonomy, valid_key
+
 from .fides_map import DEFAULT_REASON, LEGAL_BASIS_FROM_FIDES, REASONS, alpha2, upgrade_key, upgrade_prefix
 
 __all__ = ["COUNTRY_TAG", "PARENT_TAG", "SYSTEM_FIELDS", "DECLARATION_FIELDS", "Unmapped", "Resources", "Part", "Importer", "some", "slug"]

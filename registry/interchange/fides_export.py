@@ -18,11 +18,12 @@ from fideslang.models import ContactDetails, DataCategory, DataFlow, DataSubject
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from ..declarations import in_force
-from ..exceptions import InputError
-from ..flows import Observation, observations
-from ..manifest import Activity, Manifest
-from ..transfers import EEA
+from registry.answers.flows import Observation, observations
+from registry.exceptions import InputError
+from registry.model.declarations import in_force
+from registry.model.manifest import Activity, Manifest
+from registry.model.transfers import EEA
+
 from .fides_common import COUNTRY_TAG, PARENT_TAG
 from .fides_map import LEGAL_BASIS_TO_FIDES, MECHANISM_TO_FIDES, ROLE_TO_FIDES
 

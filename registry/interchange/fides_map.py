@@ -11,7 +11,7 @@ from typing import Literal
 
 import pycountry
 
-from ..taxonomy import Kind, Taxonomy
+from registry.model.taxonomy import Kind, Taxonomy
 
 __all__ = ["LEGAL_BASIS_FROM_FIDES", "LEGAL_BASIS_TO_FIDES", "MECHANISM_FROM_FIDES", "MECHANISM_TO_FIDES", "role_from_fides",
            "ROLE_TO_FIDES", "service_from_uses", "alpha2", "alpha3", "upgrade_key", "upgrade_prefix", "THIRD_PARTY_TYPES", "REASONS", "DEFAULT_REASON"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from fideslang.models import System
 
-from .fides_common import DECLARATION_FIELDS, SYSTEM_FIELDS, Importer, Part, some, slug
+from .fides_common import DECLARATION_FIELDS, SYSTEM_FIELDS, Importer, Part, slug, some
 from .fides_map import LEGAL_BASIS_FROM_FIDES, MECHANISM_FROM_FIDES, REASONS, THIRD_PARTY_TYPES, alpha2, role_from_fides, service_from_uses
 
 __all__ = ["build_manifest", "is_recipient"]

@@ -1,4 +1,8 @@
-"""Documents built from one model: the record of processing, the notice, the data map."""
+"""Documents built from one model: the record of processing (ropa, with its HTML and XLSX
+renderings), the notice, the data map (diagram) and the transparency report.
+
+May import :mod:`registry.answers` and everything below it; not :mod:`registry.interchange`
+(its layer-mate), :mod:`registry.web` or :mod:`registry.cli`."""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from typing import Literal
 
 from sqlalchemy.engine import Engine
 
-from ..declarations import in_force
-from ..drift import drift
-from ..exceptions import InputError
-from ..flows import cut, observations
+from registry.answers.drift import drift
+from registry.answers.flows import cut, observations
+from registry.exceptions import InputError
+from registry.model.declarations import in_force
 
 __all__ = ["FORMATS", "ropa_document", "datamap_document", "notice_document", "write_all"]
 

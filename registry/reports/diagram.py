@@ -9,12 +9,13 @@ from typing import Literal
 
 import graphviz
 
-from ..drift import classify_flow, drift_of
-from ..exceptions import InputError
-from ..flows import Observation
-from ..graph import build_graph, recipient_node, source_node, subprocessors
-from ..manifest import Manifest
-from ..taxonomy import valid_key
+from registry.answers.drift import classify_flow, drift_of
+from registry.answers.flows import Observation
+from registry.answers.graph import build_graph, recipient_node, source_node, subprocessors
+from registry.exceptions import InputError
+from registry.model.manifest import Manifest
+from registry.model.taxonomy import valid_key
+
 from .ropa import SERVICES
 
 __all__ = ["datamap", "render"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from html import escape
 
-from ..manifest import Manifest
+from registry.model.manifest import Manifest
+
 from .ropa import LEGAL_BASES, MECHANISMS, Labels, Ropa, describe_changes
 
 __all__ = ["to_html"]

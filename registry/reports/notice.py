@@ -4,8 +4,9 @@ policy groups them, from the same declarations as the record."""
 
 from __future__ import annotations
 
-from ..manifest import Manifest
-from ..transfers import ADEQUATE, EEA
+from registry.model.manifest import Manifest
+from registry.model.transfers import ADEQUATE, EEA
+
 from .ropa import SERVICES, Labels
 
 __all__ = ["to_notice"]

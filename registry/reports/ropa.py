@@ -14,16 +14,16 @@ from typing import Literal
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from ..declarations import in_force
-from ..drift import DriftRow, drift_of
-from ..events import format_time
-from ..exceptions import InputError
-from ..flows import Observation, cut, observations
-from ..graph import build_graph, subprocessors
-from ..history import HistoryEntry, history
-from ..manifest import Activity, Manifest
-from ..taxonomy import Taxonomy, covers
-from ..transfers import EEA
+from registry.answers.drift import DriftRow, drift_of
+from registry.answers.flows import Observation, cut, observations
+from registry.answers.graph import build_graph, subprocessors
+from registry.exceptions import InputError
+from registry.model.declarations import in_force
+from registry.model.history import HistoryEntry, history
+from registry.model.manifest import Activity, Manifest
+from registry.model.taxonomy import Taxonomy, covers
+from registry.model.times import format_time
+from registry.model.transfers import EEA
 
 __all__ = ["Ropa", "build_ropa", "to_json", "to_markdown", "to_csv", "ICO_COLUMNS", "table_rows", "Labels", "describe_changes",
            "HISTORY_COLUMNS", "history_rows", "no_manifest_message"]

@@ -8,7 +8,7 @@ from collections import Counter
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from ..disclosures import art48_warning, current_disclosures
+from registry.ledger.disclosures import art48_warning, current_disclosures
 
 __all__ = ["TransparencyReport", "transparency_report", "to_markdown"]
 

@@ -10,7 +10,8 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from ..manifest import Manifest
+from registry.model.manifest import Manifest
+
 from .ropa import HISTORY_COLUMNS, ICO_COLUMNS, MECHANISMS, Ropa, history_rows, table_rows
 
 __all__ = ["to_xlsx"]

@@ -9,16 +9,24 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from .. import declarations, deadletters, disclosures, drift as drift_mod, history, ledger, questions, reports
-from .. import metrics
-from ..events import RawRecord, parse_bound
-from ..exceptions import InputError
-from ..ingest import IngestResult, Ingestor, few_collections
-from ..manifest import manifest_from_document
-from ..reports.transparency import TransparencyReport, transparency_report
-from ..schemas import SCHEMA_DIR
-from ..tokens import TokenOwner
+from registry import reports
+from registry.answers import drift as drift_mod
+from registry.answers import questions
+from registry.exceptions import InputError
+from registry.intake import deadletters
+from registry.intake.ingest import Ingestor, IngestResult, few_collections
+from registry.ledger import chain as ledger
+from registry.ledger import disclosures
+from registry.model import declarations, history
+from registry.model.events import RawRecord
+from registry.model.manifest import manifest_from_document
+from registry.model.schemas import SCHEMA_DIR
+from registry.model.times import parse_bound
+from registry.reports.transparency import TransparencyReport, transparency_report
+from registry.stream import metrics
+
 from .auth import ADMIN, LEGAL, READ, SERVICE, allow
+from .tokens import TokenOwner
 
 __all__ = ["router"]
 

@@ -6,17 +6,21 @@ import re
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from .. import __version__, metrics
-from ..exceptions import ConfigError, InputError, LedgerError, RegistryError
-from ..events import EventValidator
-from ..status import RecentOffsets
-from ..store import open_store
+from registry import __version__
+from registry.exceptions import ConfigError, InputError, LedgerError, RegistryError
+from registry.model.events import EventValidator
+from registry.model.store import open_store
+from registry.stream import metrics
+from registry.stream.status import RecentOffsets
+
 from .api import router as api_router
 from .auth import Forbidden, LoginRequired
-from .pages import public as public_pages, render_error, router as pages_router
+from .pages import public as public_pages
+from .pages import render_error
+from .pages import router as pages_router
 
 __all__ = ["create_app"]
 

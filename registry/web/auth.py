@@ -10,8 +10,8 @@ from typing import Annotated, Callable
 
 from fastapi import Form, HTTPException, Request
 
-from ..tokens import TokenOwner, lookup_token
 from .sessions import SESSION_COOKIE, PageSession, find_session
+from .tokens import TokenOwner, lookup_token
 
 __all__ = ["READ", "LEGAL", "SERVICE", "ADMIN", "allow", "LoginRequired", "Forbidden", "page_user", "form_user",
            "is_https"]

@@ -20,20 +20,26 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from .. import deadletters, disclosures, drift as drift_mod, ledger, questions, reports
-from ..declarations import current_manifest
-from ..drift_guide import GUIDES, suggested_manifest
-from ..events import parse_bound
-from ..exceptions import InputError
-from ..overview import overview, subjects_of
-from ..reports.transparency import transparency_report
-from ..subjects import subject_ref
-from ..taxonomy import Taxonomy
-from ..timeline import weekly_events
-from ..tokens import lookup_token
+from registry import reports
+from registry.answers import drift as drift_mod
+from registry.answers import questions
+from registry.answers.drift_guide import GUIDES, suggested_manifest
+from registry.answers.overview import overview, subjects_of
+from registry.answers.timeline import weekly_events
+from registry.exceptions import InputError
+from registry.intake import deadletters
+from registry.ledger import chain as ledger
+from registry.ledger import disclosures
+from registry.model.declarations import current_manifest
+from registry.model.subjects import subject_ref
+from registry.model.taxonomy import Taxonomy
+from registry.model.times import parse_bound
+from registry.reports.transparency import transparency_report
+
 from .auth import LEGAL, READ, form_user, is_https, page_user
 from .render import FIELD_LABELS, bar_chart, choice_label, choices, countries, render, sort_rows, taxonomy_of, when
 from .sessions import LIFETIME, SESSION_COOKIE, PageSession, end_session, start_session
+from .tokens import lookup_token
 
 __all__ = ["router", "public", "render_error", "finding_anchor", "flow_anchor"]
 
@@ -125,8 +131,8 @@ def _stream_status(request: Request) -> Any:
     when KAFKA_BOOTSTRAP_SERVERS names a broker, whose answer is reused for a few seconds."""
     import os
 
-    from ..kafka import Topics
-    from ..status import group_status
+    from registry.stream.kafka import Topics
+    from registry.stream.status import group_status
 
     topics = Topics()
     broker = None

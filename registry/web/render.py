@@ -16,9 +16,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from ..declarations import current_manifest
-from ..schemas import SCHEMA_DIR
-from ..taxonomy import Kind, Taxonomy, default_taxonomy
+from registry.model.declarations import current_manifest
+from registry.model.schemas import SCHEMA_DIR
+from registry.model.taxonomy import Kind, Taxonomy, default_taxonomy
+
 from .sessions import PageSession
 
 __all__ = ["templates", "render", "when", "yesno", "country_name", "countries", "choices", "CHOICE_TEXT", "sort_rows",

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from ..store import WebSession, table
-from ..tokens import TokenOwner
+from registry.model.store import WebSession, table
+
+from .tokens import TokenOwner
 
 __all__ = ["SESSION_COOKIE", "LIFETIME", "PageSession", "start_session", "find_session", "end_session"]
 

@@ -1,0 +1,55 @@
+"""The dashboard's numbers as one library call (pages, and anything else, ask here): events and
+recipients observed, dead letters by reason, drift findings by kind, requests from authorities
+open and overdue, and whether the disclosure ledger verifies."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, timezone
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from registry.ledger import chain as ledger
+from registry.ledger import disclosures
+from registry.model.store import DeadLetter, EventRow, FlowDay, SubjectFlow, table
+
+from . import drift as drift_mod
+
+__all__ = ["Overview", "overview", "subjects_of"]
+
+
+class Overview(BaseModel):
+    events: int
+    recipients: int
+    dead_letters: dict[str, int]  # by reason, only those still dead
+    drift: dict[str, int]  # by kind, in the contract's order
+    requests: int
+    open_requests: int
+    overdue_requests: int
+    ledger: ledger.VerifyResult
+
+
+def overview(engine: Engine, today: date | None = None) -> Overview:
+    d, flows = table(DeadLetter), table(FlowDay)
+    with engine.connect() as conn:
+        events = conn.execute(sa.select(sa.func.count()).select_from(table(EventRow))).scalar_one()
+        recipients = conn.execute(sa.select(sa.func.count(sa.distinct(flows.c.recipient)))).scalar_one()
+        reasons: dict[str, int] = dict(conn.execute(sa.select(d.c.reason, sa.func.count()).where(d.c.status == "dead")
+                                    .group_by(d.c.reason).order_by(d.c.reason)).all())
+    kinds = Counter(r.kind for r in drift_mod.drift(engine))
+    today = today or datetime.now(timezone.utc).date()
+    rows, _ = disclosures.list_disclosures(engine, today=today)
+    overdue = [r for r in rows if disclosures.overdue_warning(r, today) is not None]
+    return Overview(events=events, recipients=recipients, dead_letters={k: int(v) for k, v in reasons.items()},
+                    drift={k: kinds[k] for k in drift_mod.KINDS if kinds[k]}, requests=len(rows),
+                    open_requests=sum(1 for r in rows if r.outcome == "pending"), overdue_requests=len(overdue),
+                    ledger=ledger.verify(engine))
+
+
+def subjects_of(engine: Engine, recipient: str) -> int:
+    """Distinct data subjects (subject refs) the subject index holds for ``recipient``."""
+    s = table(SubjectFlow)
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count(sa.distinct(s.c.subject_ref))).where(s.c.recipient == recipient)).scalar_one())

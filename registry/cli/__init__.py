@@ -1,0 +1,11 @@
+"""The command line, thin: each command opens the store, calls one library function and prints the
+result (a rich table, or only JSON with ``--json``). Library errors become exit 2 with one line on
+stderr; findings asked to fail become exit 1.
+
+:mod:`.app` assembles the groups; :mod:`.options` holds what they share. May import every other
+package of the registry (it is the top layer), but only inside command bodies, so that
+``registry --help`` starts fast."""
+
+from .app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,43 @@
+"""CLI commands of the web service: bearer tokens and ``serve``. Merged into the root command by :mod:`.app`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .options import Globals, JsonOpt, command, emit, open_db, out
+
+__all__ = ["app"]
+
+app = typer.Typer()
+tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of the web service.")
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+@command
+def tokens_create(
+    role: Annotated[str, typer.Option("--role", help="service | auditor | legal | admin")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Who holds it (recorded with disclosures they log).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a token; it is shown once and stored hashed."""
+    from registry.web.tokens import create_token
+
+    emit(create_token(open_db(), role, name), as_json, lambda t: out.print(f"{t.token}\n(role {t.role}, name {t.name}; shown once)"))
+
+
+@app.command()
+@command
+def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port.")] = 8000) -> None:
+    """Run the web service: JSON API under /api/, OpenAPI at /openapi.json, pages under /."""
+    import uvicorn
+
+    from registry.stream import jsonlog
+    from registry.web import create_app
+
+    jsonlog.setup()
+
+    uvicorn.run(create_app(Globals.db), host=host, port=port, log_level="info")

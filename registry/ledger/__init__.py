@@ -1,0 +1,6 @@
+"""The disclosure ledger and its proofs: the signing key (keys), the canonical entry, its hash and
+the signed head (heads), anchors kept outside the database (anchors), the hash chain with append
+and verify (chain), and the disclosure requests logged into it (disclosures).
+
+Inside, bottom first: keys → heads → anchors → chain → disclosures. May import
+:mod:`registry.model` and :mod:`registry.exceptions`."""

@@ -1,0 +1,190 @@
+"""Disclosures to authorities, as the legal team sees them: logging a snapshot from a file,
+the current state of each request, open and overdue requests, the Art. 48 warning."""
+
+from __future__ import annotations
+
+import getpass
+import re
+from datetime import date, datetime, timezone
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+import yaml
+from pydantic import BaseModel, Field
+from sqlalchemy.engine import Connection, Engine
+
+from registry.exceptions import DisclosureError, EventError
+from registry.model.declarations import newest_declared
+from registry.model.events import DISCLOSURE, EventValidator
+from registry.model.store import LedgerEntry, table
+from registry.model.times import format_time
+from registry.model.transfers import EEA
+
+from .anchors import anchor_new_heads
+from .chain import append_snapshots
+
+__all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning",
+           "overdue_warning", "Version", "request_history"]
+
+_AGREEMENT = re.compile(r"mlat|treaty|agreement|convention|mutual legal assistance", re.IGNORECASE)
+
+
+class LogResult(BaseModel):
+    request_id: str
+    version: int
+    hash: str
+
+
+def parse_disclosure(text: str, validator: EventValidator) -> dict[str, Any]:
+    """A snapshot from YAML or JSON text, validated like a ``registry.disclosure.v1`` event's data."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DisclosureError(f"not valid YAML or JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DisclosureError("a disclosure is a mapping of the fields of contract §2")
+    # YAML reads unquoted dates and times as objects; the schema wants their RFC 3339 text.
+    data = {k: _as_text(v) for k, v in data.items()}
+    try:
+        validator.check_data(DISCLOSURE, data, prefix="")
+    except EventError as exc:
+        raise DisclosureError(exc.message, exc.path) from None
+    return data
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return format_time(moment)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def log_disclosure(engine: Engine, text: str, origin: str | None = None) -> LogResult:
+    """Validate and append one snapshot (time = now). ``origin`` says who logged it (default
+    ``file:<login name>``). Nothing is stored when it is invalid."""
+    manifest = newest_declared(engine)
+    data = parse_disclosure(text, EventValidator(manifest.taxonomy_view() if manifest else None))
+    origin = origin or f"file:{_user()}"
+    with engine.begin() as conn:
+        (result,) = append_snapshots(conn, [(datetime.now(timezone.utc), data, origin)])
+    anchor_new_heads(engine)  # after the commit: an anchor must never hold a head that was rolled back
+    return LogResult(**result)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+class Disclosure(BaseModel):
+    request_id: str
+    authority: str
+    authority_country: str
+    instrument: str
+    received_at: str
+    disclosed_at: str | None
+    outcome: str
+    notice: str
+    notice_due: str | None
+    versions: int
+    warnings: list[str] = Field(default_factory=list, description="Art. 48 and overdue-notice messages for this request")
+
+
+def current_disclosures(conn: Connection, before: datetime | None = None) -> list[tuple[Disclosure, dict[str, Any]]]:
+    """(row, newest snapshot data) per request; newest by snapshot time, then by ledger order.
+    ``before``: only the snapshots taken before that time (the state an auditor saw then)."""
+    newest: dict[str, tuple[str, dict[str, Any]]] = {}
+    versions: dict[str, int] = {}
+    ledger = table(LedgerEntry)
+    query = sa.select(ledger.c.request_id, ledger.c.body).order_by(ledger.c.seq)
+    if before is not None:
+        query = query.where(ledger.c.snapshot_time < before)
+    for request_id, body in conn.execute(query):
+        entry = orjson.loads(body)
+        versions[request_id] = versions.get(request_id, 0) + 1
+        known = newest.get(request_id)
+        if known is None or entry["snapshot_time"] >= known[0]:
+            newest[request_id] = (entry["snapshot_time"], entry["data"])
+    out = []
+    for request_id, (_, d) in sorted(newest.items()):
+        row = Disclosure(request_id=request_id, authority=d["authority"], authority_country=d["authority_country"],
+                         instrument=d["instrument"], received_at=d["received_at"], disclosed_at=d.get("disclosed_at"),
+                         outcome=d["outcome"], notice=d["notice"], notice_due=d.get("notice_due"), versions=versions[request_id])
+        out.append((row, d))
+    return out
+
+
+def list_disclosures(engine: Engine, open_only: bool = False, overdue_only: bool = False,
+                     today: date | None = None) -> tuple[list[Disclosure], list[str]]:
+    """Current requests (open = outcome pending; overdue = notice delayed past its due date),
+    each with its ``warnings``, and all those warnings (the CLI prints them on stderr)."""
+    today = today or datetime.now(timezone.utc).date()
+    with engine.connect() as conn:
+        current = current_disclosures(conn)
+    rows, warnings = [], []
+    for row, data in current:
+        if open_only and row.outcome != "pending":
+            continue
+        overdue = overdue_warning(row, today)
+        if overdue_only and overdue is None:
+            continue
+        row.warnings = [w for w in (art48_warning(data), overdue) if w]
+        rows.append(row)
+        warnings += row.warnings
+    return rows, warnings
+
+
+def overdue_warning(row: Disclosure, today: date) -> str | None:
+    """A delayed notice to the data subjects whose due date has passed."""
+    if row.notice == "delayed" and row.notice_due and date.fromisoformat(row.notice_due) < today:
+        return f"{row.request_id}: notice to the data subjects was delayed until {row.notice_due} and is overdue"
+    return None
+
+
+def art48_warning(data: dict[str, Any]) -> str | None:
+    """GDPR Art. 48: a court order or subpoena from outside the EEA is recognised only when based
+    on an international agreement; warn when no legal_reference cites one."""
+    if data["authority_country"] in EEA or data["instrument"] not in ("court_order", "subpoena"):
+        return None
+    if _AGREEMENT.search(data.get("legal_reference") or ""):
+        return None
+    return (f"{data['request_id']}: {data['instrument'].replace('_', ' ')} from {data['authority']} "
+            f"({data['authority_country']}) cites no international agreement (GDPR Art. 48)")
+
+
+class Version(BaseModel):
+    """One stored snapshot of a request: who logged it (``origin``), when, and what changed."""
+
+    version: int
+    seq: int
+    snapshot_time: str
+    recorded_at: str
+    origin: str
+    signed: bool
+    hash: str
+    changes: dict[str, tuple[Any, Any]] = Field(description="field: [before, after]; every field for the first version")
+    data: dict[str, Any]
+
+
+def request_history(engine: Engine, request_id: str) -> list[Version]:
+    """Every version of one request in ledger order, each with the fields it changed."""
+    t = table(LedgerEntry)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.seq, t.c.body, t.c.hash, t.c.signature)
+                            .where(t.c.request_id == request_id).order_by(t.c.seq)).all()
+    out: list[Version] = []
+    before: dict[str, Any] = {}
+    for n, row in enumerate(rows, 1):
+        entry = orjson.loads(row.body)
+        data = entry["data"]
+        changes = {k: (before.get(k), data.get(k)) for k in sorted(set(before) | set(data)) if before.get(k) != data.get(k)}
+        out.append(Version(version=n, seq=row.seq, snapshot_time=entry["snapshot_time"], recorded_at=entry["recorded_at"],
+                           origin=entry.get("origin") or "", signed=row.signature is not None, hash=row.hash,
+                           changes=changes, data=data))
+        before = data
+    return out

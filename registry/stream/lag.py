@@ -1,0 +1,52 @@
+"""The group's position as the store holds it, against the broker's end offsets: the lag that
+``status``, the dashboard, the metrics and the worker's idle check all read, and the one case
+where a stored offset goes back.
+
+- ``stored_offsets`` / ``group_lag``: the applied offsets per partition, and what is left.
+- ``offsets_ahead`` / ``rewind_stored``: a log that ends below the offset held for it (the topic
+  was deleted and re-created, or the broker lost its log) is read again from its start; the
+  store's ``(source, id)`` dedupe keeps records applied before from counting twice."""
+
+from __future__ import annotations
+
+from typing import Container, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from registry.model.store import ConsumerOffset, table
+
+__all__ = ["Partition", "stored_offsets", "group_lag", "offsets_ahead", "rewind_stored"]
+
+Partition = tuple[str, int]  # (topic, partition)
+
+
+def stored_offsets(engine: Engine, group: str) -> dict[Partition, int]:
+    """Next offsets the store holds for ``group``, per partition."""
+    t = table(ConsumerOffset)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.topic, t.c.partition, t.c.next_offset).where(t.c.group_id == group))
+        return {(topic, partition): next_offset for topic, partition, next_offset in rows}
+
+
+def group_lag(stored: Mapping[Partition, int], ends: Mapping[Partition, int]) -> dict[Partition, int]:
+    """Records not yet applied per partition of ``ends`` (a partition the store never saw starts
+    at 0: a topic's offsets start there and this registry never deletes records)."""
+    return {p: max(0, end - stored.get(p, 0)) for p, end in sorted(ends.items())}
+
+
+def offsets_ahead(held: Mapping[Partition, int], ends: Mapping[Partition, int], confirmed: Container[Partition]) -> dict[Partition, int]:
+    """The partitions whose held next offset is past the broker's end, with that offset. Only ends
+    the broker confirmed count (``EndOffsets``): an end read short would rewind a partition that
+    is fine."""
+    return {p: n for p, n in sorted(held.items()) if p in ends and p in confirmed and n > ends[p]}
+
+
+def rewind_stored(engine: Engine, group: str, p: Partition, seen: int, to: int) -> bool:
+    """Set ``p``'s stored next offset back to ``to``, if it is still ``seen`` (another member may
+    have rewound it, and applied records since). The only write that moves an offset back."""
+    t = table(ConsumerOffset)
+    with engine.begin() as conn:
+        done = conn.execute(sa.update(t).where(t.c.group_id == group, t.c.topic == p[0], t.c.partition == p[1],
+                                               t.c.next_offset == seen).values(next_offset=to))
+    return bool(done.rowcount)
