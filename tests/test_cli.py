@@ -13,7 +13,7 @@ import yaml
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from registry.cli.options import app
+from registry.cli import app
 
 from .conftest import EXAMPLE_MANIFEST, ROOT, SUBJECT_KEY
 from .helpers import ref, transfer

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import pytest
 import typer
 
-from registry.cli.options import app
+from registry.cli import app
 
 from .conftest import ROOT
 

@@ -245,7 +245,7 @@ def test_diff_names_added_removed_and_changed(versioned) -> None:  # type: ignor
 
 
 def test_cli_manifests_diff_and_as_of(versioned, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from registry.cli.options import app
+    from registry.cli import app
 
     runner = CliRunner()
     listed = runner.invoke(app, ["--db", db_url, "manifests", "--json"])
@@ -270,7 +270,7 @@ def test_cli_manifests_diff_and_as_of(versioned, db_url: str, tmp_path) -> None:
 
 
 def test_declare_effective_from_on_the_cli(engine: sa.Engine, db_url: str) -> None:
-    from registry.cli.options import app
+    from registry.cli import app
     from tests.conftest import EXAMPLE_MANIFEST
 
     runner = CliRunner()
