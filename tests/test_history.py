@@ -337,6 +337,7 @@ def test_api_as_of_and_manifests(versioned, db_url: str) -> None:  # type: ignor
     assert posted.status_code == 200 and list_versions(engine)[-1].effective_from == "2026-01-01T00:00:00Z"
 
 
+@pytest.mark.empty_store
 def test_migration_0004_dates_existing_versions_from_their_declaration(db_url: str, manifest: Manifest) -> None:
     """A store declared before effective dates existed: each version takes effect when declared."""
     from alembic import command

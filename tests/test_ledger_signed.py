@@ -274,6 +274,7 @@ def test_entries_logged_before_signing_are_reported_unsigned(declared: sa.Engine
     assert (stripped.ok, stripped.first_bad) == (False, "NEW-2") and "unsigned but follows signed" in (stripped.reason or "")
 
 
+@pytest.mark.empty_store
 def test_the_migration_keeps_old_entries_as_unsigned(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store at revision 0001 (before signatures) with a ledger entry: after the upgrade the
     entry is there, unsigned, and reported so."""

@@ -202,6 +202,7 @@ def test_records_sum_past_64_bit_counters_of_old(stocked) -> None:  # type: igno
     assert int(total) == sum(e["data"].get("record_count", 1) for e in events) > 3 * 10**12
 
 
+@pytest.mark.empty_store
 def test_migration_rebuilds_old_per_category_aggregates(db_url: str, manifest: Manifest) -> None:
     """A store written before 0002 (per-category flow rows, 32-bit counters on PostgreSQL) answers
     with the contract's count semantics after the upgrade: the aggregates are rebuilt from events."""

@@ -34,6 +34,7 @@ def _migrate_together(url: str, processes: int) -> None:
         assert p.returncode == 0, err
 
 
+@pytest.mark.empty_store
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_processes_migrating_a_fresh_store_at_once_all_succeed(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
