@@ -157,3 +157,15 @@ def test_bulk_times_are_written_as_sqlalchemy_writes_them(moment: str) -> None:
 
     value = parse_time(moment)
     assert Bulk("sqlite").time(value) == value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def test_the_head_read_from_the_files_is_alembics_head() -> None:
+    # open_store skips Alembic when the store is at this revision: it must be Alembic's own head
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from registry.model.store import _MIGRATIONS, head_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()

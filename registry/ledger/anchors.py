@@ -14,11 +14,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
@@ -27,6 +26,9 @@ from registry.model.store import LedgerEntry, table
 
 from .heads import GENESIS, Head, entry_fits, head_message, signed_head
 from .keys import signature_valid, signing_key
+
+if TYPE_CHECKING:  # the key type only: cryptography loads when a key is used
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = ["ANCHOR_ENV", "anchor_path", "anchor_started", "anchor_new_heads", "Anchors", "load_anchors", "check_anchors"]
 

@@ -14,10 +14,9 @@ import os
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
@@ -28,6 +27,9 @@ from registry.model.times import format_time
 from .anchors import anchor_new_heads, anchor_path, anchor_started, check_anchors, load_anchors
 from .heads import GENESIS, Head, canonical, entry_fits, entry_hash, signed_head
 from .keys import sign, signature_valid, signing_key, verifying_key
+
+if TYPE_CHECKING:  # the key type only: cryptography loads when a key is used
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = ["append_snapshots", "head", "VerifyResult", "verify"]
 

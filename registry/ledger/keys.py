@@ -13,13 +13,14 @@ import binascii
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel
 
 from registry.exceptions import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = ["KEY_ENV", "PUBLIC_KEY_ENV", "CreatedKey", "create_key", "signing_key", "verifying_key", "public_text",
            "public_pem", "sign", "signature_valid"]
@@ -36,16 +37,23 @@ class CreatedKey(BaseModel):
 
 def public_text(key: Ed25519PublicKey) -> str:
     """The 32 raw bytes in base64: the form ``disclosures head`` prints and a public key file may hold."""
+    from cryptography.hazmat.primitives import serialization
+
     return base64.b64encode(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
 
 
 def public_pem(key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def create_key(out: Path, public_out: Path | None = None) -> CreatedKey:
     """A new private key in ``out`` (PKCS#8 PEM, mode 0600, never overwritten); optionally its
     public half in ``public_out``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     try:
@@ -75,6 +83,9 @@ def _read(path: str, what: str) -> bytes:
 
 @lru_cache(maxsize=4)
 def _private(path: str, _mtime: float) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(_read(path, KEY_ENV), password=None)
     except (ValueError, TypeError) as exc:
@@ -98,6 +109,9 @@ def signing_key() -> Ed25519PrivateKey | None:
 
 def load_public(path: str, what: str = "--public-key") -> Ed25519PublicKey:
     """A public key file: PEM (SubjectPublicKeyInfo), or the base64 text ``disclosures head`` prints."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     data = _read(path, what).strip()
     try:
         if data.startswith(b"-----BEGIN"):
@@ -129,6 +143,8 @@ def sign(key: Ed25519PrivateKey, message: bytes) -> str:
 
 
 def signature_valid(key: Ed25519PublicKey, signature: str, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
         key.verify(base64.b64decode(signature, validate=True), message)
     except (InvalidSignature, ValueError, binascii.Error):

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.exceptions import ManifestError
@@ -110,6 +109,8 @@ def load_manifest(path: str | Path) -> Manifest:
 
 def parse_manifest(text: str) -> Manifest:
     try:
+        import yaml  # only a manifest read from YAML needs it
+
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ManifestError(f"not valid YAML: {exc}") from None

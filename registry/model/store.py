@@ -7,6 +7,7 @@ evidence; ``dead_letter`` keeps refused bytes, redacted, with the reason."""
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -280,8 +281,38 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest migration's revision, read from the version files without loading Alembic
+    (~0.1 s a process): the one revision no other names as its ``down_revision``."""
+    revisions, parents = set(), set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found = re.search(r'^revision\s*(?::[^=]*)?=\s*["\']([^"\']+)["\']', text, re.M)
+        parent = re.search(r'^down_revision\s*(?::[^=]*)?=\s*["\']([^"\']+)["\']', text, re.M)
+        if found:
+            revisions.add(found.group(1))
+        if parent:
+            parents.add(parent.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == [head]
+    except sa.exc.DBAPIError:
+        return False  # no alembic_version table yet: a fresh store
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision (a store already there costs one query)."""
+    if _at_head(engine):
+        return
     from alembic import command
     from alembic.config import Config
 
