@@ -134,7 +134,7 @@ List as of {{ moment }}.{% if controller.contact %} Questions: {{ controller.con
 (GDPR Art. 13(1)(e)–(f)). We announce every new recipient, and every change of location, safeguard, role or data,
 {{ notice_days }} days before it takes effect; customers may object until the objection deadline.</p>
 <p class="noprint">{% if feed_url %}<a href="{{ feed_url }}">Subscribe to changes (Atom feed)</a> · {% endif %}{% if json_url %}<a href="{{ json_url }}">This list as JSON</a>{% endif %}</p>
-<div class="scroll">
+<div class="scroll" tabindex="0" role="region" aria-label="Recipients">
 <table>
 <caption class="meta">{{ rows|length }} recipients</caption>
 <thead><tr><th scope="col">Recipient</th><th scope="col">Service</th><th scope="col">Role</th><th scope="col">Location</th>
@@ -149,7 +149,7 @@ List as of {{ moment }}.{% if controller.contact %} Questions: {{ controller.con
 </table>
 </div>
 <h2>Announced changes</h2>
-{% if notices %}<div class="scroll"><table>
+{% if notices %}<div class="scroll" tabindex="0" role="region" aria-label="Announced changes"><table>
 <thead><tr><th scope="col">Change</th><th scope="col">Announced</th><th scope="col">In force from</th><th scope="col">Objections until</th></tr></thead>
 <tbody>
 {% for n in notices %}<tr><td>{{ title(n) }}{% if n.short_notice %} <span class="short">(short notice)</span>{% endif %}</td>
