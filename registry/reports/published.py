@@ -24,6 +24,7 @@ from registry.exceptions import InputError
 from registry.model.declarations import versions
 from registry.model.manifest import Manifest
 from registry.model.times import format_time
+from registry.model.transfers import EEA
 
 __all__ = ["LIST_FORMATS", "FEED_FORMATS", "list_document", "changes_document", "public_rows", "entry_id"]
 
@@ -142,7 +143,7 @@ List as of {{ moment }}.{% if controller.contact %} Questions: {{ controller.con
 <tbody>
 {% for r in rows %}<tr><td>{{ r.name }}</td><td>{{ r.service.replace("_", " ") }}</td>
 <td>{{ r.role.replace("_", " ") }}{% if r.processor_of %} for {{ names[r.processor_of] or r.processor_of }}{% endif %}</td>
-<td>{{ country(r.country) }}</td><td>{{ mechanisms.get(r.transfer_mechanism, "—") }}</td>
+<td>{{ country(r.country) }}</td><td>{{ "none needed (EEA)" if r.country in eea else mechanisms.get(r.transfer_mechanism, "—") }}</td>
 <td>{% for c in r.categories %}{{ category(c) }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
 <td>{% if r.status == "announced" %}<span class="announced">announced: from {{ r.in_force_since[:10] }}</span>{% else %}{{ r.in_force_since[:10] }}{% endif %}</td></tr>
 {% endfor %}</tbody>
@@ -167,7 +168,7 @@ def _html(m: Manifest, rows: list[ListedRecipient], notices: list[Notice], momen
     return _PAGE.render(category=lambda k: taxonomy.name("data_categories", k), controller=m.controller, rows=rows, notices=list(reversed(notices)), moment=moment.strftime("%Y-%m-%d"),
                         notice_days=m.notice_period_days, feed_url=feed_url,
                         json_url=feed_url.removesuffix(".atom") + ".json" if feed_url else None,
-                        names={r.recipient: r.name for r in rows}, country=_country, mechanisms=_MECHANISMS,
+                        names={r.recipient: r.name for r in rows}, country=_country, eea=EEA, mechanisms=_MECHANISMS,
                         title=_title, day=lambda t: t.strftime("%Y-%m-%d"))
 
 
