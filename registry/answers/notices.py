@@ -81,7 +81,7 @@ class ChangeNotice(BaseModel):
     announced_at: str = Field(description="the declared_at of the manifest version that made the change")
     effective_from: str = Field(description="when the change takes effect")
     objection_deadline: str = Field(description="announced_at + notice_period_days")
-    short_notice: bool = Field(description="in force before the objection deadline (back-dated or announced late)")
+    short_notice: bool = Field(description="in force on a day before the objection deadline's (back-dated or announced late)")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,10 @@ class Notice:
 
     @property
     def short_notice(self) -> bool:
-        return self.effective_from < self.objection_deadline
+        """In force on a day (UTC) before the objection deadline's day: notice periods are counted
+        in days, so a change declared at 14:00 and in force at midnight 30 days later is not short
+        notice by 14 hours (its events in those hours still count as before notice)."""
+        return self.effective_from.astimezone(timezone.utc).date() < self.objection_deadline.astimezone(timezone.utc).date()
 
     @property
     def clear_at(self) -> datetime:
