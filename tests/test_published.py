@@ -339,3 +339,15 @@ def test_the_public_page_passes_axe(scenario: tuple[sa.Engine, list[dict[str, An
         page.emulate_media(media="print")
         assert page.locator(".noprint").first.is_hidden()
         browser.close()
+
+
+def test_the_api_answers_the_list_and_the_changes_with_a_token(scenario: tuple[sa.Engine, list[dict[str, Any]]], db_url: str) -> None:
+    engine, _ = scenario
+    client = TestClient(create_app(db_url))
+    headers = {"Authorization": f"Bearer {create_token(engine, 'auditor', 'ada').token}"}
+    assert client.get("/api/subprocessors/list").status_code == 401
+    listed = client.get("/api/subprocessors/list", params={"as_of": "2026-02-15"}, headers=headers).json()
+    assert [(r["recipient"], r["status"]) for r in listed] == [("ga", "in_force"), ("mc", "in_force"), ("newco", "announced")]
+    assert client.get("/api/subprocessors/changes", params={"since": "2026-04-01"}, headers=headers).json() == \
+        [c.model_dump() for c in changes(engine, t("2026-04-01"))]
+    assert client.get("/api/subprocessors/changes", params={"since": "2026-02-30"}, headers=headers).status_code == 422
