@@ -351,3 +351,17 @@ def test_the_api_answers_the_list_and_the_changes_with_a_token(scenario: tuple[s
     assert client.get("/api/subprocessors/changes", params={"since": "2026-04-01"}, headers=headers).json() == \
         [c.model_dump() for c in changes(engine, t("2026-04-01"))]
     assert client.get("/api/subprocessors/changes", params={"since": "2026-02-30"}, headers=headers).status_code == 422
+
+
+def test_notice_period_days_sets_the_deadline_and_a_bad_one_is_refused(engine: sa.Engine, tmp_path: Path) -> None:
+    import yaml
+
+    declare(engine, manifest_from_document(_manifest([GA], [{**COOKIES, "recipients": ["ga"]}])), t("2026-01-01"), t("2026-01-01"))
+    ten_days = _manifest([GA, MC], [COOKIES]) | {"notice_period_days": 10}
+    declare(engine, manifest_from_document(ten_days), t("2026-01-20"), t("2026-01-05"))
+    (notice,) = changes(engine)
+    assert (notice.recipient, notice.objection_deadline, notice.short_notice) == ("mc", "2026-01-15T00:00:00Z", False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(ten_days | {"notice_period_days": -3}))
+    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'x.db'}", "declare", str(bad)])
+    assert result.exit_code == 2 and "notice_period_days" in result.stderr and "Traceback" not in result.output
