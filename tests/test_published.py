@@ -238,6 +238,8 @@ def test_before_notice_shows_in_the_ropa_the_dashboard_and_the_drift_page(scenar
     assert sign_in(client, create_token(engine, "auditor", "ada").token).status_code == 303
     page = client.get("/drift").text
     assert 'id="before_notice"' in page and "Data sent before the notice ran out" in page and "What to do" in page
+    dashboard = client.get("/").text
+    assert '<a href="/drift#before_notice">Data sent before the notice ran out</a></td><td class="num">' + str(len(want)) in dashboard
 
 
 def test_the_atom_feed_parses_and_keeps_its_entry_ids(scenario: tuple[sa.Engine, list[dict[str, Any]]]) -> None:
