@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import AsOfOpt, Globals, JsonOpt, SinceOpt, as_of_bound, bound, command, emit, open_db, print_table, write_out
+from .options import AsOfOpt, Globals, JsonOpt, as_of_bound, bound, command, emit, open_db, print_table, write_out
 
 __all__ = ["app"]
 
@@ -36,8 +36,7 @@ def list_(
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The published recipients list: each recipient in force or announced, with where it is, its
-    safeguard, the data it receives and when it was first and last observed."""
+    """The published recipients list: in force or announced, location, safeguard, data, first/last seen."""
     from registry.reports import published
 
     if format_ is None and not (as_json or Globals.json):
@@ -53,13 +52,11 @@ def list_(
 @subprocessors_app.command("changes")
 @command
 def changes(
-    since: SinceOpt = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Announced at or after T (RFC 3339 or YYYY-MM-DD).")] = None,
     format_: Annotated[Optional[str], typer.Option("--format", help="json | atom (default: a table, or json with --json)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change notices: recipients added, removed or changed (country, safeguard, role, data), each
-    with when it was announced, takes effect and the objection deadline; ``--since`` on the
-    announcement."""
+    """Change notices (added, removed, changed) with announced, in force and objection deadline."""
     from registry.reports import published
 
     if format_ is None and not (as_json or Globals.json):
