@@ -29,15 +29,16 @@ def ref(stable_id: str) -> str:
 
 
 @contextmanager
-def live_server(db_url: str) -> Iterator[str]:
-    """The web app on a free loopback port in a thread; yields its base URL."""
+def live_server(db_url: str, **options: Any) -> Iterator[str]:
+    """The web app (``create_app`` options, e.g. public=True) on a free loopback port in a
+    thread; yields its base URL."""
     import uvicorn
 
     from registry.stream.devbroker import free_port
     from registry.web import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db_url), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(db_url, **options), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -15,14 +15,17 @@ import sys
 import time
 import uuid
 from collections import Counter
+from datetime import datetime, timezone
 from contextlib import ExitStack
 from pathlib import Path
 
 import orjson
 
 from consumers.worker import Worker, WorkerConfig
+from examples.blausen.announce import announced_versions, early_events
 from examples.blausen.generate import DEMO_SUBJECT_KEY, disclosure_events, generate
 from registry.answers.drift import drift
+from registry.answers.notices import changes, published_list
 from registry.intake.deadletters import list_dead_letters
 from registry.ledger.chain import verify
 from registry.ledger.disclosures import list_disclosures
@@ -30,6 +33,7 @@ from registry.model.declarations import declare
 from registry.model.manifest import load_manifest
 from registry.model.store import open_store
 from registry.reports import datamap_document, write_all
+from registry.reports.published import changes_document, list_document
 from registry.stream.kafka import Topics, send_lines
 
 HERE = Path(__file__).resolve().parent
@@ -59,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         manifest = load_manifest(HERE / "manifest.yaml")
         declared = declare(engine, manifest)
         print(f"declared {declared.controller}: {declared.recipients} recipients, {declared.activities} activities")
+        for version, ahead in announced_versions(manifest):
+            now = datetime.now(timezone.utc)  # one clock: 30 days ahead is not short notice by a microsecond
+            effective = now + ahead
+            declare(engine, version, effective, now)
+            print(f"announced version {version_count(engine)}, in force from {effective:%Y-%m-%d} ({ahead.days} days ahead)")
 
         lines = [line for line, _ in generate(args.events, args.seed)]
         topics = Topics()
@@ -68,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"published {sent} events to {topics.transfers} (half structured, half binary mode)")
         requests = send_lines(disclosure_events(), bootstrap=bootstrap, topics=topics, mode="structured")
         print(f"published {requests} disclosure events to {topics.disclosures}")
+        early = send_lines(early_events(), bootstrap=bootstrap, topics=topics, mode="structured")
+        print(f"published {early} events to SendGrid, before the notice that announces it runs out")
 
         config = WorkerConfig(bootstrap=bootstrap, group=f"demo-{uuid.uuid4().hex[:6]}", topics=topics,
                               stop_when_idle=3, session_timeout_ms=6000, heartbeat_interval_ms=1000)
@@ -80,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def version_count(engine) -> int:  # type: ignore[no-untyped-def]
+    from registry.model.declarations import versions
+
+    return len(versions(engine))
+
+
 def _summary(engine, totals: dict, out: Path) -> dict:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         recipients = [r for (r,) in conn.exec_driver_sql("SELECT DISTINCT recipient FROM flow_day ORDER BY recipient")]
@@ -90,8 +107,14 @@ def _summary(engine, totals: dict, out: Path) -> dict:  # type: ignore[no-untype
     (DIAGRAMS / "blausen-datamap.svg").write_bytes((out / "reports" / "datamap.svg").read_bytes())
     (DIAGRAMS / "blausen-datamap.png").write_bytes(datamap_document(engine, "png"))
     listed, warnings = list_disclosures(engine)
+    (out / "reports" / "recipients.html").write_text(list_document(engine, "html", public=True, feed_url="recipients.atom"))
+    (out / "reports" / "recipients.atom").write_text(changes_document(engine, "atom"))
+    files += ["recipients.html", "recipients.atom"]
+    notices = changes(engine)
     return {"events": totals, "disclosures": {"requests": len(listed), "warnings": warnings, "ledger_ok": verify(engine).ok}, "recipients_observed": len(recipients), "dead_letters": dict(Counter(d.reason for d in dead)),
-            "drift": dict(Counter(r.kind for r in drift(engine))), "reports": [f"reports/{f}" for f in files] + ["dead-letters.json"],
+            "drift": dict(Counter(r.kind for r in drift(engine))),
+            "published": {"recipients": len(published_list(engine)), "announced": [(c.recipient, c.change) for c in notices],
+                          "short_notice": sum(c.short_notice for c in notices)}, "reports": [f"reports/{f}" for f in files] + ["dead-letters.json"],
             "data_map": str(DIAGRAMS / "blausen-datamap.svg")}
 
 

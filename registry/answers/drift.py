@@ -3,7 +3,8 @@
 Each observed flow (source, recipient, category, purpose, legal basis) gets at most one of, in
 order: undeclared_recipient → undeclared_purpose → undeclared_category → legal_basis_mismatch →
 undeclared_source. Independently: transfer_without_safeguard per (recipient, country) and
-declared_not_observed per (activity, recipient).
+declared_not_observed per (activity, recipient), and before_notice per change notice (events to
+a recipient before the notice that announced it, or its new country or categories, ran out: §8).
 
 An activity counts "with" a recipient when it lists the recipient or a processor the recipient
 works for (a sub-processor acts under its processor's declaration)."""
@@ -13,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from registry.model.declarations import in_force
 from registry.model.manifest import Activity, Manifest
@@ -22,11 +23,12 @@ from registry.model.times import format_time
 from registry.model.transfers import safeguard_problem
 
 from .flows import Flow, Observation, cut, observations, per_category
+from .notices import LateFlow, late_flows
 
-__all__ = ["DriftRow", "drift", "drift_of", "classify_flow", "KINDS"]
+__all__ = ["DriftRow", "drift", "drift_of", "classify_flow", "notice_rows", "KINDS"]
 
 KINDS = ("undeclared_recipient", "undeclared_purpose", "undeclared_category", "legal_basis_mismatch",
-         "undeclared_source", "transfer_without_safeguard", "declared_not_observed")
+         "undeclared_source", "transfer_without_safeguard", "declared_not_observed", "before_notice")
 
 
 class DriftRow(BaseModel):
@@ -48,7 +50,24 @@ def drift(engine: Engine, since: datetime | None = None, until: datetime | None 
     with engine.connect() as conn:
         found = observations(conn, since, cut(until, as_of))
         manifest = in_force(conn, as_of)
-    return drift_of(manifest, found)
+        late = notice_rows(conn, since, until, as_of)
+    return drift_of(manifest, found) + late
+
+
+def notice_rows(conn: Connection, since: datetime | None = None, until: datetime | None = None,
+                as_of: datetime | None = None) -> list[DriftRow]:
+    """The ``before_notice`` rows: one per change notice with events before it ran out."""
+    return [_late_row(f) for f in late_flows(conn, since, until, as_of)]
+
+
+def _late_row(f: LateFlow) -> DriftRow:
+    n = f.notice
+    what = "added" if n.change == "added" else "new " + " and ".join(k for k in ("country", "categories") if k in n.fields)
+    return DriftRow(kind="before_notice", source=None, recipient=n.recipient, category=None, purpose=None, activity=None,
+                    detail=f"{f.events} events before the notice of manifest version {n.version} ({what}) ran out: announced "
+                           f"{format_time(n.announced_at)}, in force {format_time(n.effective_from)}, objection deadline "
+                           f"{format_time(n.objection_deadline)}",
+                    first_seen=format_time(f.first_seen), last_seen=format_time(f.last_seen), events=f.events)
 
 
 def drift_of(manifest: Manifest | None, found: list[Observation]) -> list[DriftRow]:

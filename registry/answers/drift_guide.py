@@ -52,6 +52,14 @@ GUIDES: dict[str, Guide] = {
         "Declared but not observed",
         "The manifest declares this activity with this recipient, but no event confirms it in the period.",
         "Check whether the flow stopped or the service does not emit events; remove stale declarations."),
+    "before_notice": Guide(
+        "Data sent before the notice ran out",
+        "Personal data went to a recipient (or to its new country, or new kinds of data went to it) before the manifest "
+        "version that announced the change took effect or before its objection deadline passed. Customers had no chance "
+        "to object (GDPR Art. 28(2)/(4)) and the published list did not name the flow yet (Art. 13(1)(e)).",
+        "Stop the flow until the notice has run out, or tell the customers concerned and ask for their consent to the "
+        "earlier start. Next time declare the change ahead (registry declare FILE --effective-from a date at least the "
+        "notice period away) and check `registry subprocessors changes` before shipping the integration."),
 }
 assert set(GUIDES) == set(KINDS)
 

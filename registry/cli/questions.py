@@ -1,5 +1,5 @@
 """CLI commands that answer questions from the store: recipients, recipient, subject, drift,
-sub-processors, and the documents (RoPA, notice, data map, report). Merged into the root command by :mod:`.app`; each opens the store, calls one library function and prints."""
+and the documents (RoPA, notice, data map, report). Merged into the root command by :mod:`.app`; each opens the store, calls one library function and prints."""
 
 from __future__ import annotations
 
@@ -108,15 +108,6 @@ def drift(
     emit(rows, as_json, lambda r: print_table(r, ["kind", "source", "recipient", "category", "purpose", "activity", "events", "detail"]))
     if fail_on_drift and rows:
         raise typer.Exit(1)
-
-
-@app.command()
-@command
-def subprocessors(as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
-    """Declared sub-processor chains, from the controller side."""
-    from registry.answers import questions
-
-    emit(questions.subprocessor_chains(open_db(), as_of_bound(as_of)), as_json, lambda r: print_table(r, ["recipient", "processor_of", "chain", "country"]))
 
 
 @app.command()

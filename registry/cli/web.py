@@ -31,7 +31,9 @@ def tokens_create(
 @app.command()
 @command
 def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="Port.")] = 8000) -> None:
+          port: Annotated[int, typer.Option(help="Port.")] = 8000,
+          public: Annotated[bool, typer.Option("--public", help="Also publish the recipients list without a token: "
+                                               "/public/recipients (.json, .atom).")] = False) -> None:
     """Run the web service: JSON API under /api/, OpenAPI at /openapi.json, pages under /."""
     import uvicorn
 
@@ -40,4 +42,4 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
 
     jsonlog.setup()
 
-    uvicorn.run(create_app(Globals.db), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(Globals.db, public=public), host=host, port=port, log_level="info")

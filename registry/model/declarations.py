@@ -29,10 +29,12 @@ class DeclareResult(BaseModel):
     version: int
 
 
-def declare(engine: Engine, manifest: Manifest, effective_from: datetime | None = None) -> DeclareResult:
+def declare(engine: Engine, manifest: Manifest, effective_from: datetime | None = None,
+            declared_at: datetime | None = None) -> DeclareResult:
     """Store ``manifest`` as a new version (one transaction), in force from ``effective_from``
-    (default: now)."""
-    now = datetime.now(timezone.utc)
+    (default: now). ``declared_at`` is the clock (default: now): tests and imports of an older
+    paper trail set it, since a change notice is announced at it (contract §8)."""
+    now = declared_at or datetime.now(timezone.utc)
     with engine.begin() as conn:
         newest = conn.execute(sa.select(sa.func.max(table(ManifestVersion).c.version))).scalar()
         version = (newest or 0) + 1

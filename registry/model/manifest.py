@@ -68,6 +68,8 @@ class Manifest(_Model):
     controller: Controller
     recipients: list[Recipient]
     activities: list[Activity]
+    # Art. 28(2)/(4): the days customers get to object to an announced recipient change (§8)
+    notice_period_days: int = 30
     taxonomy: dict[Kind, list[Extension]] = Field(default_factory=dict)
 
     def recipient(self, key: str) -> Recipient | None:

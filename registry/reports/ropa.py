@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from registry.answers.drift import DriftRow, drift_of
+from registry.answers.drift import DriftRow, drift_of, notice_rows
 from registry.answers.flows import Observation, cut, observations
 from registry.answers.graph import build_graph, subprocessors
 from registry.exceptions import InputError
@@ -85,8 +85,10 @@ def build_ropa(engine: Engine, role: Role = "controller", as_of: datetime | None
         if manifest is None:
             raise InputError(no_manifest_message(as_of))
         found = observations(conn, until=cut(None, as_of))
+        late = notice_rows(conn, as_of=as_of)
     record = ropa_of(manifest, found, role)
-    return record.model_copy(update={"as_of": format_time(as_of) if as_of else None, "history": history(engine, as_of)}), manifest
+    return record.model_copy(update={"as_of": format_time(as_of) if as_of else None, "history": history(engine, as_of),
+                                     "undeclared": record.undeclared + late}), manifest
 
 
 def no_manifest_message(as_of: datetime | None) -> str:

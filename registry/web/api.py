@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from registry import reports
 from registry.answers import drift as drift_mod
+from registry.answers import notices
 from registry.answers import questions
 from registry.exceptions import InputError
 from registry.intake import deadletters
@@ -90,6 +91,19 @@ def drift(request: Request, _: Reader, since: Since = None, until: Until = None,
 @router.get("/subprocessors", response_model=list[questions.SubprocessorRow])
 def subprocessors(request: Request, _: Reader, as_of: AsOf = None) -> Any:
     return questions.subprocessor_chains(request.app.state.engine, parse_bound(as_of, "as_of"))
+
+
+@router.get("/subprocessors/list", response_model=list[notices.ListedRecipient])
+def subprocessors_list(request: Request, _: Reader, as_of: AsOf = None) -> Any:
+    """The published recipients list (contract §8), as published at ``as_of``."""
+    return notices.published_list(request.app.state.engine, parse_bound(as_of, "as_of"))
+
+
+@router.get("/subprocessors/changes", response_model=list[notices.ChangeNotice])
+def subprocessors_changes(request: Request, _: Reader,
+                          since: Annotated[str | None, Query(description="Announced at or after T")] = None) -> Any:
+    """Change notices with their objection deadlines (contract §8)."""
+    return notices.changes(request.app.state.engine, parse_bound(since, "since"))
 
 
 @router.get("/ropa", response_class=Response, responses={200: {"content": {m: {} for m in _MEDIA.values()}}})

@@ -27,7 +27,8 @@ __all__ = ["create_app"]
 _PART = re.compile(r"[^.\[\]]+")
 
 
-def create_app(db_url: str | None = None) -> FastAPI:
+def create_app(db_url: str | None = None, public: bool = False) -> FastAPI:
+    """``public``: also serve the published recipients list without a token (``serve --public``)."""
     app = FastAPI(title="dataflow-registry", version=__version__,
                   description="Who receives which personal data: questions, records of processing, disclosures.")
     app.state.engine = open_store(db_url)
@@ -72,6 +73,10 @@ def create_app(db_url: str | None = None) -> FastAPI:
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     app.include_router(api_router)
+    if public:
+        from .public import router as published_router
+
+        app.include_router(published_router)
     app.include_router(public_pages)
     app.include_router(pages_router)
     return app

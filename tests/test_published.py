@@ -1,0 +1,369 @@
+"""Published recipients and change notices (issue 24, contract §8): the list ``--as-of`` each
+version's dates, the change notices and the ``before_notice`` counts against brute-force answers
+computed here from the test's own manifests and events, over effective-dated versions announced
+ahead, back-dated, at short notice, and a recipient removed then re-added; the Atom feed as a
+feed reader sees it; ``serve --public`` publishing exactly three paths."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from registry.answers.drift import drift
+from registry.answers.notices import changes, published_list
+from registry.answers.overview import overview
+from registry.cli.app import app as cli
+from registry.intake.ingest import Ingestor
+from registry.model.declarations import declare
+from registry.model.manifest import manifest_from_document
+from registry.model.taxonomy import covers
+from registry.model.times import format_time
+from registry.reports import ropa_document
+from registry.reports.published import changes_document
+from registry.web import create_app
+from registry.web.tokens import create_token
+
+from .helpers import live_server, record, transfer
+
+UTC = timezone.utc
+CHROMIUM = "/usr/bin/chromium"
+
+
+def t(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+CONTROLLER = {"name": "Acme Cloud GmbH", "country": "DE", "contact": "privacy@acme.example"}
+GA = {"key": "ga", "name": "Google Analytics", "service": "analytics", "role": "processor", "country": "US", "transfer_mechanism": "adequacy"}
+MC = {"key": "mc", "name": "Mailchimp", "service": "newsletter", "role": "processor", "country": "US", "transfer_mechanism": "scc"}
+NEW = {"key": "newco", "name": "NewCo Hosting", "service": "hosting", "role": "sub_processor", "country": "DE", "processor_of": "ga"}
+COOKIES = {"key": "analytics", "name": "Analytics", "purposes": ["analytics.reporting"], "legal_basis": "consent",
+           "data_categories": ["user.device.cookie_id"], "recipients": ["ga", "mc"]}
+EMAIL = {"key": "mailing", "name": "Mailing", "purposes": ["analytics.reporting"], "legal_basis": "consent",
+         "data_categories": ["user.contact.email"], "recipients": ["mc"]}
+
+
+def _manifest(recipients: list[dict[str, Any]], activities: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"controller": CONTROLLER, "recipients": recipients, "activities": activities}
+
+
+# (manifest, declared_at, effective_from), declared in this order; notice period 30 days
+VERSIONS = [
+    (_manifest([GA, MC], [COOKIES]), t("2026-01-01"), t("2026-01-01")),                      # 1 baseline
+    (_manifest([GA, MC, NEW], [COOKIES]), t("2026-02-01"), t("2026-03-03")),                 # 2 newco announced 30 days ahead
+    (_manifest([{**GA, "country": "IE", "transfer_mechanism": None}, MC, NEW], [COOKIES, EMAIL]),
+     t("2026-03-10"), t("2026-03-15")),                                                    # 3 short notice: ga → IE, mc gets email
+    (_manifest([{**GA, "country": "IE", "transfer_mechanism": None}, MC], [COOKIES, EMAIL]),
+     t("2026-04-01"), t("2026-04-01")),                                                    # 4 newco removed
+    (_manifest([{**GA, "country": "IE", "transfer_mechanism": None}, MC, NEW], [COOKIES, EMAIL]),
+     t("2026-05-20"), t("2026-05-01")),                                                    # 5 newco re-added, back-dated
+]
+
+
+def _events() -> list[dict[str, Any]]:
+    """Events to each recipient on both sides of every date that matters, some with a destination."""
+    out = []
+    days = [t("2026-01-10") + timedelta(days=3 * i, hours=i % 24, minutes=7 * i % 60) for i in range(60)]
+    for i, moment in enumerate(days):
+        stamp = format_time(moment)
+        out.append(transfer(f"n-{i}", stamp, recipient="newco"))
+        out.append(transfer(f"g-{i}", stamp, recipient="ga", **({"destination_country": "IE"} if i % 3 == 0 else {})))
+        out.append(transfer(f"m-{i}", stamp, recipient="mc",
+                            data_categories=["user.contact.email"] if i % 2 else ["user.device.cookie_id"]))
+    return out
+
+
+@pytest.fixture
+def scenario(engine: sa.Engine) -> tuple[sa.Engine, list[dict[str, Any]]]:
+    for document, declared_at, effective_from in VERSIONS:
+        declare(engine, manifest_from_document(document), effective_from, declared_at)
+    events = _events()
+    counts = Ingestor(engine).ingest(record(e) for e in events)
+    assert counts.ingested == len(events)
+    return engine, events
+
+
+def _time(e: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
+
+
+# --- the brute-force answers, from VERSIONS and the events alone -----------------------------
+
+def _effect_order() -> list[tuple[int, dict[str, Any], datetime, datetime]]:
+    return sorted([(i + 1, m, d, e) for i, (m, d, e) in enumerate(VERSIONS)], key=lambda v: (v[3], v[0]))
+
+
+def _categories(m: dict[str, Any], key: str) -> list[str]:
+    chain, parent = {key}, next(r for r in m["recipients"] if r["key"] == key).get("processor_of")
+    while parent:
+        chain.add(parent)
+        parent = next(r for r in m["recipients"] if r["key"] == parent).get("processor_of")
+    return sorted({c for a in m["activities"] if chain & set(a["recipients"]) for c in a["data_categories"]})
+
+
+def _expected_list(moment: datetime, events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    known = [v for v in _effect_order() if v[2] <= moment]
+    in_force = [v for v in known if v[3] <= moment]
+    rows = {}
+    if in_force:
+        for r in in_force[-1][1]["recipients"]:
+            since = in_force[-1][3]
+            for v in reversed(in_force):
+                if not any(x["key"] == r["key"] for x in v[1]["recipients"]):
+                    break
+                since = v[3]
+            rows[r["key"]] = (r["key"], r["country"], _categories(in_force[-1][1], r["key"]), format_time(since), "in_force")
+    for v in known:
+        if v[3] > moment:
+            for r in v[1]["recipients"]:
+                rows.setdefault(r["key"], (r["key"], r["country"], _categories(v[1], r["key"]), format_time(v[3]), "announced"))
+    out = []
+    for key in sorted(rows):
+        times = [_time(e) for e in events if e["data"]["recipient"] == key and _time(e) < moment]
+        out.append((*rows[key], format_time(min(times)) if times else None, format_time(max(times)) if times else None))
+    return out
+
+
+D30 = timedelta(days=30)
+# the notices, read off VERSIONS by hand: (recipient, change, fields, announced, effective, short)
+EXPECTED_CHANGES = [
+    ("newco", "added", {"country": [None, "DE"], "transfer_mechanism": [None, None], "role": [None, "sub_processor"],
+                        "categories": [None, ["user.device.cookie_id"]]}, t("2026-02-01"), t("2026-03-03"), False),
+    ("ga", "changed", {"country": ["US", "IE"], "transfer_mechanism": ["adequacy", None]}, t("2026-03-10"), t("2026-03-15"), True),
+    ("mc", "changed", {"categories": [["user.device.cookie_id"], ["user.contact.email", "user.device.cookie_id"]]},
+     t("2026-03-10"), t("2026-03-15"), True),
+    ("newco", "removed", {"country": ["DE", None], "transfer_mechanism": [None, None], "role": ["sub_processor", None],
+                          "categories": [["user.device.cookie_id"], None]}, t("2026-04-01"), t("2026-04-01"), True),
+    ("newco", "added", {"country": [None, "DE"], "transfer_mechanism": [None, None], "role": [None, "sub_processor"],
+                        "categories": [None, ["user.device.cookie_id"]]}, t("2026-05-20"), t("2026-05-01"), True),
+]
+
+
+def _late(e: dict[str, Any]) -> list[str]:
+    """Which notices (by label) an event went before, straight from the definition in §8 and the
+    README: a notice runs out at max(effective_from, announced + 30 days); an added recipient's
+    events count from when the last version listing it stopped being in force (never listed:
+    from the start), a changed one's from the start of its unbroken listing (the baseline: the
+    start); a country change counts events to the new country, and events naming no country
+    once the change is in force; a category change counts events with a newly covered category."""
+    when, d = _time(e), e["data"]
+    late = []
+    if d["recipient"] == "newco":
+        if when < t("2026-03-03"):  # never listed before; announced 02-01 + 30 days = in force 03-03
+            late.append("newco-2")
+        if t("2026-04-01") <= when < t("2026-06-19"):  # removed from 04-01; re-announced 05-20 + 30 days = 06-19
+            late.append("newco-5")
+    if d["recipient"] == "ga" and when < t("2026-04-09"):  # announced 03-10 + 30 days = 04-09
+        if d.get("destination_country") == "IE" or (not d.get("destination_country") and when >= t("2026-03-15")):
+            late.append("ga-3")
+    if d["recipient"] == "mc" and when < t("2026-04-09"):
+        if any(covers("user.contact.email", c) for c in d["data_categories"]):
+            late.append("mc-3")
+    return late
+
+
+def _expected_late(events: list[dict[str, Any]], since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in events:
+        if (since and _time(e) < since) or (until and _time(e) >= until):
+            continue
+        for label in _late(e):
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def _label(detail: str, recipient: str) -> str:
+    return f"{recipient}-{detail.split('manifest version ')[1].split(' ')[0]}"
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+def test_change_notices_equal_the_ones_read_off_the_versions(scenario: tuple[sa.Engine, list[dict[str, Any]]]) -> None:
+    engine, _ = scenario
+    got = [(c.recipient, c.change, c.fields, c.announced_at, c.effective_from, c.objection_deadline, c.short_notice)
+           for c in changes(engine)]
+    want = [(r, c, f, format_time(a), format_time(e), format_time(a + D30), s) for r, c, f, a, e, s in EXPECTED_CHANGES]
+    assert got == want
+    assert [c.recipient for c in changes(engine, t("2026-03-10"))] == ["ga", "mc", "newco", "newco"]
+
+
+@pytest.mark.parametrize("which", ["declared", "effective", "between"])
+def test_the_list_as_of_each_versions_dates_equals_brute_force(scenario: tuple[sa.Engine, list[dict[str, Any]]], which: str) -> None:
+    engine, events = scenario
+    moments = {d for _, d, _ in VERSIONS} if which == "declared" else {e for _, _, e in VERSIONS} if which == "effective" \
+        else {e - timedelta(seconds=1) for _, _, e in VERSIONS} | {t("2026-12-01")}
+    for moment in sorted(moments):
+        got = [(r.recipient, r.country, r.categories, r.in_force_since, r.status, r.first_seen, r.last_seen)
+               for r in published_list(engine, moment)]
+        assert got == _expected_list(moment, events), moment
+    statuses = {r.recipient: r.status for r in published_list(engine, t("2026-02-15"))}
+    assert statuses == {"ga": "in_force", "mc": "in_force", "newco": "announced"}
+
+
+def test_before_notice_counts_equal_brute_force(scenario: tuple[sa.Engine, list[dict[str, Any]]]) -> None:
+    engine, events = scenario
+    for since, until in [(None, None), (t("2026-03-01T10:30:00"), t("2026-05-10T13:45:00")), (t("2026-04-05"), None)]:
+        rows = [r for r in drift(engine, since, until) if r.kind == "before_notice"]
+        assert {_label(r.detail, r.recipient): r.events for r in rows} == _expected_late(events, since, until), (since, until)
+    # as of a date: only the versions declared by then, only the events before it
+    as_of = t("2026-03-12")
+    rows = [r for r in drift(engine, as_of=as_of) if r.kind == "before_notice"]
+    early = [e for e in events if _time(e) < as_of]
+    want = {k: v for k, v in _expected_late(early).items() if k != "newco-5"}
+    assert {_label(r.detail, r.recipient): r.events for r in rows} == want
+    first = next(r for r in rows if r.recipient == "newco")
+    assert first.first_seen == format_time(min(_time(e) for e in early if e["data"]["recipient"] == "newco"))
+
+
+def test_before_notice_shows_in_the_ropa_the_dashboard_and_the_drift_page(scenario: tuple[sa.Engine, list[dict[str, Any]]],
+                                                                        db_url: str) -> None:
+    import orjson
+
+    engine, events = scenario
+    want = _expected_late(events)
+    undeclared = orjson.loads(ropa_document(engine, "json"))["undeclared"]
+    assert {_label(r["detail"], r["recipient"]): r["events"] for r in undeclared if r["kind"] == "before_notice"} == want
+    assert b"before_notice" in ropa_document(engine, "md")
+    assert overview(engine).drift["before_notice"] == len(want)
+    client = TestClient(create_app(db_url))
+    from .test_web import sign_in
+
+    assert sign_in(client, create_token(engine, "auditor", "ada").token).status_code == 303
+    page = client.get("/drift").text
+    assert 'id="before_notice"' in page and "Data sent before the notice ran out" in page and "What to do" in page
+    dashboard = client.get("/").text
+    assert '<a href="/drift#before_notice">Data sent before the notice ran out</a></td><td class="num">' + str(len(want)) in dashboard
+
+
+def test_the_atom_feed_parses_and_keeps_its_entry_ids(scenario: tuple[sa.Engine, list[dict[str, Any]]]) -> None:
+    engine, _ = scenario
+    first = changes_document(engine, "atom", self_url="http://x/public/recipients.atom")
+    again = changes_document(engine, "atom", self_url="http://x/public/recipients.atom")
+    assert first == again
+    feed = feedparser.parse(first)
+    assert not feed.bozo, feed.get("bozo_exception")
+    assert feed.feed.title.startswith("Changes to the recipients of personal data")
+    ids = [e.id for e in feed.entries]
+    assert len(ids) == len(set(ids)) == len(EXPECTED_CHANGES)
+    assert feed.entries[0].updated_parsed[:3] == (2026, 5, 20)  # newest first
+    assert any("short notice" in e.content[0].value for e in feed.entries)
+    # a later declaration adds entries and leaves the earlier ones' ids alone
+    later = VERSIONS[-1][0] | {"recipients": [*VERSIONS[-1][0]["recipients"], {**MC, "key": "mc2", "name": "Mailchimp EU"}]}
+    declare(engine, manifest_from_document(later), t("2026-07-15"), t("2026-06-15"))
+    after = [e.id for e in feedparser.parse(changes_document(engine, "atom")).entries]
+    assert set(ids) < set(after) and len(after) == len(ids) + 1
+
+
+def test_the_cli_group_keeps_the_chains_and_answers_list_and_changes(scenario: tuple[sa.Engine, list[dict[str, Any]]],
+                                                                    db_url: str) -> None:
+    import orjson
+
+    runner = CliRunner()
+    chains = runner.invoke(cli, ["--db", db_url, "--json", "subprocessors"])
+    assert chains.exit_code == 0, chains.output
+    assert orjson.loads(chains.stdout) == [{"recipient": "newco", "processor_of": "ga", "chain": ["ga", "newco"], "country": "DE"}]
+    listed = runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--format", "json", "--as-of", "2026-02-15"])
+    assert [r["status"] for r in orjson.loads(listed.stdout)] == ["in_force", "in_force", "announced"]
+    csv = runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--format", "csv"])
+    assert csv.stdout.splitlines()[0].startswith("recipient,name,service,role,processor_of,country,transfer_mechanism")
+    changed = runner.invoke(cli, ["--db", db_url, "--json", "subprocessors", "changes", "--since", "2026-04-01"])
+    assert [(c["recipient"], c["change"]) for c in orjson.loads(changed.stdout)] == [("newco", "removed"), ("newco", "added")]
+    atom = runner.invoke(cli, ["--db", db_url, "subprocessors", "changes", "--format", "atom"])
+    assert len(feedparser.parse(atom.stdout).entries) == len(EXPECTED_CHANGES)
+    bad = runner.invoke(cli, ["--db", db_url, "subprocessors", "changes", "--format", "rss"])
+    assert bad.exit_code == 2 and "--format" in bad.stderr
+
+
+def _routes(routes: list[Any]) -> list[Any]:
+    """Every route, those of included routers too (FastAPI keeps them behind the router)."""
+    out = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        out += _routes(inner.routes) if inner is not None else [route]
+    return out
+
+
+def _open_paths(client: TestClient) -> set[tuple[str, str]]:
+    """Every route of the app, requested without a token: the (method, path) that answer 2xx."""
+    opened = set()
+    routes = _routes(client.app.routes)  # type: ignore[attr-defined]
+    assert len(routes) > 30  # the walk reaches the API and the pages
+    for route in routes:
+        path = getattr(route, "path", "")
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method == "HEAD":
+                continue
+            concrete = path.replace("{", "").replace("}", "").replace(":path", "")
+            status = client.request(method, concrete, follow_redirects=False).status_code
+            if 200 <= status < 300:
+                opened.add((method, path))
+    return opened
+
+
+def test_serve_public_opens_exactly_the_three_paths(scenario: tuple[sa.Engine, list[dict[str, Any]]], db_url: str) -> None:
+    private, public = TestClient(create_app(db_url)), TestClient(create_app(db_url, public=True))
+    for path in ("/public/recipients", "/public/recipients.json", "/public/recipients.atom"):
+        assert private.get(path).status_code == 404
+    assert _open_paths(public) - _open_paths(private) == {
+        ("GET", "/public/recipients"), ("GET", "/public/recipients.json"), ("GET", "/public/recipients.atom")}
+    page = public.get("/public/recipients")
+    assert "NewCo Hosting" in page.text and "Objections until" in page.text and 'type="application/atom+xml"' in page.text
+    rows = public.get("/public/recipients.json").json()
+    assert [r["recipient"] for r in rows] == ["ga", "mc", "newco"] and "first_seen" not in rows[0]
+    feed = feedparser.parse(public.get("/public/recipients.atom").text)
+    assert not feed.bozo and feed.feed.links[0].href == "http://testserver/public/recipients.atom"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_the_public_page_passes_axe(scenario: tuple[sa.Engine, list[dict[str, Any]]], db_url: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from .accessibility import axe_source, serious_violations
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("one browser run is enough: SQLite")
+    source = axe_source()
+    with live_server(db_url, public=True) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(f"{base}/public/recipients")
+            assert serious_violations(page, source) == [], width
+            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1, width
+        page.emulate_media(media="print")
+        assert page.locator(".noprint").first.is_hidden()
+        browser.close()
+
+
+def test_the_api_answers_the_list_and_the_changes_with_a_token(scenario: tuple[sa.Engine, list[dict[str, Any]]], db_url: str) -> None:
+    engine, _ = scenario
+    client = TestClient(create_app(db_url))
+    headers = {"Authorization": f"Bearer {create_token(engine, 'auditor', 'ada').token}"}
+    assert client.get("/api/subprocessors/list").status_code == 401
+    listed = client.get("/api/subprocessors/list", params={"as_of": "2026-02-15"}, headers=headers).json()
+    assert [(r["recipient"], r["status"]) for r in listed] == [("ga", "in_force"), ("mc", "in_force"), ("newco", "announced")]
+    assert client.get("/api/subprocessors/changes", params={"since": "2026-04-01"}, headers=headers).json() == \
+        [c.model_dump() for c in changes(engine, t("2026-04-01"))]
+    assert client.get("/api/subprocessors/changes", params={"since": "2026-02-30"}, headers=headers).status_code == 422
+
+
+def test_notice_period_days_sets_the_deadline_and_a_bad_one_is_refused(engine: sa.Engine, tmp_path: Path) -> None:
+    import yaml
+
+    declare(engine, manifest_from_document(_manifest([GA], [{**COOKIES, "recipients": ["ga"]}])), t("2026-01-01"), t("2026-01-01"))
+    ten_days = _manifest([GA, MC], [COOKIES]) | {"notice_period_days": 10}
+    declare(engine, manifest_from_document(ten_days), t("2026-01-20"), t("2026-01-05"))
+    (notice,) = changes(engine)
+    assert (notice.recipient, notice.objection_deadline, notice.short_notice) == ("mc", "2026-01-15T00:00:00Z", False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(ten_days | {"notice_period_days": -3}))
+    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'x.db'}", "declare", str(bad)])
+    assert result.exit_code == 2 and "notice_period_days" in result.stderr and "Traceback" not in result.output
