@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,72 @@ def test_eu_orders_validate_their_new_fields(declared: sa.Engine, db_url: str, t
         (tmp_path / "s.yaml").write_text(json.dumps({**base, **bad}))
         code, _, err = _cli(db_url, "disclosures", "log", str(tmp_path / "s.yaml"))
         assert code == 2 and field in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_api_pages_and_metric_carry_the_clocks(declared: sa.Engine, db_url: str, tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from fastapi.testclient import TestClient
+
+    from registry.web import create_app
+    from registry.web.tokens import create_token
+
+    from .test_web import sign_in
+
+    now = datetime.now(UTC)
+    snaps = [
+        {"request_id": "EPOC-E", "authority": "Parquet de Paris", "authority_country": "FR", "instrument": "eu_production_order",
+         "emergency": True, "received_at": _text(now - timedelta(hours=2), "+01:00"), "outcome": "pending", "notice": "pending"},
+        {"request_id": "EPOC-LATE", "authority": "Garda", "authority_country": "IE", "instrument": "eu_production_order",
+         "received_at": _text(now - timedelta(days=11), "Z"), "outcome": "pending", "notice": "pending"},
+        {"request_id": "EPOC-PR", "authority": "Garda", "authority_country": "IE", "instrument": "eu_preservation_order",
+         "received_at": _text(now - timedelta(days=70), "Z"), "confirmed_at": _text(now - timedelta(days=5), "Z"),
+         "outcome": "pending", "notice": "pending"},
+        {"request_id": "SUB-1", "authority": "Court", "authority_country": "US", "instrument": "subpoena",
+         "received_at": _text(now - timedelta(days=1), "Z"), "outcome": "pending", "notice": "pending"},
+    ]
+    for s in snaps:
+        log_disclosure(declared, yaml.safe_dump(s))
+    token = create_token(declared, "legal", "lena").token
+    client = TestClient(create_app(db_url))
+    auth = {"Authorization": f"Bearer {token}"}
+    rows = {r["request_id"]: r for r in client.get("/api/disclosures", headers=auth).json()}
+    assert _instant(rows["EPOC-E"]["due_at"]) == _instant(snaps[0]["received_at"]) + timedelta(hours=8)
+    assert _instant(rows["EPOC-PR"]["due_at"]) == _instant(snaps[2]["confirmed_at"]) + timedelta(days=30)
+    assert rows["SUB-1"]["due_at"] is None and rows["EPOC-E"]["emergency"] is True
+    due = client.get("/api/disclosures?due_within=24", headers=auth).json()
+    assert [r["request_id"] for r in due] == ["EPOC-E", "EPOC-LATE"]
+    assert client.get("/api/disclosures?due_within=-1", headers=auth).status_code == 422
+
+    metrics = client.get("/metrics").text
+    assert 'registry_disclosures_due{state="due_24h"} 1.0' in metrics
+    assert 'registry_disclosures_due{state="overdue"} 1.0' in metrics
+    assert not any(rid in metrics for rid in ("EPOC", "Garda", "Parquet"))  # no keys or names in labels
+
+    half = 1 if now.month <= 6 else 2
+    report = client.get(f"/api/disclosures/report?year={now.year}&half={half}", headers=auth).json()
+    assert report["half"] == half and report["emergency"] >= 1
+    assert client.get(f"/api/disclosures/report?year={now.year}&half=3", headers=auth).status_code == 422
+    package = client.get(f"/api/disclosures/report/package?year={now.year}", headers=auth)
+    assert package.headers["content-type"] == "application/zip"
+    zipfile.ZipFile(io.BytesIO(package.content)).extractall(tmp_path / "zip")
+    assert _frictionless_valid(tmp_path / "zip" / "datapackage.json")
+
+    assert sign_in(client, token, "/disclosures").status_code == 303
+    page = client.get("/disclosures").text
+    clocks = page[page.index('id="clocks"'):page.index("</table>", page.index('id="clocks"'))]
+    assert clocks.index("EPOC-LATE") < clocks.index("EPOC-E") < clocks.index("EPOC-PR")  # by due time, overdue first
+    assert "SUB-1" not in clocks
+    assert re.search(r'data-state="overdue"[^>]*>overdue by 1 days? \d+ h|overdue by \d+ h \d+ min', clocks)
+    assert re.search(r'class="clock badge due"[^>]*data-due="[^"]+" data-emergency="true"[^>]*>\s*5 h \d+ min left', clocks.replace("\n", " "))
+    dashboard = client.get("/").text
+    assert "EPOC-E" in dashboard and "1 due within 24 hours" in dashboard
+    request_page = client.get("/disclosures/requests/EPOC-E").text
+    assert 'id="clock-row"' in request_page and "Data due (emergency)" in request_page
+    report_page = client.get(f"/disclosures/report?year={now.year}&half={half}").text
+    assert f'href="/disclosures/report/package.zip?year={now.year}&amp;half={half}"' in report_page
+    download = client.get(f"/disclosures/report/package.zip?year={now.year}&half={half}")
+    assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+    assert "datapackage.json" in zipfile.ZipFile(io.BytesIO(download.content)).namelist()

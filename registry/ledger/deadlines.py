@@ -45,10 +45,10 @@ def is_open(data: dict[str, Any]) -> bool:
 ClockState = Literal["overdue", "due_24h", "running"]
 
 
-def clock_state(data: dict[str, Any], now: datetime) -> ClockState | None:
+def clock_state(data: dict[str, Any], now: datetime, due: datetime | None = None) -> ClockState | None:
     """overdue: open and its clock has run out; due_24h: open and it runs out within 24 hours;
-    running: open with more time; None: closed or no clock."""
-    due = due_at(data)
+    running: open with more time; None: closed or no clock. ``due``: already computed."""
+    due = due or due_at(data)
     if due is None or not is_open(data):
         return None
     if due <= now:

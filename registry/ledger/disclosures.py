@@ -18,7 +18,7 @@ from registry.exceptions import DisclosureError, EventError
 from registry.model.declarations import newest_declared
 from registry.model.events import DISCLOSURE, EventValidator
 from registry.model.store import LedgerEntry, table
-from registry.model.times import format_time
+from registry.model.times import format_time, parse_time
 from registry.model.transfers import EEA
 
 from .anchors import anchor_new_heads
@@ -26,7 +26,7 @@ from .chain import append_snapshots
 from .deadlines import clock_state, deadline_warning, due_at, eu_authority_warning, is_open
 
 __all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning",
-           "overdue_warning", "Version", "request_history"]
+           "overdue_warning", "Version", "request_history", "row_clock"]
 
 _ART48 = ("court_order", "subpoena", "eu_production_order", "eu_preservation_order")
 _AGREEMENT = re.compile(r"mlat|treaty|agreement|convention|mutual legal assistance", re.IGNORECASE)
@@ -154,6 +154,12 @@ def list_disclosures(engine: Engine, open_only: bool = False, overdue_only: bool
 def _due_within(data: dict[str, Any], now: datetime, hours: float) -> bool:
     due = due_at(data)
     return due is not None and is_open(data) and due <= now + timedelta(hours=hours)
+
+
+def row_clock(row: Disclosure, now: datetime) -> str | None:
+    """The clock state of a listed row (see :func:`registry.ledger.deadlines.clock_state`)."""
+    return clock_state({"instrument": row.instrument, "outcome": row.outcome, "disclosed_at": row.disclosed_at,
+                        "due_at": row.due_at}, now, parse_time(row.due_at) if row.due_at else None)
 
 
 def overdue_warning(row: Disclosure, today: date) -> str | None:
