@@ -356,6 +356,8 @@ def history_page(request: Request, session: Reader, request_id: str) -> Response
     def show(field: str, value: Any) -> str:
         if value is None or value == []:
             return "—"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
         if field == "data_categories":
             return ", ".join(taxonomy.name("data_categories", k) for k in value)
         if field in _TIMES or field == "notice_due":
