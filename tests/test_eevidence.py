@@ -391,3 +391,22 @@ def test_api_pages_and_metric_carry_the_clocks(declared: sa.Engine, db_url: str,
     download = client.get(f"/disclosures/report/package.zip?year={now.year}&half={half}")
     assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
     assert "datapackage.json" in zipfile.ZipFile(io.BytesIO(download.content)).namelist()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_eu_order_from_the_event_stream_gets_its_clock(declared: sa.Engine) -> None:
+    """The same clocks for a request that arrives as a registry.disclosure.v1 event (Kafka, API)."""
+    from registry.intake.ingest import Ingestor
+
+    from .helpers import record
+
+    data = {"request_id": "EPOC-K", "authority": "Policie ČR", "authority_country": "CZ", "instrument": "eu_preservation_order",
+            "received_at": "2026-08-18T23:30:00-02:00", "confirmed_at": "2026-09-30T12:00:00+02:00", "outcome": "pending",
+            "notice": "pending"}
+    event = {"specversion": "1.0", "id": "cms-k", "source": "//services/case-management", "type": "registry.disclosure.v1",
+             "time": "2026-09-30T10:00:00Z", "data": data}
+    assert Ingestor(declared).ingest([record(event)]).ingested == 1
+    (row,), warnings = list_disclosures(declared, now=datetime(2026, 10, 30, 9, 0, tzinfo=UTC))
+    assert row.due_at == "2026-10-30T10:00:00Z"  # 30 days after the confirmation, an instant in UTC
+    assert len(warnings) == 1 and "lapses at 2026-10-30T10:00:00Z, in 1.0 hours" in warnings[0] and "Art. 48" not in warnings[0]
+    assert transparency_report(declared, 2026, 2)[0].requests == 1  # received 2026-08-19T01:30Z: second half

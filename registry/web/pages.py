@@ -33,7 +33,7 @@ from registry.ledger import disclosures
 from registry.model.declarations import current_manifest
 from registry.model.subjects import subject_ref
 from registry.model.taxonomy import Taxonomy
-from registry.model.times import parse_bound
+from registry.model.times import parse_bound, parse_time
 
 from .auth import LEGAL, READ, form_user, is_https, page_user
 from .clocks import clock_view, open_clocks
@@ -278,7 +278,7 @@ def _disclosure_page(request: Request, session: PageSession, values: dict[str, A
                                                      "outcome", "notice", "versions"), "received_at", descending=True)
     taxonomy = taxonomy_of(request)
     shown = {k: (v[:16] if k in _TIMES and isinstance(v, str) else v) for k, v in values.items()}
-    years = sorted({int(r.received_at[:4]) for r in rows})
+    years = sorted({parse_time(r.received_at).year for r in rows})  # the report's periods are UTC
     return render(request, "disclosures.html", session, status, taxonomy=taxonomy, title="Disclosures to authorities",
                   active="/disclosures", check=ledger.verify(engine), attention=attention, rows=dumped, sort=sort, desc=desc,
                   can_log=session.role in LEGAL, values=shown, selected=set(values.get("data_categories") or []),
@@ -374,4 +374,4 @@ def history_page(request: Request, session: Reader, request_id: str) -> Response
 
     return render(request, "history.html", session, taxonomy=taxonomy, title=f"Request {request_id}", active="/disclosures",
                   versions=versions, current=current, who=_who, show=show, any_signed=any(v.signed for v in versions), request_clock=request_clock,
-                  year=int(current.received_at[:4] if current is not None else str(versions[-1].data["received_at"])[:4]))
+                  year=parse_time(current.received_at if current is not None else str(versions[-1].data["received_at"])).year)
