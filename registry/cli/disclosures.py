@@ -88,8 +88,7 @@ def disclosures_report(
     name = f"transparency-report-{transparency.period_label(year, half).lower()}"
     if format_ == "csv":
         assert out_dir is not None
-        files = datapackage.package_files(report, transparency.report_rows(engine, year, half), controller)
-        datapackage.write_package(out_dir, files)
+        datapackage.write_package(out_dir, datapackage.package_for(engine, year, half)[1])
     elif out_dir is not None:
         body = report.model_dump_json(indent=2) + "\n" if format_ == "json" else transparency.to_markdown(report, warnings, controller)
         out_dir.mkdir(parents=True, exist_ok=True)

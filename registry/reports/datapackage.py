@@ -13,11 +13,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
+from registry.model.declarations import current_manifest
 from registry.model.schemas import SCHEMA_DIR
 
-from .transparency import PRODUCED, TransparencyReport, is_emergency, period_label, subjects_of
+from .transparency import PRODUCED, TransparencyReport, is_emergency, period_label, report_rows, subjects_of, transparency_report
 
-__all__ = ["package_files", "write_package", "package_zip"]
+__all__ = ["package_files", "package_for", "write_package", "package_zip"]
 
 _INT = "integer"
 
@@ -94,6 +97,14 @@ def package_files(report: TransparencyReport, rows: list[dict[str, Any]], contro
     }
     files["datapackage.json"] = json.dumps(descriptor, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
     return files
+
+
+def package_for(engine: Engine, year: int, half: int | None = None) -> tuple[TransparencyReport, dict[str, bytes]]:
+    """The period's report and its package files, titled with the controller's name: what the
+    CLI writes to a folder and the pages and the API serve as a zip."""
+    report, _ = transparency_report(engine, year, half)
+    manifest = current_manifest(engine)
+    return report, package_files(report, report_rows(engine, year, half), manifest.controller.name if manifest else None)
 
 
 def write_package(directory: Path, files: dict[str, bytes]) -> list[Path]:

@@ -152,11 +152,8 @@ def report_package(request: Request, _: Reader, year: Annotated[int, Query(ge=19
                    half: Annotated[int | None, Query(ge=1, le=2)] = None) -> Response:
     """The Frictionless data package of the period (CSV per dimension and datapackage.json), zipped."""
     from registry.reports import datapackage
-    from registry.reports.transparency import report_rows
 
-    engine = request.app.state.engine
-    figures = transparency_report(engine, year, half)[0]
-    files = datapackage.package_files(figures, report_rows(engine, year, half))
+    _report, files = datapackage.package_for(request.app.state.engine, year, half)
     return Response(datapackage.package_zip(files), media_type="application/zip")
 
 

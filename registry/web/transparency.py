@@ -10,9 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from registry.ledger import disclosures
-from registry.model.declarations import current_manifest
 from registry.model.times import parse_time
-from registry.reports.transparency import period_label, report_rows, transparency_report
+from registry.reports.transparency import period_label, transparency_report
 
 from .pages import Reader, page_reader
 from .render import bar_chart, choice_label, render
@@ -53,10 +52,7 @@ def report_package(request: Request, session: Reader, year: Annotated[int, Query
     """The period's Frictionless data package (CSV per dimension + datapackage.json), zipped."""
     from registry.reports import datapackage
 
-    engine = request.app.state.engine
-    report, _ = transparency_report(engine, year, half)
-    manifest = current_manifest(engine)
-    files = datapackage.package_files(report, report_rows(engine, year, half), manifest.controller.name if manifest else None)
+    _report, files = datapackage.package_for(request.app.state.engine, year, half)
     name = f"transparency-report-{period_label(year, half).lower()}.zip"
     return Response(datapackage.package_zip(files), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
