@@ -45,6 +45,8 @@ def test_legal_logs_an_emergency_production_order_and_sees_its_countdown(server:
         assert COUNTDOWN.match(clock.inner_text().strip()), clock.inner_text()
         assert "due" in (clock.get_attribute("class") or "")  # amber: within 24 hours
         assert "emergency" in page.inner_text("#clocks tr[data-request='EPOC-2026-1']")
+        listed = page.inner_text("#requests tr:has-text('EPOC-2026-1')")
+        assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC\s+\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", listed), listed  # received, due
         page.evaluate("window.scrollTo(0, 0)")
         _check(page, "eevidence-disclosures", axe)
         # the script keeps the same words as the server (it rewrites the text on load)

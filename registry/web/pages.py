@@ -275,7 +275,7 @@ def _disclosure_page(request: Request, session: PageSession, values: dict[str, A
     attention.sort(key=lambda a: (a["days_left"] is None, a["days_left"] or 0, a["row"].received_at))
     dumped = [r.model_dump() for r in rows]
     dumped, sort, desc = sort_rows(request, dumped, ("request_id", "authority", "authority_country", "instrument", "received_at",
-                                                     "outcome", "notice", "versions"), "received_at", descending=True)
+                                                     "due_at", "outcome", "notice", "versions"), "received_at", descending=True)
     taxonomy = taxonomy_of(request)
     shown = {k: (v[:16] if k in _TIMES and isinstance(v, str) else v) for k, v in values.items()}
     years = sorted({parse_time(r.received_at).year for r in rows})  # the report's periods are UTC
