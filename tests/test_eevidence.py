@@ -24,6 +24,7 @@ from registry.cli.app import app
 from registry.ledger.disclosures import list_disclosures, log_disclosure
 from registry.reports.datapackage import package_files, write_package
 from registry.reports.transparency import report_rows, transparency_report
+from registry.stream.metrics import REGISTRY, set_disclosures_due
 
 from .helpers import ref
 
@@ -162,6 +163,10 @@ def test_due_at_overdue_and_due_within_equal_brute_force(logged: sa.Engine, gene
         assert {r.request_id for r in list_disclosures(logged, overdue_only=True, now=now)[0]} == overdue
         assert {r.request_id for r in list_disclosures(logged, open_only=True, now=now)[0]} == \
             {rid for rid, s in current.items() if _open(s)}
+        set_disclosures_due(logged, now)
+        for state, test in (("overdue", lambda d: d <= now), ("due_24h", lambda d: now < d <= now + timedelta(hours=24))):
+            expected_n = sum(1 for s in current.values() if (d := _due(s)) is not None and _open(s) and test(d))
+            assert REGISTRY.get_sample_value("registry_disclosures_due", {"state": state}) == expected_n, (now, state)
         for hours in (0, 1, 8, 24, 24 * 30, 24 * 90):
             expected = {rid for rid, s in current.items()
                         if (d := _due(s)) is not None and _open(s) and d <= now + timedelta(hours=hours)}
