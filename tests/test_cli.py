@@ -181,8 +181,8 @@ def test_disclosure_commands(tmp_path: Path) -> None:
     assert code == 0 and set(logged) == {"request_id", "version", "hash"} and logged["version"] == 1
     code, out, err = cli(db, "--json", "disclosures", "list", "--open")
     rows = json.loads(out)
-    assert set(rows[0]) == {"request_id", "authority", "authority_country", "instrument", "received_at", "disclosed_at",
-                            "outcome", "notice", "notice_due", "versions", "warnings"}
+    assert set(rows[0]) == {"request_id", "authority", "authority_country", "instrument", "emergency", "received_at", "disclosed_at",
+                            "due_at", "outcome", "notice", "notice_due", "versions", "warnings"}  # contract v3 §6
     assert "GDPR Art. 48" in err
     code, out, _ = cli(db, "--json", "disclosures", "report", "--year", "2026", "--format", "json")
     assert json.loads(out)["requests"] == 1

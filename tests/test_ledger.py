@@ -156,6 +156,7 @@ def test_transparency_report_figures(declared: sa.Engine) -> None:
         "by_country": {"GB": 1, "US": 3},
         "subjects_affected": 7,  # 2 refs in request 1 + subject_count 5 in request 2
         "notice": {"delayed": 1, "given": 1, "not_given": 1, "prohibited": 1},
+        "half": None, "emergency": 0, "median_days_to_disclose": None, "warnings": warnings,
     }
     assert [w.split(":")[0] for w in warnings] == ["1", "2", "4"]  # subpoenas and court orders from outside the EEA (US, GB)
     assert orjson.loads(orjson.dumps(report.model_dump()))["year"] == 2026

@@ -46,37 +46,57 @@ def _warn(warnings: list[str]) -> None:
 @group.command("list")
 @command
 def disclosures_list(
-    open_: Annotated[bool, typer.Option("--open", help="Only requests still pending.")] = False,
-    overdue: Annotated[bool, typer.Option("--overdue", help="Only delayed notices past their due date.")] = False,
+    open_: Annotated[bool, typer.Option("--open", help="Only requests still to answer (pending, nothing disclosed).")] = False,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only delayed notices past their due date and missed e-Evidence clocks.")] = False,
+    due_within: Annotated[float | None, typer.Option("--due-within", help="Only open requests due within H hours (overdue included).",
+                                                     metavar="H")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Current state of each request; Art. 48 warnings go to stderr."""
+    """Current state of each request with its due time; warnings (Art. 48, deadlines) go to stderr."""
     from registry.ledger import disclosures
 
-    rows, warnings = disclosures.list_disclosures(open_db(), open_, overdue)
-    emit(rows, as_json, lambda r: print_table(r, ["request_id", "authority", "authority_country", "instrument", "received_at",
-                                             "outcome", "notice", "notice_due", "versions"]))
+    if due_within is not None and not 0 <= due_within <= 24 * 366 * 100:
+        raise InputError("hours from 0 upwards", "--due-within")
+    rows, warnings = disclosures.list_disclosures(open_db(), open_, overdue, due_within=due_within)
+    emit(rows, as_json, lambda r: print_table(r, ["request_id", "authority", "authority_country", "instrument", "emergency",
+                                             "received_at", "due_at", "outcome", "notice", "notice_due", "versions"]))
     _warn(warnings)
 
 
 @group.command("report")
 @command
 def disclosures_report(
-    year: Annotated[int, typer.Option("--year", help="Requests received in this year.")],
-    format_: Annotated[str, typer.Option("--format", help="md | json")] = "md",
+    year: Annotated[int, typer.Option("--year", help="Requests received in this year (UTC).")],
+    half: Annotated[int | None, typer.Option("--half", help="1 (January–June) or 2 (July–December).")] = None,
+    format_: Annotated[str, typer.Option("--format", help="md | json | csv (a Frictionless data package; needs --out)")] = "md",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write into (the data package, or report.md/json).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The yearly transparency report: requests by instrument, outcome, country; notice; subjects."""
+    """The transparency report for a year or half-year: requests by legal process received and
+    disclosed, outcome, country, notice, subjects, emergencies, median days to disclose."""
     from registry.model import declarations
-    from registry.reports import transparency
+    from registry.reports import datapackage, transparency
 
-    if format_ not in ("md", "json"):
-        raise InputError("must be md or json", "--format")
+    if format_ not in ("md", "json", "csv"):
+        raise InputError("must be md, json or csv", "--format")
+    if format_ == "csv" and out_dir is None:
+        raise InputError("a data package is a folder of files: give --out DIR", "--out")
     engine = open_db()
-    report, warnings = transparency.transparency_report(engine, year)
+    report, warnings = transparency.transparency_report(engine, year, half)
+    manifest = declarations.current_manifest(engine)
+    controller = manifest.controller.name if manifest else None
+    name = f"transparency-report-{transparency.period_label(year, half).lower()}"
+    if format_ == "csv":
+        assert out_dir is not None
+        datapackage.write_package(out_dir, datapackage.package_for(engine, year, half)[1])
+    elif out_dir is not None:
+        body = report.model_dump_json(indent=2) + "\n" if format_ == "json" else transparency.to_markdown(report, warnings, controller)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{name}.{format_}").write_text(body, encoding="utf-8")
     if format_ == "json" or as_json or Globals.json:
         emit(report, True)
-    else:
-        manifest = declarations.current_manifest(engine)
-        sys.stdout.write(transparency.to_markdown(report, warnings, manifest.controller.name if manifest else None))
+    elif format_ == "md" and out_dir is None:
+        sys.stdout.write(transparency.to_markdown(report, warnings, controller))
+    elif not (as_json or Globals.json):
+        err.print(f"wrote {out_dir}", markup=False, highlight=False)
     _warn(warnings)

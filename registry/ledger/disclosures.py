@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -18,15 +18,17 @@ from registry.exceptions import DisclosureError, EventError
 from registry.model.declarations import newest_declared
 from registry.model.events import DISCLOSURE, EventValidator
 from registry.model.store import LedgerEntry, table
-from registry.model.times import format_time
+from registry.model.times import format_time, parse_time
 from registry.model.transfers import EEA
 
 from .anchors import anchor_new_heads
 from .chain import append_snapshots
+from .deadlines import clock_state, deadline_warning, due_at, eu_authority_warning, is_open
 
 __all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning",
-           "overdue_warning", "Version", "request_history"]
+           "overdue_warning", "Version", "request_history", "row_clock"]
 
+_ART48 = ("court_order", "subpoena", "eu_production_order", "eu_preservation_order")
 _AGREEMENT = re.compile(r"mlat|treaty|agreement|convention|mutual legal assistance", re.IGNORECASE)
 
 
@@ -86,13 +88,15 @@ class Disclosure(BaseModel):
     authority: str
     authority_country: str
     instrument: str
+    emergency: bool = False
     received_at: str
     disclosed_at: str | None
+    due_at: str | None = Field(None, description="Computed e-Evidence clock: production data due, or preservation lapses")
     outcome: str
     notice: str
     notice_due: str | None
     versions: int
-    warnings: list[str] = Field(default_factory=list, description="Art. 48 and overdue-notice messages for this request")
+    warnings: list[str] = Field(default_factory=list, description="Art. 48, overdue-notice and missed or near e-Evidence deadline messages")
 
 
 def current_disclosures(conn: Connection, before: datetime | None = None) -> list[tuple[Disclosure, dict[str, Any]]]:
@@ -112,31 +116,50 @@ def current_disclosures(conn: Connection, before: datetime | None = None) -> lis
             newest[request_id] = (entry["snapshot_time"], entry["data"])
     out = []
     for request_id, (_, d) in sorted(newest.items()):
+        due = due_at(d)
         row = Disclosure(request_id=request_id, authority=d["authority"], authority_country=d["authority_country"],
-                         instrument=d["instrument"], received_at=d["received_at"], disclosed_at=d.get("disclosed_at"),
+                         instrument=d["instrument"], emergency=bool(d.get("emergency", False)), received_at=d["received_at"],
+                         disclosed_at=d.get("disclosed_at"), due_at=format_time(due) if due else None,
                          outcome=d["outcome"], notice=d["notice"], notice_due=d.get("notice_due"), versions=versions[request_id])
         out.append((row, d))
     return out
 
 
 def list_disclosures(engine: Engine, open_only: bool = False, overdue_only: bool = False,
-                     today: date | None = None) -> tuple[list[Disclosure], list[str]]:
-    """Current requests (open = outcome pending; overdue = notice delayed past its due date),
-    each with its ``warnings``, and all those warnings (the CLI prints them on stderr)."""
-    today = today or datetime.now(timezone.utc).date()
+                     today: date | None = None, now: datetime | None = None,
+                     due_within: float | None = None) -> tuple[list[Disclosure], list[str]]:
+    """Current requests, each with its ``warnings``, and all those warnings (the CLI prints them
+    on stderr). open: outcome pending and nothing disclosed; overdue: a delayed notice past its
+    due date, or an open request whose e-Evidence clock has run out; ``due_within``: open
+    requests whose clock runs out within that many hours of ``now`` (overdue ones included)."""
+    now = now or datetime.now(timezone.utc)
+    today = today or now.date()
     with engine.connect() as conn:
         current = current_disclosures(conn)
     rows, warnings = [], []
     for row, data in current:
-        if open_only and row.outcome != "pending":
+        if open_only and not is_open(data):
             continue
         overdue = overdue_warning(row, today)
-        if overdue_only and overdue is None:
+        if overdue_only and overdue is None and clock_state(data, now) != "overdue":
             continue
-        row.warnings = [w for w in (art48_warning(data), overdue) if w]
+        if due_within is not None and not _due_within(data, now, due_within):
+            continue
+        row.warnings = [w for w in (art48_warning(data), eu_authority_warning(data), overdue, deadline_warning(data, now)) if w]
         rows.append(row)
         warnings += row.warnings
     return rows, warnings
+
+
+def _due_within(data: dict[str, Any], now: datetime, hours: float) -> bool:
+    due = due_at(data)
+    return due is not None and is_open(data) and due <= now + timedelta(hours=hours)
+
+
+def row_clock(row: Disclosure, now: datetime) -> str | None:
+    """The clock state of a listed row (see :func:`registry.ledger.deadlines.clock_state`)."""
+    return clock_state({"instrument": row.instrument, "outcome": row.outcome, "disclosed_at": row.disclosed_at,
+                        "due_at": row.due_at}, now, parse_time(row.due_at) if row.due_at else None)
 
 
 def overdue_warning(row: Disclosure, today: date) -> str | None:
@@ -148,8 +171,9 @@ def overdue_warning(row: Disclosure, today: date) -> str | None:
 
 def art48_warning(data: dict[str, Any]) -> str | None:
     """GDPR Art. 48: a court order or subpoena from outside the EEA is recognised only when based
-    on an international agreement; warn when no legal_reference cites one."""
-    if data["authority_country"] in EEA or data["instrument"] not in ("court_order", "subpoena"):
+    on an international agreement; warn when no legal_reference cites one. An order named after
+    Regulation (EU) 2023/1543 but issued outside the EEA is such a decision too."""
+    if data["authority_country"] in EEA or data["instrument"] not in _ART48:
         return None
     if _AGREEMENT.search(data.get("legal_reference") or ""):
         return None

@@ -253,7 +253,7 @@ def _remember(shapes: set[Any], shape: Any) -> None:
 
 def _check_dates(data: dict[str, Any]) -> None:
     """The schema checks the shape of dates; a month 13 or a day 32 is caught here."""
-    for name in ("received_at", "disclosed_at"):
+    for name in ("received_at", "disclosed_at", "confirmed_at"):
         if name in data:
             try:
                 parse_time(data[name])

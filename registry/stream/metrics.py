@@ -1,17 +1,18 @@
 """Prometheus metrics (contract §3), one registry per process: the worker serves it with
 ``consume --metrics-port P``, the web service at ``/metrics``. Labels carry only topics,
-partitions and dead-letter reason codes: never keys, refs or names."""
+partitions, dead-letter reason codes and clock states: never keys, refs or names."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
-__all__ = ["REGISTRY", "CONTENT_TYPE", "observe_batch", "set_lag", "refresh_lag", "serve", "exposition"]
+__all__ = ["REGISTRY", "CONTENT_TYPE", "observe_batch", "set_lag", "refresh_lag", "serve", "exposition", "set_disclosures_due"]
 
 REGISTRY = CollectorRegistry()
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -23,6 +24,8 @@ BATCH_SECONDS = Histogram("registry_batch_seconds", "Time to apply one batch (de
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
 CONSUMER_LAG = Gauge("registry_consumer_lag", "Records not yet applied, per partition of the consumed topics.",
                      ["topic", "partition"], registry=REGISTRY)
+DISCLOSURES_DUE = Gauge("registry_disclosures_due", "Open requests by e-Evidence clock: due within 24 hours, or overdue.",
+                        ["state"], registry=REGISTRY)
 
 
 def observe_batch(result: Any, dead_reasons: list[str], seconds: float) -> None:
@@ -37,6 +40,19 @@ def observe_batch(result: Any, dead_reasons: list[str], seconds: float) -> None:
 def set_lag(lags: Mapping[tuple[str, int], int]) -> None:
     for (topic, partition), lag in lags.items():
         CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(lag)
+
+
+def set_disclosures_due(engine: Any, now: Any = None) -> None:
+    """Count the open requests whose clock runs out within 24 hours and those past it, from the
+    ledger at scrape time (a count must not wait for the next event to change)."""
+    from registry.ledger.deadlines import clock_state
+    from registry.ledger.disclosures import current_disclosures
+
+    now = now or datetime.now(timezone.utc)
+    with engine.connect() as conn:
+        states = [clock_state(data, now) for _, data in current_disclosures(conn)]
+    for state in ("due_24h", "overdue"):
+        DISCLOSURES_DUE.labels(state=state).set(states.count(state))
 
 
 def serve(port: int, host: str = "0.0.0.0") -> None:

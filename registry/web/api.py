@@ -137,8 +137,9 @@ async def log_disclosure(request: Request, owner: Annotated[TokenOwner, Depends(
 
 
 @router.get("/disclosures", response_model=list[disclosures.Disclosure])
-def list_disclosures(request: Request, _: Reader, open: bool = False, overdue: bool = False) -> Any:
-    rows, _warnings = disclosures.list_disclosures(request.app.state.engine, open, overdue)
+def list_disclosures(request: Request, _: Reader, open: bool = False, overdue: bool = False,
+                     due_within: Annotated[float | None, Query(ge=0, le=876600, description="Open requests due within H hours")] = None) -> Any:
+    rows, _warnings = disclosures.list_disclosures(request.app.state.engine, open, overdue, due_within=due_within)
     return rows
 
 
@@ -155,8 +156,19 @@ def head(request: Request, _: Reader) -> Any:
 
 
 @router.get("/disclosures/report", response_model=TransparencyReport)
-def report(request: Request, _: Reader, year: Annotated[int, Query(ge=1970, le=9999)]) -> Any:
-    return transparency_report(request.app.state.engine, year)[0]
+def report(request: Request, _: Reader, year: Annotated[int, Query(ge=1970, le=9998)],
+           half: Annotated[int | None, Query(ge=1, le=2, description="1: January–June, 2: July–December")] = None) -> Any:
+    return transparency_report(request.app.state.engine, year, half)[0]
+
+
+@router.get("/disclosures/report/package", response_class=Response, responses={200: {"content": {"application/zip": {}}}})
+def report_package(request: Request, _: Reader, year: Annotated[int, Query(ge=1970, le=9998)],
+                   half: Annotated[int | None, Query(ge=1, le=2)] = None) -> Response:
+    """The Frictionless data package of the period (CSV per dimension and datapackage.json), zipped."""
+    from registry.reports import datapackage
+
+    _report, files = datapackage.package_for(request.app.state.engine, year, half)
+    return Response(datapackage.package_zip(files), media_type="application/zip")
 
 
 @router.get("/dead-letters", response_model=list[deadletters.DeadLetterView])

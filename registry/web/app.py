@@ -21,6 +21,7 @@ from .auth import Forbidden, LoginRequired
 from .pages import public as public_pages
 from .pages import render_error
 from .pages import router as pages_router
+from .transparency import router as transparency_router
 
 __all__ = ["create_app"]
 
@@ -70,6 +71,7 @@ def create_app(db_url: str | None = None, public: bool = False) -> FastAPI:
         """Prometheus text exposition (contract §3); no token. A sync route: the lag refresh
         asks the broker and the database off the event loop."""
         metrics.refresh_lag(app.state.engine)
+        metrics.set_disclosures_due(app.state.engine)
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     app.include_router(api_router)
@@ -79,4 +81,5 @@ def create_app(db_url: str | None = None, public: bool = False) -> FastAPI:
         app.include_router(published_router)
     app.include_router(public_pages)
     app.include_router(pages_router)
+    app.include_router(transparency_router)
     return app

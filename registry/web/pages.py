@@ -33,15 +33,15 @@ from registry.ledger import disclosures
 from registry.model.declarations import current_manifest
 from registry.model.subjects import subject_ref
 from registry.model.taxonomy import Taxonomy
-from registry.model.times import parse_bound
-from registry.reports.transparency import transparency_report
+from registry.model.times import parse_bound, parse_time
 
 from .auth import LEGAL, READ, form_user, is_https, page_user
+from .clocks import clock_view, open_clocks
 from .render import FIELD_LABELS, bar_chart, choice_label, choices, countries, render, sort_rows, taxonomy_of, when
 from .sessions import LIFETIME, SESSION_COOKIE, PageSession, end_session, start_session
 from .tokens import lookup_token
 
-__all__ = ["router", "public", "render_error", "finding_anchor", "flow_anchor"]
+__all__ = ["router", "public", "render_error", "finding_anchor", "flow_anchor", "Reader"]
 
 page_reader = page_user(READ)
 Reader = Annotated[PageSession, Depends(page_reader)]
@@ -122,8 +122,10 @@ def _week_chart(weeks: list[Any], title: str) -> Markup:
 def dashboard(request: Request, session: Reader) -> Response:
     engine = request.app.state.engine
     chart = _week_chart(weekly_events(engine), "Events per week, all recipients")
-    return render(request, "dashboard.html", session, title="Dashboard", active="/", o=overview(engine), chart=chart, guides=GUIDES,
-                  stream=_stream_status(request))
+    now = datetime.now(timezone.utc)
+    return render(request, "dashboard.html", session, title="Dashboard", active="/", o=overview(engine, now=now), chart=chart,
+                  guides=GUIDES, stream=_stream_status(request),
+                  clocks=open_clocks(disclosures.list_disclosures(engine, now=now)[0], now))
 
 
 def _stream_status(request: Request) -> Any:
@@ -254,20 +256,17 @@ def subject_lookup(request: Request, session: Annotated[PageSession, Depends(for
 
 # --- disclosures ---------------------------------------------------------------------------
 
-_TIMES = ("received_at", "disclosed_at")
+_TIMES = ("received_at", "disclosed_at", "confirmed_at")
 _LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
-
-
-def _today() -> date:
-    return datetime.now(timezone.utc).date()
 
 
 def _disclosure_page(request: Request, session: PageSession, values: dict[str, Any], message: str = "",
                      error: dict[str, str] | None = None, status: int = 200) -> Response:
     """Runs in a worker thread: the list and a full verify are database work."""
     engine = request.app.state.engine
-    today = _today()
-    rows, _ = disclosures.list_disclosures(engine, today=today)
+    now = datetime.now(timezone.utc)
+    today = now.date()
+    rows, _ = disclosures.list_disclosures(engine, today=today, now=now)
     attention: list[dict[str, Any]] = []
     for r in rows:
         days = (date.fromisoformat(r.notice_due) - today).days if r.notice == "delayed" and r.notice_due else None
@@ -276,16 +275,16 @@ def _disclosure_page(request: Request, session: PageSession, values: dict[str, A
     attention.sort(key=lambda a: (a["days_left"] is None, a["days_left"] or 0, a["row"].received_at))
     dumped = [r.model_dump() for r in rows]
     dumped, sort, desc = sort_rows(request, dumped, ("request_id", "authority", "authority_country", "instrument", "received_at",
-                                                     "outcome", "notice", "versions"), "received_at", descending=True)
+                                                     "due_at", "outcome", "notice", "versions"), "received_at", descending=True)
     taxonomy = taxonomy_of(request)
     shown = {k: (v[:16] if k in _TIMES and isinstance(v, str) else v) for k, v in values.items()}
-    years = sorted({int(r.received_at[:4]) for r in rows})
+    years = sorted({parse_time(r.received_at).year for r in rows})  # the report's periods are UTC
     return render(request, "disclosures.html", session, status, taxonomy=taxonomy, title="Disclosures to authorities",
                   active="/disclosures", check=ledger.verify(engine), attention=attention, rows=dumped, sort=sort, desc=desc,
                   can_log=session.role in LEGAL, values=shown, selected=set(values.get("data_categories") or []),
                   error=error, message=message, countries=countries(),
                   choices={f: choices(f) for f in ("instrument", "outcome", "notice")}, categories=_categories(taxonomy),
-                  year=years[-1] if years else today.year)
+                  year=years[-1] if years else today.year, clocks=open_clocks(rows, now))
 
 
 @router.get("/disclosures")
@@ -311,6 +310,8 @@ def snapshot_from_form(values: dict[str, Any]) -> dict[str, Any]:
             continue
         if name in _TIMES and isinstance(value, str) and _LOCAL.match(value):
             value = value + (":00Z" if len(value) == 16 else "Z")
+        elif name == "emergency" and isinstance(value, str):
+            value = value.lower() in ("on", "true", "yes", "1")  # a ticked checkbox sends "on"
         elif name == "subject_count" and isinstance(value, str) and value.isdigit():
             value = int(value)
         elif name == "data_categories" and isinstance(value, str):
@@ -339,23 +340,6 @@ def _who(origin: str) -> str:
     return f"{origin} (event stream)"
 
 
-@router.get("/disclosures/report")
-def report_page(request: Request, session: Reader, year: int | None = None) -> Response:
-    engine = request.app.state.engine
-    rows, _ = disclosures.list_disclosures(engine)
-    years = sorted({int(r.received_at[:4]) for r in rows} | {_today().year})
-    year = year if year is not None and 1970 <= year <= 9999 else (max(int(r.received_at[:4]) for r in rows) if rows else _today().year)
-    if year not in years:
-        years = sorted(set(years) | {year})
-    report, warnings = transparency_report(engine, year)
-    chart = bar_chart([(choice_label(k, "instrument"), n) for k, n in report.by_instrument.items()],
-                      f"Requests by legal process, {year}", width=560, height=170, every=1)
-    tables = [("Legal process", report.by_instrument, "instrument"), ("Outcome", report.by_outcome, "outcome"),
-              ("Requesting country", report.by_country, "country"), ("Notice to the people concerned", report.notice, "notice")]
-    return render(request, "report.html", session, title=f"Transparency report {year}", active="/disclosures", report=report,
-                  warnings=warnings, chart=chart, tables=tables, years=years)
-
-
 @router.get("/disclosures/requests/{request_id:path}")  # not /disclosures/ID: a request may be called "report"
 def history_page(request: Request, session: Reader, request_id: str) -> Response:
     engine = request.app.state.engine
@@ -363,13 +347,17 @@ def history_page(request: Request, session: Reader, request_id: str) -> Response
     if not versions:
         return render_error(request, f"No request {request_id!r} has been logged.", session, 404, "Request not found",
                             back="/disclosures")
-    rows, _ = disclosures.list_disclosures(engine)
+    now = datetime.now(timezone.utc)
+    rows, _ = disclosures.list_disclosures(engine, now=now)
     current: disclosures.Disclosure | None = next((r for r in rows if r.request_id == request_id), None)
+    request_clock = clock_view(current, now) if current is not None else None
     taxonomy = taxonomy_of(request)
 
     def show(field: str, value: Any) -> str:
         if value is None or value == []:
             return "—"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
         if field == "data_categories":
             return ", ".join(taxonomy.name("data_categories", k) for k in value)
         if field in _TIMES or field == "notice_due":
@@ -385,5 +373,5 @@ def history_page(request: Request, session: Reader, request_id: str) -> Response
         return str(value)
 
     return render(request, "history.html", session, taxonomy=taxonomy, title=f"Request {request_id}", active="/disclosures",
-                  versions=versions, current=current, who=_who, show=show, any_signed=any(v.signed for v in versions),
-                  year=int(current.received_at[:4] if current is not None else str(versions[-1].data["received_at"])[:4]))
+                  versions=versions, current=current, who=_who, show=show, any_signed=any(v.signed for v in versions), request_clock=request_clock,
+                  year=parse_time(current.received_at if current is not None else str(versions[-1].data["received_at"])).year)

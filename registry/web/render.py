@@ -37,6 +37,10 @@ CHOICE_TEXT: dict[str, dict[str, tuple[str, str]]] = {
         "emergency_request": ("Emergency request", "A request citing danger of death or serious injury, without legal process."),
         "preservation_request": ("Preservation request", "A request to keep data until legal process follows; nothing is disclosed."),
         "other_legal_obligation": ("Other legal obligation", "Any other legal duty to disclose (e.g. a tax or regulator's request)."),
+        "eu_production_order": ("EU production order", "A European Production Order (Regulation (EU) 2023/1543): data due in 10 days, "
+                                                      "8 hours in an emergency."),
+        "eu_preservation_order": ("EU preservation order", "A European Preservation Order: keep the data; lapses after 60 days "
+                                                          "unless confirmed, then 30 days after the confirmation."),
     },
     "outcome": {
         "pending": ("Pending", "Still being reviewed; nothing decided yet."),
@@ -56,7 +60,7 @@ CHOICE_TEXT: dict[str, dict[str, tuple[str, str]]] = {
 }
 FIELD_LABELS = {
     "request_id": "Request reference", "authority": "Requesting authority", "authority_country": "Authority's country",
-    "instrument": "Legal process", "received_at": "Received on", "disclosed_at": "Disclosed on", "outcome": "Outcome",
+    "instrument": "Legal process", "emergency": "Emergency", "confirmed_at": "Confirmed on", "received_at": "Received on", "disclosed_at": "Disclosed on", "outcome": "Outcome",
     "data_categories": "Data disclosed", "subject_refs": "Subjects (refs)", "subject_count": "Number of people concerned",
     "notice": "Notice to the people concerned", "notice_due": "Notice due by", "notice_reason": "Reason for delay or prohibition",
     "legal_reference": "Legal reference", "reviewed_by": "Reviewed by",

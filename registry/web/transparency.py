@@ -1,0 +1,66 @@
+"""The transparency report pages: the report of a year or half-year, and its downloads (the
+Frictionless data package, zipped, and the JSON), authorised by the page session."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from registry.ledger import disclosures
+from registry.model.times import parse_time
+from registry.reports.transparency import period_label, transparency_report
+
+from .pages import Reader, page_reader
+from .render import bar_chart, choice_label, render
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(page_reader)])
+
+
+def _today_year() -> int:
+    return datetime.now(timezone.utc).year
+
+
+@router.get("/disclosures/report")
+def report_page(request: Request, session: Reader, year: int | None = None, half: int | None = None) -> Response:
+    engine = request.app.state.engine
+    rows, _ = disclosures.list_disclosures(engine)
+    received = {parse_time(r.received_at).year for r in rows}
+    years = sorted(received | {_today_year()})
+    year = year if year is not None and 1970 <= year <= 9998 else (max(received) if received else _today_year())
+    half = half if half in (1, 2) else None
+    if year not in years:
+        years = sorted(set(years) | {year})
+    report, warnings = transparency_report(engine, year, half)
+    label = period_label(year, half)
+    chart = bar_chart([(choice_label(k, "instrument"), n) for k, n in report.by_instrument.items()],
+                      f"Requests by legal process, {label}", width=560, height=170, every=1)
+    tables = [("Legal process", report.by_instrument, "instrument"), ("Outcome", report.by_outcome, "outcome"),
+              ("Requesting country", report.by_country, "country"), ("Notice to the people concerned", report.notice, "notice")]
+    query = f"year={year}" + (f"&half={half}" if half else "")
+    return render(request, "report.html", session, title=f"Transparency report {label}", active="/disclosures", report=report,
+                  warnings=warnings, chart=chart, tables=tables, years=years, query=query)
+
+
+@router.get("/disclosures/report/package.zip")
+def report_package(request: Request, session: Reader, year: Annotated[int, Query(ge=1970, le=9998)],
+                   half: Annotated[int | None, Query(ge=1, le=2)] = None) -> Response:
+    """The period's Frictionless data package (CSV per dimension + datapackage.json), zipped."""
+    from registry.reports import datapackage
+
+    _report, files = datapackage.package_for(request.app.state.engine, year, half)
+    name = f"transparency-report-{period_label(year, half).lower()}.zip"
+    return Response(datapackage.package_zip(files), media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/disclosures/report.json")
+def report_json(request: Request, session: Reader, year: Annotated[int, Query(ge=1970, le=9998)],
+                half: Annotated[int | None, Query(ge=1, le=2)] = None) -> Response:
+    report, _ = transparency_report(request.app.state.engine, year, half)
+    return Response(report.model_dump_json(indent=2), media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="transparency-report-{period_label(year, half).lower()}.json"'})
