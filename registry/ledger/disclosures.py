@@ -23,7 +23,7 @@ from registry.model.transfers import EEA
 
 from .anchors import anchor_new_heads
 from .chain import append_snapshots
-from .deadlines import clock_state, deadline_warning, due_at, eu_authority_warning, is_open
+from .deadlines import clock_error_warning, clock_state, deadline_warning, due_at, eu_authority_warning, is_open
 
 __all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning",
            "overdue_warning", "Version", "request_history", "row_clock"]
@@ -145,7 +145,8 @@ def list_disclosures(engine: Engine, open_only: bool = False, overdue_only: bool
             continue
         if due_within is not None and not _due_within(data, now, due_within):
             continue
-        row.warnings = [w for w in (art48_warning(data), eu_authority_warning(data), overdue, deadline_warning(data, now)) if w]
+        row.warnings = [w for w in (art48_warning(data), eu_authority_warning(data), overdue, deadline_warning(data, now),
+                                     clock_error_warning(data)) if w]
         rows.append(row)
         warnings += row.warnings
     return rows, warnings
