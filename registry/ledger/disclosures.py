@@ -159,6 +159,8 @@ def _due_within(data: dict[str, Any], now: datetime, hours: float) -> bool:
 
 def row_clock(row: Disclosure, now: datetime) -> str | None:
     """The clock state of a listed row (see :func:`registry.ledger.deadlines.clock_state`)."""
+    if row.due_at is None:  # no clock, or one its stored times cannot give (the row's warning says so)
+        return None
     return clock_state({"instrument": row.instrument, "outcome": row.outcome, "disclosed_at": row.disclosed_at,
                         "due_at": row.due_at}, now, parse_time(row.due_at) if row.due_at else None)
 
