@@ -88,8 +88,15 @@ def _generate(seed: int, n: int) -> list[dict[str, Any]]:
                     later["notice_due"] = (received + timedelta(days=rng.randint(1, 90))).date().isoformat()
                 else:
                     later.pop("notice_due", None)
-            elif choice < 0.75 and instrument == "eu_preservation_order":
+            elif choice < 0.65 and instrument == "eu_preservation_order" and "confirmed_at" in later:
+                del later["confirmed_at"]  # a confirmation recorded in error, withdrawn: the 60 days again
+            elif choice < 0.65 and instrument == "eu_preservation_order":
                 later["confirmed_at"] = _text(received + timedelta(days=rng.randint(1, 59)), rng.choice(ZONES))
+            elif choice < 0.75:  # the instrument corrected (a preservation order's confirmation goes with it)
+                later["instrument"] = INSTRUMENTS[7] if instrument == INSTRUMENTS[6] else INSTRUMENTS[6]
+                later.pop("confirmed_at", None)
+            elif choice < 0.9 and ("confirmed_at" in later or "emergency" in later):
+                later.pop("confirmed_at" if "confirmed_at" in later else "emergency")  # a field given in error, withdrawn
             else:
                 later["emergency"] = not later.get("emergency", False)
             snapshots.append(later)
@@ -138,6 +145,14 @@ def test_due_at_overdue_and_due_within_equal_brute_force(logged: sa.Engine, gene
     assert {s["instrument"] for s in current.values()} >= {"eu_production_order", "eu_preservation_order"}
     assert any(s.get("emergency") and s["instrument"] == "eu_production_order" for s in current.values())
     assert any("confirmed_at" in s for s in current.values())
+    # amendments that change the clock's inputs: the instrument, and confirmed_at / emergency dropped
+    history: dict[str, list[dict[str, Any]]] = {}
+    for s in generated:
+        history.setdefault(s["request_id"], []).append(s)
+    versions = [v for v in history.values() if len(v) > 1]
+    assert any(v[0]["instrument"] != v[-1]["instrument"] for v in versions)
+    assert any("confirmed_at" in v[0] and "confirmed_at" not in v[-1] and v[-1]["instrument"] == v[0]["instrument"] for v in versions)
+    assert any(v[0].get("emergency") and "emergency" not in v[-1] for v in versions)
     for now in NOWS:
         rows, _ = list_disclosures(logged, now=now)
         assert len(rows) == len(current)
@@ -195,7 +210,8 @@ def _expected_report(current: dict[str, dict[str, Any]], year: int, half: int | 
             out[s[field]] = out.get(s[field], 0) + 1
         return dict(sorted(out.items()))
 
-    days = [(_instant(s["disclosed_at"]) - _instant(s["received_at"])).total_seconds() / 86400 for s in rows if "disclosed_at" in s]
+    days = [(_instant(s["disclosed_at"]) - _instant(s["received_at"])).total_seconds() / 86400 for s in rows
+            if "disclosed_at" in s and s["outcome"] in ("produced", "partially_produced")]  # data handed over, not refusals
     median = _median(days)
     return {
         "year": year, "half": half, "requests": len(rows), "by_instrument": count("instrument"), "by_outcome": count("outcome"),
@@ -208,6 +224,34 @@ def _expected_report(current: dict[str, dict[str, Any]], year: int, half: int | 
     }
 
 
+def _expected_warnings(current: dict[str, dict[str, Any]], year: int, half: int | None) -> list[tuple[str, str]]:
+    """(request, kind) of each warning the report must carry, from the snapshots themselves."""
+    out = []
+    for rid, s in current.items():
+        t = _instant(s["received_at"])
+        if t.year != year or (half is not None and (t.month <= 6) != (half == 1)):
+            continue
+        eu_order = s["instrument"] in ("eu_production_order", "eu_preservation_order")
+        if (s["authority_country"] in ("US", "GB", "BR") and "legal_reference" not in s
+                and (eu_order or s["instrument"] in ("court_order", "subpoena"))):
+            out.append((rid, "art48"))
+        if eu_order and s["authority_country"] not in ("DE", "FR", "IE"):
+            out.append((rid, "not-eu"))
+        if s["instrument"] == "eu_production_order" and "disclosed_at" in s and _instant(s["disclosed_at"]) > _due(s):  # type: ignore[operator]
+            out.append((rid, "late"))
+    return out
+
+
+def _warning_kinds(warnings: list[str]) -> list[tuple[str, str]]:
+    kinds = []
+    for w in warnings:
+        rid = w.split(":", 1)[0]
+        kind = ("art48" if "(GDPR Art. 48)" in w else "not-eu" if "not an EU member-state authority" in w
+                else "late" if re.search(r"disclosed [\d.]+ (hours|days) after it was due", w) else w)
+        kinds.append((rid, kind))
+    return kinds
+
+
 def test_report_numbers_equal_brute_force(logged: sa.Engine, generated: list[dict[str, Any]]) -> None:
     def written_half(s: dict[str, Any]) -> tuple[int, bool]:
         return int(s["received_at"][:4]), int(s["received_at"][5:7]) <= 6
@@ -217,14 +261,19 @@ def test_report_numbers_equal_brute_force(logged: sa.Engine, generated: list[dic
 
     # the generator's zones move some requests into another half-year than the date written in them
     assert any(written_half(s) != utc_half(s) for s in _current(generated).values())
+    kinds: set[str] = set()
     for year, half in ((2026, 1), (2026, 2), (2026, None), (2027, 1), (2025, 2), (2027, None)):
         expected = _expected_report(_current(generated), year, half)
         report, warnings = transparency_report(logged, year, half)
         got = report.model_dump()
-        assert got.pop("warnings") == warnings
+        listed = got.pop("warnings")
         assert got == expected, (year, half)
+        expected_warnings = sorted(_expected_warnings(_current(generated), year, half))
+        assert sorted(_warning_kinds(listed)) == sorted(_warning_kinds(warnings)) == expected_warnings, (year, half)
+        kinds |= {kind for _, kind in expected_warnings}
         if (year, half) == (2026, 2):
             assert expected["requests"] > 0 and expected["emergency"] > 0 and expected["median_days_to_disclose"] is not None
+    assert kinds == {"art48", "not-eu", "late"}  # each kind of warning is checked somewhere
 
 
 def _frictionless_valid(path: Path) -> bool:
@@ -331,7 +380,10 @@ def test_eu_orders_validate_their_new_fields(declared: sa.Engine, db_url: str, t
     base = {"request_id": "X", "authority": "Parquet de Paris", "authority_country": "FR", "instrument": "eu_preservation_order",
             "received_at": "2026-09-01T10:00:00+02:00", "outcome": "pending", "notice": "pending"}
     for bad, field in (({"emergency": "yes"}, "emergency"), ({"confirmed_at": "2026-13-01T10:00:00Z"}, "confirmed_at"),
-                       ({"instrument": "eu_order"}, "instrument")):
+                       ({"instrument": "eu_order"}, "instrument"),
+                       ({"confirmed_at": "2026-09-01T07:59:59Z"}, "confirmed_at"),  # a second before receipt (08:00Z)
+                       ({"confirmed_at": "9999-12-20T00:00:00Z"}, "confirmed_at"), ({"received_at": "9999-12-31T00:00:00Z"}, "received_at"),
+                       ({"received_at": "0001-01-01T00:30:00+01:00"}, "received_at")):
         (tmp_path / "s.yaml").write_text(json.dumps({**base, **bad}))
         code, _, err = _cli(db_url, "disclosures", "log", str(tmp_path / "s.yaml"))
         assert code == 2 and field in err and "Traceback" not in err, err
@@ -423,3 +475,112 @@ def test_an_eu_order_from_the_event_stream_gets_its_clock(declared: sa.Engine) -
     assert row.due_at == "2026-10-30T10:00:00Z"  # 30 days after the confirmation, an instant in UTC
     assert len(warnings) == 1 and "lapses at 2026-10-30T10:00:00Z, in 1.0 hours" in warnings[0] and "Art. 48" not in warnings[0]
     assert transparency_report(declared, 2026, 2)[0].requests == 1  # received 2026-08-19T01:30Z: second half
+
+
+def _stored_without_checks(engine: sa.Engine, data: dict[str, Any]) -> None:
+    """A ledger entry as intake accepted it before it refused such times (the ledger is append-only)."""
+    from registry.ledger.chain import append_snapshots
+
+    with engine.begin() as conn:
+        append_snapshots(conn, [(datetime.now(UTC), data, "file:legacy")])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_times_a_clock_cannot_hold_are_refused_and_a_stored_one_breaks_nothing(declared: sa.Engine, db_url: str,
+                                                                              tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from registry.intake.ingest import Ingestor
+    from registry.web import create_app
+    from registry.web.tokens import create_token
+
+    from .helpers import record
+    from .test_web import sign_in
+
+    order = {"request_id": "EPOC-9999", "authority": "Parquet de Paris", "authority_country": "FR",
+             "instrument": "eu_preservation_order", "received_at": "2026-01-01T00:00:00Z",
+             "confirmed_at": "9999-12-20T00:00:00Z", "outcome": "pending", "notice": "pending"}
+    token = create_token(declared, "legal", "lena").token
+    client = TestClient(create_app(db_url))
+    auth = {"Authorization": f"Bearer {token}"}
+    # refused at every door: the API, the stream (a dead letter naming the field), the CLI (above)
+    answer = client.post("/api/disclosures", json=order, headers=auth)
+    assert answer.status_code == 422 and "confirmed_at" in answer.text, answer.text
+    produced = {**order, "request_id": "EPOC-9998", "instrument": "eu_production_order", "received_at": "9999-12-31T20:00:00Z"}
+    produced.pop("confirmed_at")
+    event = {"specversion": "1.0", "id": "cms-9999", "source": "//services/case-management", "type": "registry.disclosure.v1",
+             "time": "2026-09-30T10:00:00Z", "data": produced}
+    outcome = Ingestor(declared).ingest_batch([record(event)])
+    assert outcome.result.ingested == 0 and [(d.reason, "data.received_at" in (d.detail or "")) for d in outcome.dead] == \
+        [("invalid_data", True)], outcome.dead
+    assert list_disclosures(declared)[0] == []
+
+    # one such entry stored before the refusal: every answer still comes, the row says why it has no clock
+    _stored_without_checks(declared, order)
+    _stored_without_checks(declared, produced)
+    code, out, err = _cli(db_url, "disclosures", "list", "--json")
+    assert code == 0 and "Traceback" not in err, err
+    rows = {r["request_id"]: r for r in json.loads(out)}
+    assert rows["EPOC-9999"]["due_at"] is None and rows["EPOC-9998"]["due_at"] is None
+    assert "no e-Evidence clock: confirmed_at 9999-12-20T00:00:00Z" in rows["EPOC-9999"]["warnings"][0]
+    assert "no e-Evidence clock: received_at 9999-12-31T20:00:00Z" in rows["EPOC-9998"]["warnings"][0]
+    for args in (("list", "--overdue"), ("list", "--due-within", "24"), ("list", "--open"), ("report", "--year", "2026")):
+        code, _, err = _cli(db_url, "disclosures", *args)
+        assert code == 0 and "Traceback" not in err, (args, err)
+    listed = client.get("/api/disclosures", headers=auth)
+    assert listed.status_code == 200 and {r["request_id"] for r in listed.json()} == {"EPOC-9999", "EPOC-9998"}
+    assert client.get("/api/disclosures?due_within=24", headers=auth).json() == []
+    assert client.get("/api/disclosures/report?year=2026", headers=auth).status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and 'registry_disclosures_due{state="overdue"} 0.0' in metrics.text
+    assert sign_in(client, token, "/disclosures").status_code == 303
+    for page in ("/disclosures", "/", "/disclosures/requests/EPOC-9999"):
+        assert client.get(page).status_code == 200, page
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_report_out_that_cannot_be_written_is_exit_2(declared: sa.Engine, db_url: str, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for target in (str(a_file), "/proc/nope"):
+        for fmt in ("json", "csv", "md"):
+            code, _, err = _cli(db_url, "disclosures", "report", "--year", "2026", "--format", fmt, "--out", target)
+            assert code == 2 and "Traceback" not in err, (target, fmt, err)
+            assert "cannot write" in err and target in err and len(err.strip().splitlines()) == 1, (target, fmt, err)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_api_report_years_are_the_clis(declared: sa.Engine, db_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from registry.web import create_app
+    from registry.web.tokens import create_token
+
+    auth = {"Authorization": f"Bearer {create_token(declared, 'legal', 'lena').token}"}
+    client = TestClient(create_app(db_url))
+    for year, status in ((1, 200), (1969, 200), (9998, 200), (0, 422), (9999, 422)):
+        assert client.get(f"/api/disclosures/report?year={year}", headers=auth).status_code == status, year
+        assert client.get(f"/api/disclosures/report/package?year={year}", headers=auth).status_code == status, year
+        code, _, _ = _cli(db_url, "disclosures", "report", "--year", str(year), "--json")
+        assert code == (0 if status == 200 else 2), year
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_workers_metrics_port_counts_disclosures_due(declared: sa.Engine) -> None:
+    import socket
+    import urllib.request
+
+    from registry.stream import metrics
+
+    now = datetime.now(UTC)
+    log_disclosure(declared, yaml.safe_dump({
+        "request_id": "EPOC-W", "authority": "Garda", "authority_country": "IE", "instrument": "eu_production_order",
+        "received_at": _text(now - timedelta(days=11), "Z"), "outcome": "pending", "notice": "pending"}))
+    set_disclosures_due(declared, now - timedelta(days=30))  # a stale count: the scrape must not show it
+    assert REGISTRY.get_sample_value("registry_disclosures_due", {"state": "overdue"}) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    metrics.serve(port, "127.0.0.1", engine=declared)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'registry_disclosures_due{state="overdue"} 1.0' in text and "registry_events_ingested_total" in text

@@ -86,13 +86,16 @@ def disclosures_report(
     manifest = declarations.current_manifest(engine)
     controller = manifest.controller.name if manifest else None
     name = f"transparency-report-{transparency.period_label(year, half).lower()}"
-    if format_ == "csv":
-        assert out_dir is not None
-        datapackage.write_package(out_dir, datapackage.package_for(engine, year, half)[1])
-    elif out_dir is not None:
-        body = report.model_dump_json(indent=2) + "\n" if format_ == "json" else transparency.to_markdown(report, warnings, controller)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"{name}.{format_}").write_text(body, encoding="utf-8")
+    try:
+        if format_ == "csv":
+            assert out_dir is not None
+            datapackage.write_package(out_dir, datapackage.package_for(engine, year, half)[1])
+        elif out_dir is not None:
+            body = report.model_dump_json(indent=2) + "\n" if format_ == "json" else transparency.to_markdown(report, warnings, controller)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / f"{name}.{format_}").write_text(body, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", str(out_dir)) from None
     if format_ == "json" or as_json or Globals.json:
         emit(report, True)
     elif format_ == "md" and out_dir is None:

@@ -10,7 +10,8 @@ from typing import Any, Literal
 from registry.model.times import format_time, parse_time
 
 __all__ = ["EU", "PRODUCTION", "PRESERVATION", "NEAR", "due_at", "is_open", "clock_state", "hours_left",
-           "deadline_warning", "eu_authority_warning", "late_disclosure_warning"]
+           "deadline_warning", "eu_authority_warning", "late_disclosure_warning",
+           "clock_error_warning"]
 
 PRODUCTION = "eu_production_order"
 PRESERVATION = "eu_preservation_order"
@@ -26,7 +27,17 @@ _EXTENSION_DAYS = timedelta(days=30)  # Art. 11(1), the confirmation or extensio
 
 
 def due_at(data: dict[str, Any]) -> datetime | None:
-    """The instant the request's clock runs out (UTC), or None for instruments without one."""
+    """The instant the request's clock runs out (UTC), or None for instruments without one and
+    for a stored time the clock cannot be computed from (see :func:`clock_error_warning`)."""
+    try:
+        return _due_at(data)
+    except (ValueError, OverflowError):
+        # the ledger is append-only: an entry stored before intake refused such times must not
+        # take every list, report, page and scrape down with it
+        return None
+
+
+def _due_at(data: dict[str, Any]) -> datetime | None:
     instrument = data["instrument"]
     if instrument == PRODUCTION:
         return parse_time(data["received_at"]) + (_EMERGENCY if data.get("emergency") else _PRODUCTION_DAYS)
@@ -35,6 +46,15 @@ def due_at(data: dict[str, Any]) -> datetime | None:
             return parse_time(data["confirmed_at"]) + _EXTENSION_DAYS
         return parse_time(data["received_at"]) + _PRESERVATION_DAYS
     return None
+
+
+def clock_error_warning(data: dict[str, Any]) -> str | None:
+    """An EU order whose clock cannot be computed from its stored times (e.g. a year 9999)."""
+    if data["instrument"] not in (PRODUCTION, PRESERVATION) or due_at(data) is not None:
+        return None
+    field = "confirmed_at" if data["instrument"] == PRESERVATION and data.get("confirmed_at") else "received_at"
+    return (f"{data['request_id']}: no e-Evidence clock: {field} {data.get(field)} is outside the times a clock can be "
+            f"computed for; log a corrected snapshot")
 
 
 def is_open(data: dict[str, Any]) -> bool:

@@ -23,7 +23,7 @@ from registry.model.transfers import EEA
 
 from .anchors import anchor_new_heads
 from .chain import append_snapshots
-from .deadlines import clock_state, deadline_warning, due_at, eu_authority_warning, is_open
+from .deadlines import clock_error_warning, clock_state, deadline_warning, due_at, eu_authority_warning, is_open
 
 __all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning",
            "overdue_warning", "Version", "request_history", "row_clock"]
@@ -145,7 +145,8 @@ def list_disclosures(engine: Engine, open_only: bool = False, overdue_only: bool
             continue
         if due_within is not None and not _due_within(data, now, due_within):
             continue
-        row.warnings = [w for w in (art48_warning(data), eu_authority_warning(data), overdue, deadline_warning(data, now)) if w]
+        row.warnings = [w for w in (art48_warning(data), eu_authority_warning(data), overdue, deadline_warning(data, now),
+                                     clock_error_warning(data)) if w]
         rows.append(row)
         warnings += row.warnings
     return rows, warnings
@@ -158,6 +159,8 @@ def _due_within(data: dict[str, Any], now: datetime, hours: float) -> bool:
 
 def row_clock(row: Disclosure, now: datetime) -> str | None:
     """The clock state of a listed row (see :func:`registry.ledger.deadlines.clock_state`)."""
+    if row.due_at is None:  # no clock, or one its stored times cannot give (the row's warning says so)
+        return None
     return clock_state({"instrument": row.instrument, "outcome": row.outcome, "disclosed_at": row.disclosed_at,
                         "due_at": row.due_at}, now, parse_time(row.due_at) if row.due_at else None)
 

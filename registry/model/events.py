@@ -253,12 +253,18 @@ def _remember(shapes: set[Any], shape: Any) -> None:
 
 def _check_dates(data: dict[str, Any]) -> None:
     """The schema checks the shape of dates; a month 13 or a day 32 is caught here."""
+    moments = {}
     for name in ("received_at", "disclosed_at", "confirmed_at"):
         if name in data:
             try:
-                parse_time(data[name])
+                moments[name] = parse_time(data[name])
             except (ValueError, OverflowError) as exc:
                 raise EventError("invalid_data", f"not a valid time: {exc}", f"data.{name}") from None
+            # a clock is a time plus up to 60 days: it must stay inside what a datetime holds
+            if not 1 <= moments[name].year <= 9998:
+                raise EventError("invalid_data", "a time in the years 1 to 9998", f"data.{name}")
+    if "confirmed_at" in moments and moments["confirmed_at"] < moments["received_at"]:
+        raise EventError("invalid_data", "before received_at: a confirmation cannot precede the order", "data.confirmed_at")
     if "notice_due" in data:
         try:
             date.fromisoformat(data["notice_due"])

@@ -33,7 +33,7 @@ class TransparencyReport(BaseModel):
     subjects_affected: int
     notice: dict[str, int]
     emergency: int = Field(0, description="Requests flagged emergency, and emergency_request instruments")
-    median_days_to_disclose: float | None = Field(None, description="Median of disclosed_at − received_at in days, 2 decimals")
+    median_days_to_disclose: float | None = Field(None, description="Median of disclosed_at − received_at in days, 2 decimals, over the requests whose data was produced or partially produced")
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -78,7 +78,7 @@ def transparency_report(engine: Engine, year: int, half: int | None = None) -> t
     """Requests received in the period, each counted once in its current state."""
     current = report_rows(engine, year, half)
     days = [(parse_time(d["disclosed_at"]) - parse_time(d["received_at"])).total_seconds() / 86400
-            for d in current if d.get("disclosed_at")]
+            for d in current if d.get("disclosed_at") and d["outcome"] in PRODUCED]
     warnings = [w for d in current for w in (art48_warning(d), eu_authority_warning(d), late_disclosure_warning(d)) if w]
     report = TransparencyReport(
         year=year, half=half, requests=len(current),

@@ -55,9 +55,21 @@ def set_disclosures_due(engine: Any, now: Any = None) -> None:
         DISCLOSURES_DUE.labels(state=state).set(states.count(state))
 
 
-def serve(port: int, host: str = "0.0.0.0") -> None:
-    """The text exposition on http://host:port/metrics, from a daemon thread."""
-    start_http_server(port, addr=host, registry=REGISTRY)
+class _CountingDue:
+    """REGISTRY, with ``registry_disclosures_due`` counted from the ledger at each scrape."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def collect(self) -> Any:
+        set_disclosures_due(self.engine)
+        return REGISTRY.collect()
+
+
+def serve(port: int, host: str = "0.0.0.0", engine: Any = None) -> None:
+    """The text exposition on http://host:port/metrics, from a daemon thread; with ``engine``,
+    ``registry_disclosures_due`` too (counted at each scrape, as ``registry serve`` does)."""
+    start_http_server(port, addr=host, registry=REGISTRY if engine is None else _CountingDue(engine))  # type: ignore[arg-type]
 
 
 def exposition() -> bytes:

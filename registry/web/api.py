@@ -156,13 +156,13 @@ def head(request: Request, _: Reader) -> Any:
 
 
 @router.get("/disclosures/report", response_model=TransparencyReport)
-def report(request: Request, _: Reader, year: Annotated[int, Query(ge=1970, le=9998)],
+def report(request: Request, _: Reader, year: Annotated[int, Query(ge=1, le=9998)],
            half: Annotated[int | None, Query(ge=1, le=2, description="1: January–June, 2: July–December")] = None) -> Any:
     return transparency_report(request.app.state.engine, year, half)[0]
 
 
 @router.get("/disclosures/report/package", response_class=Response, responses={200: {"content": {"application/zip": {}}}})
-def report_package(request: Request, _: Reader, year: Annotated[int, Query(ge=1970, le=9998)],
+def report_package(request: Request, _: Reader, year: Annotated[int, Query(ge=1, le=9998)],
                    half: Annotated[int | None, Query(ge=1, le=2)] = None) -> Response:
     """The Frictionless data package of the period (CSV per dimension and datapackage.json), zipped."""
     from registry.reports import datapackage
