@@ -73,6 +73,13 @@ def test_every_report_on_the_pages_downloads_with_the_session(declared: sa.Engin
     svg = client.get(svg_href.group(1).replace("&amp;", "&"))
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
     ElementTree.fromstring(svg.content)  # parses
+    report = client.get("/disclosures/report?year=2026").text
+    for href in re.findall(r'href="(/disclosures/report/download\?[^"]+)"', report):
+        answer = client.get(href.replace("&amp;", "&"))
+        assert answer.status_code == 200 and "attachment" in answer.headers["content-disposition"]
+        if href.endswith("json"):
+            assert answer.json() == _cli(str(declared.url), "disclosures", "report", "--year", "2026")
+    assert "format=md" in report and "format=json" in report
     # the API stays bearer-only: the session cookie does not open it
     assert client.get("/api/ropa?format=xlsx").status_code == 401
     # and the downloads need the session

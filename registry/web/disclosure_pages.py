@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import orjson
-from fastapi import Depends, Form, Request
+from fastapi import Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
@@ -263,6 +263,23 @@ def report_page(request: Request, session: Reader, year: int | None = None) -> R
               ("Requesting country", report.by_country, "country"), ("Notice to the people concerned", report.notice, "notice")]
     return render(request, "report.html", session, title=f"Transparency report {year}", active="/disclosures", report=report,
                   warnings=warnings, chart=chart, tables=tables, years=years)
+
+
+@router.get("/disclosures/report/download")
+def report_download(request: Request, session: Reader, year: Annotated[int, Query(ge=1970, le=9999)], format: str = "md") -> Response:
+    """The year's transparency report as the CLI writes it (Markdown or JSON), authorised by the session."""
+    from registry.reports.transparency import to_markdown
+
+    if format not in ("md", "json"):
+        raise InputError("is md or json", "format")
+    engine = request.app.state.engine
+    report, warnings = transparency_report(engine, year)
+    if format == "json":
+        body, media = report.model_dump_json(indent=2).encode(), "application/json"
+    else:
+        manifest = current_manifest(engine)
+        body, media = to_markdown(report, warnings, manifest.controller.name if manifest else None).encode(), "text/markdown; charset=utf-8"
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="transparency-{year}.{format}"'})
 
 
 @router.get("/disclosures/requests/{request_id:path}")  # not /disclosures/ID: a request may be called "report"
