@@ -230,6 +230,14 @@ def test_every_list_searches_pages_and_exports(declared: sa.Engine, db_url: str)
     reason = letters[0].reason
     only = client.get(f"/dead-letters?q={reason}&format=csv").text
     assert len(list(csv.DictReader(io.StringIO(only)))) == sum(1 for d in letters if reason in (d.reason + d.detail + d.origin()))
+    # drift: filter, search, CSV with the CLI's rows
+    findings = _cli(str(declared.url), "drift")
+    exported_drift = list(csv.DictReader(io.StringIO(client.get("/drift?format=csv").text)))
+    assert [(r["kind"], r["recipient"], int(r["events"])) for r in exported_drift] == [
+        (f["kind"], f["recipient"], f["events"]) for f in findings]  # type: ignore[union-attr, index]
+    searched_drift = client.get("/drift?q=facebook").text
+    assert "facebook-pixel" in searched_drift and re.search(r'<p id="summary">(\d+) finding', searched_drift).group(1) == str(  # type: ignore[union-attr]
+        sum(1 for f in findings if "facebook" in f["recipient"] or "facebook" in f["detail"]))  # type: ignore[union-attr, index]
     # requests: filter by outcome, search, CSV
     produced = list(csv.DictReader(io.StringIO(client.get("/disclosures?outcome=produced&format=csv").text)))
     api = [r for r in _cli(str(declared.url), "disclosures", "list") if r["outcome"] == "produced"]  # type: ignore[union-attr, index]

@@ -260,17 +260,23 @@ def drift_page(request: Request, session: Reader, since: str = "", until: str = 
     names = key_names(taxonomy_of(request), manifest)
     kinds = sorted({r.kind for r in rows})
     recipients = sorted({r.recipient for r in rows}, key=lambda k: str(names.get(k, k)).lower())
+    chosen = [r for r in rows if (not kind or r.kind == kind) and (not recipient or r.recipient == recipient)]
+    dumped = [{**r.model_dump(), "name": names.get(r.recipient, r.recipient), "row": r} for r in chosen]
+    found = listing(request, dumped, ("kind", "recipient", "name", "source", "category", "purpose", "activity", "detail"),
+                    ("kind", "source", "recipient", "category", "purpose", "activity", "detail", "first_seen", "last_seen", "events"),
+                    "drift", words=names)
+    if isinstance(found, Response):
+        return found
     groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if (kind and row.kind != kind) or (recipient and row.recipient != recipient):
-            continue
+    for item in found.rows:
+        row = item["row"]
         flow = f"/recipients/{row.recipient}#flow-{flow_anchor(row.source, row.category, row.purpose)}" if row.category else None
-        groups.setdefault(row.kind, []).append({"row": row, "anchor": finding_anchor(row), "name": names.get(row.recipient, row.recipient),
+        groups.setdefault(row.kind, []).append({"row": row, "anchor": finding_anchor(row), "name": item["name"],
                                                 "flow_link": flow, "snippet": suggested_manifest(row),
                                                 "detail": Markup(label_keys(row.detail, names))})
     return render(request, "drift.html", session, 422 if error else 200, title="Drift", active="/drift", groups=list(groups.items()),
                   guides=GUIDES, since=since, until=until, as_of=as_of, kind=kind, recipient=recipient, kinds=kinds,
-                  recipients=recipients, names=names, error=error, total=sum(len(g) for g in groups.values()))
+                  recipients=recipients, names=names, error=error, total=found.matched, listed=found)
 
 
 # --- data map, record of processing, downloads ----------------------------------------------
