@@ -185,6 +185,12 @@ def test_subject_lookup_without_the_subject_key_is_a_page(declared: sa.Engine, d
     answer = client.post("/subject", data={"subject_id": "customer-1", "csrf_token": csrf})
     assert answer.status_code == 503 and answer.headers["content-type"].startswith("text/html")
     assert "REGISTRY_SUBJECT_KEY" in answer.text and "<nav" in answer.text
+    client.cookies.clear()
+    legal = _client(declared, db_url, "legal")
+    form = legal.post("/disclosures/new", data={**FORM, "subject_ids": "customer-1", "csrf_token": csrf_of(legal, "/disclosures/new")})
+    summary = _text(form.text.split('id="form-error">')[1].split("</div>")[0])
+    assert form.status_code == 422 and "People concerned (their ids) — REGISTRY_SUBJECT_KEY is not set" in summary
+    assert "customer-1" not in form.text  # never echoed
 
 
 # --- words, lists, as-of --------------------------------------------------------------------
