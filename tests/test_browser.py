@@ -155,59 +155,184 @@ def test_auditor_goes_from_the_dashboard_to_a_recipient_and_its_drift(server: tu
         browser.close()
 
 
-def test_legal_user_logs_a_request_and_follows_it(server: tuple[str, dict[str, str]], axe: str | None) -> None:
+def test_legal_logs_a_court_order_with_subjects_updates_it_and_finds_it_by_subject(
+        server: tuple[str, dict[str, str]], axe: str | None) -> None:
+    """Issue 22: the legal team's whole workflow through the form."""
     from playwright.sync_api import sync_playwright
 
     base, tokens = server
-    due = (datetime.now(timezone.utc).date() + timedelta(days=10)).isoformat()
+    today = datetime.now(timezone.utc).date()
+    due = (today + timedelta(days=21)).isoformat()
+    received = f"{(today - timedelta(days=2)).isoformat()}T09:15"
     with sync_playwright() as p:
         browser = _browser(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         _sign_in(page, base, tokens["legal"], "/disclosures")
-        # the demo's requests: open and overdue ones first, with their Art. 48 warnings beside them
         attention = page.inner_text("#attention")
-        assert "CN-2026-002" in attention and "GDPR Art. 48" in attention and "days overdue" in attention
+        assert "CN-2026-002" in attention and "GDPR Art. 48" in attention and "overdue" in attention
         assert page.inner_text("#verify").startswith("Ledger verifies: 5 entries")
+        _check(page, "disclosures", axe)
 
-        page.fill("#f-request_id", "SW-2026-7")
-        page.fill("#f-authority", "Travis County Sheriff")
-        page.select_option("#f-authority_country", label="United States (US)")
-        page.fill("#f-received_at", "2026-04-02T10:00")
-        page.check("input[name=instrument][value=search_warrant]")
-        page.check("input[name=outcome][value=produced]")
+        page.click("#new-request")
+        page.wait_for_url(f"{base}/disclosures/new")
+        # fields that do not apply yet are hidden
+        assert not page.is_visible("#f-notice_due") and not page.is_visible("#cat-search")
+        page.click("#log-request")  # empty: every missing field at once, the summary focused
+        summary = page.inner_text("#form-error")
+        assert "7 fields need attention" in summary and "Data disclosed" not in summary
+        assert page.evaluate("document.activeElement.id") == "form-error"
+        _check(page, "disclosure-error", axe)
+
+        page.fill("#f-request_id", "CO-2026-77")
+        page.fill("#f-authority", "Landgericht Berlin")
+        page.select_option("#f-authority_country", label="Germany (DE)")
+        page.fill("#f-received_at", received)
+        page.check("input[name=instrument][value=court_order]")
+        page.check("input[name=outcome][value=pending]")
         page.check("input[name=notice][value=delayed]")
+        assert page.is_visible("#f-notice_due") and not page.is_visible("#cat-search")
+        page.fill("#f-notice_due", due)
+        page.fill("#f-notice_reason", "Gag order 27 O 112/26")
+        page.fill("#f-subject_ids", "customer-42\ncustomer-7")
+        page.click("#log-request")
+        page.wait_for_url(f"{base}/disclosures/requests/CO-2026-77?logged=1")
+        assert page.inner_text("#logged") == "Logged CO-2026-77 version 1."
+        assert page.inner_text("#countdown") == "21 days left"
+        assert page.inner_text("#subjects").startswith("2")
+        _check(page, "request", axe)
+
+        page.click("#update-request")
+        page.wait_for_url(f"{base}/disclosures/new?update=CO-2026-77")
+        assert page.input_value("#f-authority") == "Landgericht Berlin" and page.input_value("#f-notice_due") == due
+        assert page.is_checked("input[name=notice][value=delayed]") and "2 people are already attached" in page.inner_text("main")
+        page.check("input[name=outcome][value=produced]")
+        assert page.is_visible("#cat-search")
         page.fill("#cat-search", "email")
         assert page.locator("#cat-list label:visible").count() < 10
         page.check("#cat-list input[value='user.contact.email']")
+        page.fill("#f-disclosed_at", f"{today.isoformat()}T08:00")
         page.click("#log-request")
-        error = page.inner_text("#form-error")
-        assert "Notice due by" in error and "notice_due" not in error
-        assert page.get_attribute("#f-notice_due", "aria-invalid") == "true"
-        assert page.input_value("#f-request_id") == "SW-2026-7" and page.is_checked("#cat-list input[value='user.contact.email']")
-        assert "User Contact Email" in page.inner_text("#cat-selected")
-        _check(page, "disclosure-error", axe)
-
-        page.fill("#f-notice_due", due)
-        page.click("#log-request")
-        assert page.inner_text("#logged") == "Logged SW-2026-7 version 1."
-        row = page.locator("#attention tr:has-text('SW-2026-7')")
-        assert "10 days" in row.inner_text() and due in row.inner_text() and "2026-04-02 10:00 UTC" in row.inner_text()
-        assert page.inner_text("#verify").startswith("Ledger verifies: 6 entries")
-        page.set_viewport_size({"width": 1280, "height": 900})
-        _check(page, "disclosures", axe)
-
-        row.locator("a:has-text('SW-2026-7')").click()
-        page.wait_for_url(f"{base}/disclosures/requests/SW-2026-7")
+        page.wait_for_url(f"{base}/disclosures/requests/CO-2026-77?logged=2")
         history = page.inner_text("#history")
-        assert "lena (web form)" in history and "Search warrant" in history and "Email" in history
+        assert "Pending → Produced" in history and "lena (web form)" in history
+        assert "Email" in page.inner_text("#facts") and page.inner_text("#countdown") == "21 days left"
         _check(page, "history", axe)
-        page.goto(f"{base}/disclosures/requests/SUB-2026-014")
-        history = page.inner_text("#history")
-        assert "Pending → Produced" in history and "//services/legal (event stream)" in history
 
-        page.click("a:has-text('Transparency report 2026')")
-        page.wait_for_url(re.compile(r"/disclosures/report\?year=2026"))
-        assert page.inner_text("#requests") == "5"
-        assert page.locator("svg.chart rect").count() >= 3 and "Search warrant" in page.inner_text("main")
+        page.click("a:has-text('All requests')")
+        row = page.locator("#attention tr:has-text('CO-2026-77')")
+        assert "21 days left" in row.inner_text() and due in row.inner_text()
+        assert page.inner_text("#verify").startswith("Ledger verifies: 7 entries")
+
+        page.goto(f"{base}/subject")
+        page.fill("#subject_id", "customer-7")
+        page.click("form.filters button")
+        disclosures = page.inner_text("#subject-disclosures")
+        assert "CO-2026-77" in disclosures and "Produced" in disclosures and "Landgericht Berlin" in disclosures
+        _check(page, "subject-answer", axe)
+        page.click("#subject-disclosures a:has-text('CO-2026-77')")
+        page.wait_for_url(f"{base}/disclosures/requests/CO-2026-77")
+        page.go_back()
+        page.click("a:has-text('Art. 15 answer, ready to print')")
+        page.wait_for_url(re.compile(r"/subject/answer\?ref=[0-9a-f]{64}$"))
+        assert "CO-2026-77" in page.inner_text("#withheld")  # notice still delayed: not in what is sent
+        _check(page, "art15", axe)
+
+        page.goto(f"{base}/disclosures/report?year={today.year}")
+        assert page.locator("svg.chart rect").count() >= 1
         _check(page, "report", axe)
+        browser.close()
+
+
+def test_auditor_downloads_reports_and_filters_match_the_cli(server: tuple[str, dict[str, str]], declared: sa.Engine,
+                                                             manifest: Any, axe: str | None, tmp_path: Path) -> None:
+    """Issue 22: downloads in the signed-in browser; each filter and as-of selector shows the
+    CLI's --json numbers; the data map fits 1280 px; status and error pages."""
+    import io
+    import json
+    from xml.etree import ElementTree
+
+    import openpyxl
+    from playwright.sync_api import sync_playwright
+    from typer.testing import CliRunner
+
+    from registry.cli import app as cli_app
+    from registry.model.declarations import declare
+
+    declare(declared, manifest, datetime(2025, 1, 1, tzinfo=timezone.utc))  # in force over the events' months too
+
+    def cli(*args: str) -> Any:
+        result = CliRunner().invoke(cli_app, ["--db", str(declared.url), "--json", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    base, tokens = server
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        _sign_in(page, base, tokens["auditor"], "/ropa")
+        with page.expect_download() as info:
+            page.click("#downloads a:has-text('XLSX')")
+        book = openpyxl.load_workbook(io.BytesIO(Path(info.value.path()).read_bytes()))
+        sheet = book["Record of processing"]
+        column = [c.value for c in sheet[1]].index("Events observed")
+        events = [r[column].value for r in sheet.iter_rows(min_row=2)]
+        assert all(isinstance(v, int) for v in events)
+        assert sum(events) == sum(a["evidence"]["events"] for a in cli("ropa", "--format", "json")["activities"]) > 0
+
+        page.goto(f"{base}/datamap")
+        width = page.evaluate("document.querySelector('#map svg').getBoundingClientRect().width")
+        assert width <= 1280 and page.evaluate("document.documentElement.scrollWidth") <= 1280
+        with page.expect_download() as info:
+            page.click("#download-svg")
+        ElementTree.fromstring(Path(info.value.path()).read_bytes())
+        page.select_option("#recipient", "stripe")
+        page.click("form.filters button")
+        page.wait_for_url(re.compile(r"recipient=stripe"))
+        assert "Stripe" in page.inner_text("#map")
+        _check(page, "datamap", axe)
+
+        page.goto(f"{base}/recipients")
+        page.fill("#category-search", "email")  # the picker narrows as you type and picks the first match
+        assert "email" in page.eval_on_selector("#category", "s => s.value")
+        assert page.locator("#category option:not([hidden])").count() < 6
+        page.fill("#category-search", "")
+        page.select_option("#category", "user.contact")
+        page.fill("#as_of", "2026-04-01")
+        page.click("form.filters button")
+        page.wait_for_url(re.compile(r"as_of=2026-04-01"))
+        expected = cli("recipients", "--category", "user.contact", "--include-subprocessors", "--as-of", "2026-04-01")
+        shown = [int(t.replace(",", "")) for t in page.locator("tbody td.num").all_inner_texts()]
+        assert sorted(shown) == sorted(r["events"] for r in expected) and expected
+        assert page.inner_text("#summary").startswith(f"{len(expected)} recipients")
+        _check(page, "recipients-as-of", axe)
+
+        page.goto(f"{base}/drift")
+        page.fill("#since", "2026-03-01")
+        page.fill("#until", "2026-05-01")
+        page.click("form.filters button")
+        page.wait_for_url(re.compile(r"since=2026-03-01"))
+        findings = cli("drift", "--since", "2026-03-01", "--until", "2026-05-01")
+        assert page.inner_text("#summary").startswith(f"{len(findings)} finding")
+        kind = findings[0]["kind"]
+        page.select_option("#kind", kind)
+        page.click("form.filters button")
+        assert page.inner_text("#summary").startswith(f"{sum(1 for f in findings if f['kind'] == kind)} finding")
+        _check(page, "drift-filtered", axe)
+
+        page.goto(f"{base}/ropa")
+        page.fill("#as_of", "2026-04-01")
+        page.click("form.filters button")
+        page.wait_for_url(re.compile(r"as_of=2026-04-01"))
+        for activity in cli("ropa", "--format", "json", "--as-of", "2026-04-01")["activities"]:
+            assert f"{activity['evidence']['events']:,} events" in page.inner_text("main")
+        _check(page, "ropa-as-of", axe)
+
+        page.goto(f"{base}/dead-letters?q=raw")
+        _check(page, "dead-letters-search", axe)
+        page.goto(f"{base}/status")
+        assert "Subject key" in page.inner_text("#status")
+        _check(page, "status", axe)
+        page.goto(f"{base}/no/such/page")
+        assert "There is no page at this address." in page.inner_text("main")
+        _check(page, "not-found", axe)
         browser.close()

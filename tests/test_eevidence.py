@@ -459,6 +459,58 @@ def test_api_pages_and_metric_carry_the_clocks(declared: sa.Engine, db_url: str,
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_request_form_logs_and_prefills_the_eu_fields(declared: sa.Engine, db_url: str) -> None:
+    """The form at /disclosures/new (issue 22's workflow) takes the e-Evidence fields: the
+    Emergency box ("on") for a production order, Confirmed on for a preservation order (read as
+    UTC, not before receipt), each left out for other instruments; Update this request prefills
+    them, times shown in UTC; the report downloads take the half-year."""
+    from fastapi.testclient import TestClient
+
+    from registry.ledger.disclosures import request_history
+    from registry.web import create_app
+    from registry.web.tokens import create_token
+
+    from .test_web import csrf_of, sign_in
+
+    client = TestClient(create_app(db_url))
+    assert sign_in(client, create_token(declared, "legal", "lena").token, "/disclosures/new").status_code == 303
+    csrf = csrf_of(client, "/disclosures/new")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    base = {"authority": "Parquet de Paris", "authority_country": "FR", "received_at": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+            "outcome": "pending", "notice": "pending", "csrf_token": csrf}
+    form = client.get("/disclosures/new").text
+    assert 'data-when="instrument:eu_production_order"' in form and 'data-when="instrument:eu_preservation_order"' in form
+    logged = client.post("/disclosures/new", data={**base, "request_id": "EPOC-F", "instrument": "eu_production_order",
+                                                   "emergency": "on", "confirmed_at": "2026-01-01T10:00"}, follow_redirects=False)
+    assert logged.status_code == 303, logged.text
+    (version,) = request_history(declared, "EPOC-F")
+    assert version.data["emergency"] is True and "confirmed_at" not in version.data  # not a preservation order
+    page = client.get(logged.headers["location"]).text
+    assert 'id="clock-row"' in page and "Data due (emergency)" in page and "Emergency</strong>:" in page and "yes" in page
+    # a court order keeps no emergency mark; a preservation order its confirmation, not before receipt
+    client.post("/disclosures/new", data={**base, "request_id": "CO-F", "instrument": "court_order", "emergency": "on"})
+    assert "emergency" not in request_history(declared, "CO-F")[0].data
+    early = client.post("/disclosures/new", data={**base, "request_id": "EPOC-PR-F", "instrument": "eu_preservation_order",
+                                                  "confirmed_at": (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")})
+    assert early.status_code == 422 and "Confirmed on</strong></a> — is before the request was received" in early.text
+    confirmed = now.strftime("%Y-%m-%dT%H:%M")
+    client.post("/disclosures/new", data={**base, "request_id": "EPOC-PR-F", "instrument": "eu_preservation_order",
+                                          "confirmed_at": confirmed})
+    rows = {r.request_id: r for r in list_disclosures(declared)[0]}
+    assert _instant(rows["EPOC-PR-F"].due_at or "") == now + timedelta(days=30)
+    # an order logged with an offset (CLI, event stream) is prefilled in UTC, the box ticked
+    log_disclosure(declared, yaml.safe_dump({"request_id": "EPOC-Z", "authority": "Garda", "authority_country": "IE",
+                                             "instrument": "eu_production_order", "emergency": True,
+                                             "received_at": "2026-09-01T01:30:00+02:00", "outcome": "pending", "notice": "pending"}))
+    update = client.get("/disclosures/new?update=EPOC-Z").text
+    assert 'name="received_at" type="datetime-local" value="2026-08-31T23:30"' in update
+    assert re.search(r'id="f-emergency"[^>]*checked', update)
+    for fmt, mark in (("md", "# Transparency report 2026-H2"), ("json", '"half": 2')):
+        answer = client.get(f"/disclosures/report/download?year=2026&half=2&format={fmt}")
+        assert answer.status_code == 200 and mark in answer.text and "transparency-2026-h2" in answer.headers["content-disposition"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_an_eu_order_from_the_event_stream_gets_its_clock(declared: sa.Engine) -> None:
     """The same clocks for a request that arrives as a registry.disclosure.v1 event (Kafka, API)."""
     from registry.intake.ingest import Ingestor

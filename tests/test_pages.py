@@ -23,7 +23,8 @@ from registry.ledger.disclosures import log_disclosure, request_history
 from registry.model.events import RawRecord
 from registry.stream.status import RecentOffsets
 from registry.web import create_app
-from registry.web.pages import flow_anchor, snapshot_from_form
+from registry.web.disclosure_pages import snapshot_from_form
+from registry.web.pages import flow_anchor
 from registry.web.tokens import create_token
 
 from .test_web import csrf_of, sign_in
@@ -91,7 +92,9 @@ def test_the_form_reads_a_browser_s_fields_and_names_errors_in_words(declared: s
     assert re.search(r'id="requests">5</strong>', report)  # four of the demo's, F-2
     assert client.get("/disclosures/requests/none-such").status_code == 404
     slashed = client.post("/disclosures", data={**FORM, "request_id": "2026/CV/17", "csrf_token": csrf})
-    assert 'href="/disclosures/requests/2026/CV/17"' in slashed.text and "Request 2026/CV/17" in client.get("/disclosures/requests/2026/CV/17").text
+    assert "Logged 2026/CV/17 version 1." in slashed.text  # landed on the request's own page
+    assert 'href="/disclosures/requests/2026/CV/17"' in client.get("/disclosures").text
+    assert "Request 2026/CV/17" in client.get("/disclosures/requests/2026/CV/17").text
 
 
 def test_history_lists_who_changed_what(declared: sa.Engine) -> None:
@@ -106,9 +109,10 @@ def test_history_lists_who_changed_what(declared: sa.Engine) -> None:
 
 def test_snapshot_from_form() -> None:
     assert snapshot_from_form({"received_at": "2026-04-02T10:00", "disclosed_at": "2026-04-03T11:30:15", "subject_count": "3",
-                               "data_categories": "user.name, user.contact.email", "notice_due": "", "request_id": "X"}) == {
+                               "data_categories": "user.name, user.contact.email", "notice_due": "", "request_id": "X",
+                               "outcome": "produced"}) == {
         "received_at": "2026-04-02T10:00:00Z", "disclosed_at": "2026-04-03T11:30:15Z", "subject_count": 3,
-        "data_categories": ["user.name", "user.contact.email"], "request_id": "X"}
+        "data_categories": ["user.name", "user.contact.email"], "request_id": "X", "outcome": "produced"}
 
 
 def test_templates_are_package_data() -> None:

@@ -260,11 +260,11 @@ def test_page_work_runs_off_the_event_loop() -> None:
 
     from fastapi.routing import APIRoute
 
-    from registry.web import pages
+    from registry.web import disclosure_pages, guard
 
-    routes = [route for route in (*pages.router.routes, *pages.public.routes) if isinstance(route, APIRoute)]
+    routes = [route for route in (*guard.router.routes, *guard.public.routes) if isinstance(route, APIRoute)]
     assert {"/", "/disclosures", "/subject", "/login", "/logout"} <= {route.path for route in routes}
     coroutines = {(route.path, *sorted(route.methods)) for route in routes if inspect.iscoroutinefunction(route.endpoint)}
-    assert coroutines == {("/disclosures", "POST")}
+    assert coroutines == {("/disclosures", "POST"), ("/disclosures/new", "POST")}
 
-    assert "run_in_threadpool(_log_from_form" in inspect.getsource(pages.disclosures_submit)
+    assert "run_in_threadpool(_log_from_form" in inspect.getsource(disclosure_pages.disclosures_submit)

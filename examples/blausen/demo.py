@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = _summary(engine, totals.model_dump(), out)
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     print(f"reports in {out} ({time.monotonic() - started:.1f} s)")
+    print(next_steps(out))
     return 0
 
 
@@ -95,6 +96,21 @@ def version_count(engine) -> int:  # type: ignore[no-untyped-def]
     from registry.model.declarations import versions
 
     return len(versions(engine))
+
+
+def next_steps(out: Path) -> str:
+    """What to type to open the pages on the store the demo just filled."""
+    store = out / "registry.db"
+    shown = store.relative_to(ROOT) if store.is_relative_to(ROOT) else store
+    return "\n".join([
+        "",
+        "Next: open the pages on this store",
+        "  source .venv/bin/activate",
+        f"  export REGISTRY_DATABASE_URL=sqlite:///{shown} REGISTRY_SUBJECT_KEY={os.environ.get('REGISTRY_SUBJECT_KEY', DEMO_SUBJECT_KEY)}",
+        "  registry tokens create --role legal --name me    # prints a token once: copy it",
+        "  registry serve --port 8000                        # then open http://127.0.0.1:8000/ and paste the token",
+        "  In Subject lookup, try customer-42 (two disclosures); in Disclosures, \"Log a request\".",
+    ])
 
 
 def _summary(engine, totals: dict, out: Path) -> dict:  # type: ignore[no-untyped-def]

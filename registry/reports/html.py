@@ -4,13 +4,17 @@ printable: one section per activity, then the undeclared flows."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+import re
 from html import escape
 
 from registry.model.manifest import Manifest
+from registry.model.taxonomy import Kind, Taxonomy
 
 from .ropa import LEGAL_BASES, MECHANISMS, Labels, Ropa, describe_changes
 
-__all__ = ["to_html"]
+__all__ = ["to_html", "key_names", "label_keys"]
+
+_KEY = re.compile(r"[a-z0-9][a-z0-9_.-]*[a-z0-9_]")
 
 _CSS = """
 body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#1b1f24;max-width:1100px;margin:2em auto;padding:0 1em}
@@ -34,12 +38,41 @@ def _when(text: str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _term(key: str, name: str) -> str:
+    """A name a person reads, with the key an engineer searches for on hover."""
+    return f'<abbr title="{escape(key)}">{escape(name)}</abbr>'
+
+
+def key_names(taxonomy: Taxonomy, manifest: Manifest | None) -> dict[str, str]:
+    """Every taxonomy and recipient key with the name a person reads (recipients win a clash:
+    a detail sentence names recipients more often than subject categories)."""
+    kinds: tuple[Kind, ...] = ("data_subjects", "data_uses", "data_categories")
+    names = {k: taxonomy.name(kind, k) for kind in kinds for k in taxonomy.keys(kind)}
+    names.update({r.key: r.name for r in manifest.recipients} if manifest else {})
+    return names
+
+
+def label_keys(text: str, names: dict[str, str]) -> str:
+    """HTML of ``text`` with each known key replaced by its name, the key on hover: a finding's
+    detail reads "no activity with Sift covers Precise location" with the keys one hover away."""
+    out, last = [], 0
+    for match in _KEY.finditer(text):
+        name = names.get(match.group())
+        if name is None:
+            continue
+        out += [escape(text[last:match.start()]), _term(match.group(), name)]
+        last = match.end()
+    out.append(escape(text[last:]))
+    return "".join(out)
+
+
 def _row(label: str, value: str) -> str:
     return f"<tr><th>{escape(label)}</th><td>{value}</td></tr>"
 
 
 def to_html(ropa: Ropa, manifest: Manifest) -> str:
     c, labels = ropa.controller, Labels(manifest.taxonomy_view())
+    names = {r.key: r.name for r in manifest.recipients}
     parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>Record of processing — {escape(c['name'] or '')}</title>",
              f"<style>{_CSS}</style><h1>Record of processing activities</h1>",
              f"<p class=meta>GDPR Art. 30 · generated {escape(_when(ropa.generated_at))} from declarations checked against observed events"
@@ -50,7 +83,8 @@ def to_html(ropa: Ropa, manifest: Manifest) -> str:
     for a in ropa.activities:
         ev = a.evidence
         recipients = "<br>".join(escape(f"{r.name} — {r.role.replace('_', ' ')}, {r.country}") for r in a.recipients)
-        transfers = "<br>".join(escape(f"{t.recipient} → {t.country}: {MECHANISMS[t.mechanism]}") for t in a.transfers) or "none"
+        transfers = "<br>".join(f"{_term(t.recipient, names.get(t.recipient, t.recipient))} → {escape(t.country)}: "
+                                f"{escape(MECHANISMS[t.mechanism])}" for t in a.transfers) or "none"
         parts += [f"<section><h2>{escape(a.name)} <code>{escape(a.key)}</code> <span class='badge {a.status}'>"
                   f"{a.status.replace('_', ' ')}</span></h2><table>",
                   _row("Purposes", escape(labels.purposes(a.purposes))), _row("Lawful basis", escape(LEGAL_BASES[a.legal_basis])),
@@ -58,15 +92,20 @@ def to_html(ropa: Ropa, manifest: Manifest) -> str:
                   _row("Personal data", escape(labels.categories(a.data_categories))), _row("Recipients", recipients),
                   _row("Third-country transfers", transfers), _row("Retention", escape(a.retention or "—")),
                   _row("Security measures", escape(a.security_measures or "—")),
-                  _row("Evidence", escape(f"{ev.events} events, {_when(ev.first_seen)} to {_when(ev.last_seen)}; observed: "
-                                          f"{', '.join(ev.recipients_observed) or 'none'}")),
+                  _row("Evidence", escape(f"{ev.events:,} events, {_when(ev.first_seen)} to {_when(ev.last_seen)}; observed: ")
+                       + (", ".join(_term(k, names.get(k, k)) for k in ev.recipients_observed) or "none")),
                   "</table></section>"]
     parts.append("<section><h2>Observed but not declared</h2>")
     if ropa.undeclared:
-        parts.append("<table><tr><th>kind</th><th>source</th><th>recipient</th><th>category</th><th>purpose</th><th>events</th><th>detail</th></tr>")
-        parts += [f"<tr><td><span class='badge warn'>{escape(r.kind.replace('_', ' '))}</span></td><td>{escape(r.source or '')}</td>"
-                  f"<td>{escape(r.recipient)}</td><td>{escape(r.category or '')}</td><td>{escape(r.purpose or '')}</td>"
-                  f"<td>{r.events}</td><td>{escape(r.detail)}</td></tr>" for r in ropa.undeclared]
+        parts.append("<table><tr><th>Finding</th><th>Sent by</th><th>Recipient</th><th>Personal data</th><th>Purpose</th>"
+                     "<th>Events</th><th>Detail</th></tr>")
+        taxonomy = labels.taxonomy
+        every = key_names(taxonomy, manifest)
+        parts += [f"<tr><td><span class='badge warn'>{escape(r.kind.replace('_', ' ').capitalize())}</span></td>"
+                  f"<td>{escape(r.source or '—')}</td><td>{_term(r.recipient, names.get(r.recipient, r.recipient))}</td>"
+                  f"<td>{_term(r.category, taxonomy.name('data_categories', r.category)) if r.category else '—'}</td>"
+                  f"<td>{_term(r.purpose, taxonomy.name('data_uses', r.purpose)) if r.purpose else '—'}</td>"
+                  f"<td class=num>{r.events:,}</td><td>{label_keys(r.detail, every)}</td></tr>" for r in ropa.undeclared]
         parts.append("</table>")
     else:
         parts.append("<p>Nothing: every observed flow is declared.</p>")

@@ -181,11 +181,12 @@ ICO_COLUMNS = [
 ]
 
 
-def table_rows(ropa: Ropa, manifest: Manifest) -> list[list[str]]:
-    """One row per activity, in ICO_COLUMNS order."""
+def table_rows(ropa: Ropa, manifest: Manifest) -> list[list[object]]:
+    """One row per activity, in ICO_COLUMNS order; the event count stays a number (a spreadsheet
+    sums it)."""
     labels = Labels(manifest.taxonomy_view())
     by_key = manifest.recipient_map()
-    rows = []
+    rows: list[list[object]] = []
     for a in ropa.activities:
         joint = [f"{r.name} ({by_key[r.key].contract or 'no contract on file'})" for r in a.recipients if r.role == "joint_controller"]
         contracts = [f"{r.name}: {by_key[r.key].contract}" for r in a.recipients if by_key[r.key].contract]
@@ -196,7 +197,7 @@ def table_rows(ropa: Ropa, manifest: Manifest) -> list[list[str]]:
             "; ".join(f"{t.recipient}: {MECHANISMS[t.mechanism]}" for t in a.transfers), a.retention or "",
             a.security_measures or "", LEGAL_BASES[a.legal_basis],
             "; ".join(f"{r.name} [{r.role.replace('_', ' ')}, {r.country}]" for r in a.recipients),
-            str(a.evidence.events), a.evidence.first_seen or "", a.evidence.last_seen or "",
+            a.evidence.events, a.evidence.first_seen or "", a.evidence.last_seen or "",
             "; ".join(a.evidence.recipients_observed), a.status.replace("_", " "),
         ])
     return rows

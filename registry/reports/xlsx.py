@@ -49,7 +49,7 @@ def to_xlsx(ropa: Ropa, manifest: Manifest) -> bytes:
     controller.column_dimensions["A"].width, controller.column_dimensions["B"].width = 26, 90
 
     widths = [28, 30, 24, 22, 36, 30, 30, 22, 34, 22, 34, 24, 44, 10, 22, 22, 28, 18]
-    _sheet(wb.create_sheet("Record of processing"), ICO_COLUMNS, table_rows(ropa, manifest), widths)  # type: ignore[arg-type]
+    _sheet(wb.create_sheet("Record of processing"), ICO_COLUMNS, table_rows(ropa, manifest), widths)
     _sheet(wb.create_sheet("Recipients"), ["Activity", "Recipient", "Key", "Kind", "Role", "Country", "Observed"],
            [[a.name, r.name, r.key, r.service, r.role, r.country, "yes" if r.key in a.evidence.recipients_observed else "no"]
             for a in ropa.activities for r in a.recipients], [34, 40, 18, 18, 22, 10, 10])

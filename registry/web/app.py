@@ -6,6 +6,9 @@ import re
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -18,12 +21,29 @@ from registry.stream.status import RecentOffsets
 
 from .api import router as api_router
 from .auth import Forbidden, LoginRequired
-from .pages import public as public_pages
-from .pages import render_error
-from .pages import router as pages_router
+from .sessions import SESSION_COOKIE, find_session
+from . import disclosure_pages, pages  # noqa: F401  (each registers its routes on the guarded router)
+from .guard import public as public_pages
+from .guard import render_error
+from .guard import router as pages_router
 from .transparency import router as transparency_router
 
 __all__ = ["create_app"]
+
+_MACHINE = ("/api/", "/openapi.json", "/metrics", "/docs", "/redoc", "/public/recipients.")
+
+
+def _machine(path: str) -> bool:
+    """Paths a program calls: their errors stay JSON."""
+    return path.startswith(_MACHINE) or path == "/api"
+
+
+def _page(request: Request, message: str, status: int, title: str) -> Response:
+    """An error page; signed in, it keeps the navigation (the session is looked up here, since a
+    404 never reached a route's guard)."""
+    session = getattr(request.state, "session", None) or find_session(request.app.state.engine, request.cookies.get(SESSION_COOKIE))
+    return render_error(request, message, session, status, title, back="/" if session else "/login")
+
 
 _PART = re.compile(r"[^.\[\]]+")
 
@@ -54,17 +74,37 @@ def create_app(db_url: str | None = None, public: bool = False) -> FastAPI:
     async def forbidden(request: Request, exc: Forbidden) -> HTMLResponse:
         return await run_in_threadpool(render_error, request, str(exc), exc.session, 403)
 
+    async def answer(request: Request, status: int, detail: str, title: str,
+                     headers: dict[str, str] | None = None) -> Response:
+        """JSON for the API and the machine paths, a page with the navigation for a browser."""
+        if _machine(request.url.path):
+            return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        return await run_in_threadpool(_page, request, detail, status, title)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        if _machine(request.url.path):
+            return await request_validation_exception_handler(request, exc)
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
+        return await run_in_threadpool(_page, request, f"This address has a wrong value ({fields}).", 422, "Cannot do that")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        title = {404: "Page not found", 405: "Not allowed here", 401: "Sign in", 403: "Not allowed"}.get(exc.status_code, "Cannot do that")
+        detail = "There is no page at this address." if exc.status_code == 404 and not _machine(request.url.path) else str(exc.detail)
+        return await answer(request, exc.status_code, detail, title, getattr(exc, "headers", None))
+
     @app.exception_handler(LedgerError)
-    async def ledger_broken(_request: Request, exc: LedgerError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+    async def ledger_broken(request: Request, exc: LedgerError) -> Response:
+        return await answer(request, 409, str(exc), "The ledger does not verify")
 
     @app.exception_handler(ConfigError)
-    async def misconfigured(_request: Request, exc: ConfigError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+    async def misconfigured(request: Request, exc: ConfigError) -> Response:
+        return await answer(request, 503, str(exc), "Not configured")
 
     @app.exception_handler(RegistryError)
-    async def failed(_request: Request, exc: RegistryError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+    async def failed(request: Request, exc: RegistryError) -> Response:
+        return await answer(request, 503, str(exc), "Something went wrong")
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:

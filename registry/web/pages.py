@@ -1,6 +1,7 @@
 """Server-rendered pages for auditors and the legal team (Jinja2 templates, no build step):
 dashboard, recipients and one page per recipient, drift, data map, record of processing,
-subject lookup, disclosures (form, history, transparency report), dead letters.
+dead letters, the status page and the page downloads (disclosures and the subject lookup are in
+``disclosure_pages``).
 
 Every page but sign-in sits behind ``page_reader`` (a session of a reading role); form POSTs
 carry the session's CSRF token (``form_user``)."""
@@ -8,15 +9,12 @@ carry the session's CSRF token (``form_user``)."""
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from collections import defaultdict
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
-import orjson
-from fastapi import APIRouter, Depends, Form, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
@@ -28,31 +26,23 @@ from registry.answers.overview import overview, subjects_of
 from registry.answers.timeline import weekly_events
 from registry.exceptions import InputError
 from registry.intake import deadletters
-from registry.ledger import chain as ledger
 from registry.ledger import disclosures
 from registry.model.declarations import current_manifest
-from registry.model.subjects import subject_ref
 from registry.model.taxonomy import Taxonomy
-from registry.model.times import parse_bound, parse_time
+from registry.model.times import parse_bound
+from registry.reports.html import key_names, label_keys
 
-from .auth import LEGAL, READ, form_user, is_https, page_user
-from .clocks import clock_view, open_clocks
-from .render import FIELD_LABELS, bar_chart, choice_label, choices, countries, render, sort_rows, taxonomy_of, when
+from .auth import READ, form_user, is_https
+from .clocks import open_clocks
+from .guard import Reader, public, render_error, router
+from .listing import listing
+from .render import bar_chart, render, sort_rows, taxonomy_of
 from .sessions import LIFETIME, SESSION_COOKIE, PageSession, end_session, start_session
 from .tokens import lookup_token
 
-__all__ = ["router", "public", "render_error", "finding_anchor", "flow_anchor", "Reader"]
+__all__ = ["router", "public", "render_error", "finding_anchor", "flow_anchor"]
 
-page_reader = page_user(READ)
-Reader = Annotated[PageSession, Depends(page_reader)]
-public = APIRouter(include_in_schema=False)  # sign-in and sign-out
-router = APIRouter(include_in_schema=False, dependencies=[Depends(page_reader)])
 LOGIN_COOKIE = "registry_login_csrf"  # the sign-in form's CSRF token, before there is a session
-
-
-def render_error(request: Request, message: str, session: PageSession | None, status: int, title: str = "Not allowed",
-                 back: str | None = None) -> HTMLResponse:
-    return render(request, "error.html", session, status, title=title, message=message, back=back)
 
 
 def _cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
@@ -112,7 +102,7 @@ def logout(request: Request, _: Annotated[PageSession, Depends(form_user(READ + 
     return response
 
 
-# --- dashboard, dead letters ---------------------------------------------------------------
+# --- dashboard, status, dead letters ---------------------------------------------------------
 
 def _week_chart(weeks: list[Any], title: str) -> Markup:
     return bar_chart([(w.week.strftime("%d %b %y"), w.events) for w in weeks], title)
@@ -143,34 +133,84 @@ def _stream_status(request: Request) -> Any:
     return group_status(request.app.state.engine, topics=topics, broker=broker, ask_broker=False)
 
 
+@router.get("/status")
+def status_page(request: Request, session: Reader) -> Response:
+    """What ``registry status`` says, for a person: the consumer group's partitions, the store,
+    the ledger and the subject key."""
+    import os
+
+    from registry import __version__
+    from registry.ledger import chain as ledger
+    from registry.model.subjects import SUBJECT_KEY_ENV
+
+    engine = request.app.state.engine
+    return render(request, "status.html", session, title="Status", active="/status", stream=_stream_status(request),
+                  check=ledger.verify(engine), o=overview(engine), version=__version__, database=engine.url.get_backend_name(),
+                  subject_key=bool(os.environ.get(SUBJECT_KEY_ENV)), broker=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+
+
 @router.get("/dead-letters")
 def dead_letters_page(request: Request, session: Reader, reason: str = "") -> Response:
-    rows = deadletters.list_dead_letters(request.app.state.engine, reason or None)
-    rows_sorted, sort, desc = sort_rows(request, [{**r.model_dump(), "origin": r.origin()} for r in rows], ("id", "reason", "received_at"), "id")
     every = deadletters.list_dead_letters(request.app.state.engine)
-    return render(request, "dead_letters.html", session, title="Dead letters", active="/dead-letters", rows=rows_sorted,
+    rows = [{**r.model_dump(), "origin": r.origin()} for r in every if not reason or r.reason == reason]
+    rows_sorted, sort, desc = sort_rows(request, rows, ("id", "reason", "received_at"), "id")
+    found = listing(request, rows_sorted, ("reason", "detail", "origin"), ("id", "reason", "received_at", "detail", "origin"),
+                    "dead-letters")
+    if isinstance(found, Response):
+        return found
+    return render(request, "dead_letters.html", session, title="Dead letters", active="/dead-letters", rows=found.rows, listed=found,
                   sort=sort, desc=desc, reason=reason, reasons=sorted({r.reason for r in every} | ({reason} if reason else set())))
 
 
 # --- recipients ----------------------------------------------------------------------------
 
+_WORDS = {"since": "From", "until": "Until", "as_of": "As of", "category": "Kind of personal data", "recipient": "Recipient"}
+
+
+def _problem(exc: Exception) -> str:
+    """An input error in words: the field's label, then what is wrong."""
+    if isinstance(exc, InputError) and exc.path:
+        return f"{_WORDS.get(exc.path, exc.path)}: {exc.message}"
+    return getattr(exc, "message", None) or str(exc)
+
+
+def _window(since: str, until: str, as_of: str) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """The page's time selectors, read like the CLI's --since/--until/--as-of; InputError names
+    the selector, and a window that ends before it starts is refused, as on the CLI."""
+    start, end, at = parse_bound(since or None, "since"), parse_bound(until or None, "until"), parse_bound(as_of or None, "as_of")
+    if start and end and start >= end:
+        raise InputError("must be after From", "until")
+    return start, end, at
+
+
 @router.get("/recipients")
-def recipients_page(request: Request, session: Reader, category: str = "user", since: str = "", until: str = "") -> Response:
+def recipients_page(request: Request, session: Reader, category: str = "user", since: str = "", until: str = "",
+                    as_of: str = "", declared: str = "") -> Response:
     taxonomy = taxonomy_of(request)
     rows: list[dict[str, Any]] = []
     error = None
     try:
-        found = questions.recipients_of(request.app.state.engine, category, parse_bound(since or None, "since"),
-                                        parse_bound(until or None, "until"), include_subprocessors=True)
-        rows = [r.model_dump() for r in found]
+        start, end, at = _window(since, until, as_of)
+        found_rows = questions.recipients_of(request.app.state.engine, category, start, end, include_subprocessors=True, as_of=at)
+        rows = [r.model_dump() for r in found_rows]
     except (ValueError, InputError) as exc:
-        error = f"{getattr(exc, 'message', exc)}" if not isinstance(exc, InputError) or not exc.path else \
-            f"{ {'since': 'From', 'until': 'Until', 'category': 'Kind of personal data'}.get(exc.path, exc.path)}: {exc.message}"
+        error = _problem(exc)
+    if declared in ("yes", "no"):
+        rows = [r for r in rows if r["declared"] == (declared == "yes")]
+    manifest = current_manifest(request.app.state.engine)
+    names = {r.key: r.name for r in manifest.recipients} if manifest else {}
+    for r in rows:
+        r["via_name"] = names.get(r["via"], r["via"]) if r["via"] else None
     columns = ("name", "via", "role", "country", "declared", "events", "first_seen", "last_seen")
     rows, sort, desc = sort_rows(request, rows, columns, "name")
-    return render(request, "recipients.html", session, taxonomy=taxonomy, title="Recipients", active="/recipients", rows=rows,
-                  sort=sort, desc=desc, category=category, since=since, until=until, error=error,
-                  categories=_categories(taxonomy))
+    found = listing(request, rows, ("recipient", "name", "via", "via_name", "service", "country", "role"),
+                    ("recipient", "name", "service", "role", "country", "declared", "via", "categories", "first_seen", "last_seen",
+                     "events"), "recipients")
+    if isinstance(found, Response):
+        return found
+    return render(request, "recipients.html", session, taxonomy=taxonomy, title="Recipients", active="/recipients", rows=found.rows,
+                  listed=found, sort=sort, desc=desc, category=category, since=since, until=until, as_of=as_of, declared=declared,
+                  error=error, categories=_categories(taxonomy))
 
 
 @router.get("/recipients/{key}")
@@ -199,179 +239,132 @@ def recipient_page(request: Request, session: Reader, key: str) -> Response:
     if declared is not None:
         mechanism = {"adequacy": "adequacy decision", "scc": "standard contractual clauses", "bcr": "binding corporate rules",
                      "derogation": "derogation (Art. 49)", "none": "none"}.get(declared.transfer_mechanism or "", "not needed or not declared")
+    names = key_names(taxonomy_of(request), manifest)
     return render(request, "recipient.html", session, title=detail.name, active="/recipients", d=detail, flows=flows,
                   sort=sort, desc=desc, mechanism=mechanism, contract=declared.contract if declared else None,
                   chain=manifest.processor_chain(key) if declared and manifest else [key],
                   subprocessors=sorted(r.key for r in manifest.recipients if r.processor_of == key) if manifest else [],
-                  subjects=subjects_of(engine, key), total=sum(w.events for w in weeks),
+                  subjects=subjects_of(engine, key), total=sum(w.events for w in weeks), names=names,
                   chart=_week_chart(weeks, f"Events per week to {detail.name}"), guides=GUIDES,
-                  findings=[{"kind": r.kind, "detail": r.detail, "anchor": finding_anchor(r)} for r in findings])
+                  findings=[{"kind": r.kind, "detail": Markup(label_keys(r.detail, names)), "anchor": finding_anchor(r)} for r in findings])
 
 
 # --- drift ---------------------------------------------------------------------------------
 
 @router.get("/drift")
-def drift_page(request: Request, session: Reader) -> Response:
+def drift_page(request: Request, session: Reader, since: str = "", until: str = "", as_of: str = "", kind: str = "",
+               recipient: str = "") -> Response:
     engine = request.app.state.engine
+    error, rows = None, []
+    try:
+        rows = drift_mod.drift(engine, *_window(since, until, as_of))
+    except (ValueError, InputError) as exc:
+        error = _problem(exc)
     manifest = current_manifest(engine)
-    names = {r.key: r.name for r in manifest.recipients} if manifest else {}
+    names = key_names(taxonomy_of(request), manifest)
+    kinds = sorted({r.kind for r in rows})
+    recipients = sorted({r.recipient for r in rows}, key=lambda k: str(names.get(k, k)).lower())
+    chosen = [r for r in rows if (not kind or r.kind == kind) and (not recipient or r.recipient == recipient)]
+    dumped = [{**r.model_dump(), "name": names.get(r.recipient, r.recipient), "row": r} for r in chosen]
+    found = listing(request, dumped, ("kind", "recipient", "name", "source", "category", "purpose", "activity", "detail"),
+                    ("kind", "source", "recipient", "category", "purpose", "activity", "detail", "first_seen", "last_seen", "events"),
+                    "drift", words=names)
+    if isinstance(found, Response):
+        return found
     groups: dict[str, list[dict[str, Any]]] = {}
-    for row in drift_mod.drift(engine):
+    for item in found.rows:
+        row = item["row"]
         flow = f"/recipients/{row.recipient}#flow-{flow_anchor(row.source, row.category, row.purpose)}" if row.category else None
-        groups.setdefault(row.kind, []).append({"row": row, "anchor": finding_anchor(row), "name": names.get(row.recipient, row.recipient),
-                                                "flow_link": flow, "snippet": suggested_manifest(row)})
-    return render(request, "drift.html", session, title="Drift", active="/drift", groups=list(groups.items()), guides=GUIDES)
+        groups.setdefault(row.kind, []).append({"row": row, "anchor": finding_anchor(row), "name": item["name"],
+                                                "flow_link": flow, "snippet": suggested_manifest(row),
+                                                "detail": Markup(label_keys(row.detail, names))})
+    return render(request, "drift.html", session, 422 if error else 200, title="Drift", active="/drift", groups=list(groups.items()),
+                  guides=GUIDES, since=since, until=until, as_of=as_of, kind=kind, recipient=recipient, kinds=kinds,
+                  recipients=recipients, names=names, error=error, total=found.matched, listed=found)
 
 
-# --- data map, record of processing, subject lookup ----------------------------------------
+# --- data map, record of processing, downloads ----------------------------------------------
+
+_MEDIA = {"md": "text/markdown; charset=utf-8", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
+          "json": "application/json", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+          "svg": "image/svg+xml", "png": "image/png", "dot": "text/vnd.graphviz"}
+
+
+def _query(**params: str) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({k: v for k, v in params.items() if v})
+
+
+_MAPS: dict[tuple[Any, ...], bytes] = {}  # rendered maps by (store state, filters): `dot` takes 50-150 ms a drawing
+
+
+def _datamap(engine: Any, fmt: str, category: str | None, recipient: str | None, at: datetime | None) -> bytes:
+    """The data map, drawn again only when the store changed: the map is built from the manifest
+    and the flow aggregates, so the newest event id and manifest version say whether it did."""
+    with engine.connect() as conn:
+        mark = conn.exec_driver_sql("SELECT (SELECT MAX(id) FROM event), (SELECT MAX(version) FROM manifest_version)").one()
+    key = (str(engine.url), tuple(mark), fmt, category, recipient, at)
+    if key not in _MAPS:
+        if len(_MAPS) > 64:
+            _MAPS.clear()
+        _MAPS[key] = reports.datamap_document(engine, fmt, category, recipient, at)  # type: ignore[arg-type]
+    return _MAPS[key]
+
 
 @router.get("/datamap")
-def datamap_page(request: Request, session: Reader) -> Response:
-    svg = reports.datamap_document(request.app.state.engine, "svg").decode()
-    links = Markup('<a href="/api/diagram?format=svg">Download SVG</a> (API, bearer token)')
-    return render(request, "embed.html", session, title="Data map", active="/datamap", links=links,
-                  body=Markup(svg[svg.index("<svg"):]))
+def datamap_page(request: Request, session: Reader, as_of: str = "", category: str = "", recipient: str = "") -> Response:
+    engine = request.app.state.engine
+    taxonomy = taxonomy_of(request)
+    manifest = current_manifest(engine)
+    error, body = None, Markup("")
+    try:
+        at = parse_bound(as_of or None, "as_of")
+        if category and category not in taxonomy.keys("data_categories"):
+            raise InputError(f"unknown category {category!r}", "category")
+        svg = _datamap(engine, "svg", category or None, recipient or None, at).decode()
+        body = Markup(svg[svg.index("<svg"):])
+    except (ValueError, InputError) as exc:
+        error = _problem(exc)
+    query = _query(as_of=as_of, category=category, recipient=recipient)
+    return render(request, "datamap.html", session, 422 if error else 200, taxonomy=taxonomy, title="Data map", active="/datamap",
+                  body=body, error=error, as_of=as_of, category=category, recipient=recipient, categories=_categories(taxonomy),
+                  recipients=sorted(((r.key, r.name) for r in manifest.recipients), key=lambda kv: kv[1].lower()) if manifest else [],
+                  download=f"/datamap/download?{query + '&' if query else ''}format=svg")
+
+
+@router.get("/datamap/download")
+def datamap_download(request: Request, session: Reader, format: str = "svg", as_of: str = "", category: str = "",
+                     recipient: str = "") -> Response:
+    """The data map as a file, authorised by the page session (the API stays bearer-only)."""
+    if format not in ("svg", "png", "dot"):
+        raise InputError("is one of svg, png, dot", "format")
+    body = _datamap(request.app.state.engine, format, category or None, recipient or None, parse_bound(as_of or None, "as_of"))
+    return Response(body, media_type=_MEDIA[format], headers={"Content-Disposition": f'attachment; filename="datamap.{format}"'})
 
 
 @router.get("/ropa")
-def ropa_page(request: Request, session: Reader) -> Response:
-    links = Markup("Download through the API (bearer token): ") + Markup(" · ").join(
-        Markup('<a href="/api/ropa?format={}">{}</a>').format(f, f.upper()) for f in reports.FORMATS)
-    html = reports.ropa_document(request.app.state.engine, "html").decode()
-    body = html[html.index("</h1>") + 5:].replace("</html>", "")
-    return render(request, "embed.html", session, title="Record of processing", active="/ropa", links=links, body=Markup(body))
-
-
-@router.get("/subject")
-def subject_form(request: Request, session: Reader) -> Response:
-    return render(request, "subject.html", session, title="Subject lookup", active="/subject", answer=None)
-
-
-@router.post("/subject")
-def subject_lookup(request: Request, session: Annotated[PageSession, Depends(form_user(READ))],
-                   subject_id: Annotated[str, Form()] = "") -> Response:
-    answer = questions.subject(request.app.state.engine, subject_ref(subject_id))
-    return render(request, "subject.html", session, title="Subject lookup", active="/subject", answer=answer)
-
-
-# --- disclosures ---------------------------------------------------------------------------
-
-_TIMES = ("received_at", "disclosed_at", "confirmed_at")
-_LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
-
-
-def _disclosure_page(request: Request, session: PageSession, values: dict[str, Any], message: str = "",
-                     error: dict[str, str] | None = None, status: int = 200) -> Response:
-    """Runs in a worker thread: the list and a full verify are database work."""
-    engine = request.app.state.engine
-    now = datetime.now(timezone.utc)
-    today = now.date()
-    rows, _ = disclosures.list_disclosures(engine, today=today, now=now)
-    attention: list[dict[str, Any]] = []
-    for r in rows:
-        days = (date.fromisoformat(r.notice_due) - today).days if r.notice == "delayed" and r.notice_due else None
-        if r.outcome == "pending" or days is not None:
-            attention.append({"row": r, "days_left": days})
-    attention.sort(key=lambda a: (a["days_left"] is None, a["days_left"] or 0, a["row"].received_at))
-    dumped = [r.model_dump() for r in rows]
-    dumped, sort, desc = sort_rows(request, dumped, ("request_id", "authority", "authority_country", "instrument", "received_at",
-                                                     "due_at", "outcome", "notice", "versions"), "received_at", descending=True)
-    taxonomy = taxonomy_of(request)
-    shown = {k: (v[:16] if k in _TIMES and isinstance(v, str) else v) for k, v in values.items()}
-    years = sorted({parse_time(r.received_at).year for r in rows})  # the report's periods are UTC
-    return render(request, "disclosures.html", session, status, taxonomy=taxonomy, title="Disclosures to authorities",
-                  active="/disclosures", check=ledger.verify(engine), attention=attention, rows=dumped, sort=sort, desc=desc,
-                  can_log=session.role in LEGAL, values=shown, selected=set(values.get("data_categories") or []),
-                  error=error, message=message, countries=countries(),
-                  choices={f: choices(f) for f in ("instrument", "outcome", "notice")}, categories=_categories(taxonomy),
-                  year=years[-1] if years else today.year, clocks=open_clocks(rows, now))
-
-
-@router.get("/disclosures")
-def disclosures_page(request: Request, session: Reader) -> Response:
-    return _disclosure_page(request, session, {})
-
-
-@router.post("/disclosures")
-async def disclosures_submit(request: Request, session: Annotated[PageSession, Depends(form_user(LEGAL))]) -> Response:
-    form = await request.form()
-    values: dict[str, Any] = {k: str(v).strip() for k, v in form.items() if k not in ("csrf_token", "data_categories")}
-    values["data_categories"] = [str(v).strip() for v in form.getlist("data_categories") if str(v).strip()]
-    return await run_in_threadpool(_log_from_form, request, session, values)
-
-
-def snapshot_from_form(values: dict[str, Any]) -> dict[str, Any]:
-    """The disclosure snapshot a form submits: empty fields left out, a browser's date-time
-    (``2026-04-02T10:00``, no zone) read as UTC, categories a list (a comma list is accepted)."""
-    document: dict[str, Any] = {}
-    for name in FIELD_LABELS:
-        value = values.get(name)
-        if value in (None, "", []):
-            continue
-        if name in _TIMES and isinstance(value, str) and _LOCAL.match(value):
-            value = value + (":00Z" if len(value) == 16 else "Z")
-        elif name == "emergency" and isinstance(value, str):
-            value = value.lower() in ("on", "true", "yes", "1")  # a ticked checkbox sends "on"
-        elif name == "subject_count" and isinstance(value, str) and value.isdigit():
-            value = int(value)
-        elif name == "data_categories" and isinstance(value, str):
-            value = [c.strip() for c in value.split(",") if c.strip()]
-        document[name] = value
-    return document
-
-
-def _log_from_form(request: Request, session: PageSession, values: dict[str, Any]) -> Response:
+def ropa_page(request: Request, session: Reader, as_of: str = "", role: str = "controller") -> Response:
+    error, body = None, Markup("")
+    role = role if role in ("controller", "processor") else "controller"
     try:
-        result = disclosures.log_disclosure(request.app.state.engine, orjson.dumps(snapshot_from_form(values)).decode(),
-                                            origin=f"web:{session.name}")
-    except InputError as exc:
-        field = re.split(r"[.\[]", exc.path or "")[0]
-        label = FIELD_LABELS.get(field, field or "The request")
-        return _disclosure_page(request, session, values, error={"field": field, "label": label, "message": exc.message}, status=422)
-    return _disclosure_page(request, session, {}, f"Logged {result.request_id} version {result.version}.")
+        html = reports.ropa_document(request.app.state.engine, "html", role, parse_bound(as_of or None, "as_of")).decode()  # type: ignore[arg-type]
+        body = Markup(html[html.index("</h1>") + 5:].replace("</html>", ""))
+    except (ValueError, InputError) as exc:
+        error = _problem(exc)
+    query = _query(as_of=as_of, role=role if role != "controller" else "")
+    links = [(f"/ropa/download?{query + '&' if query else ''}format={f}", f.upper()) for f in reports.FORMATS]
+    return render(request, "ropa.html", session, 422 if error else 200, title="Record of processing", active="/ropa", body=body,
+                  error=error, as_of=as_of, role=role, links=links)
 
 
-def _who(origin: str) -> str:
-    kind, _, name = origin.partition(":")
-    if kind == "web":
-        return f"{name} (web form)"
-    if kind == "file":
-        return f"{name} (command line)"
-    return f"{origin} (event stream)"
+@router.get("/ropa/download")
+def ropa_download(request: Request, session: Reader, format: str = "xlsx", as_of: str = "", role: str = "controller") -> Response:
+    """The record in any of its formats, authorised by the page session."""
+    if format not in reports.FORMATS:
+        raise InputError(f"is one of {', '.join(reports.FORMATS)}", "format")
+    if role not in ("controller", "processor"):
+        raise InputError("is controller or processor", "role")
+    body = reports.ropa_document(request.app.state.engine, format, role, parse_bound(as_of or None, "as_of"))  # type: ignore[arg-type]
+    return Response(body, media_type=_MEDIA[format], headers={"Content-Disposition": f'attachment; filename="ropa.{format}"'})
 
-
-@router.get("/disclosures/requests/{request_id:path}")  # not /disclosures/ID: a request may be called "report"
-def history_page(request: Request, session: Reader, request_id: str) -> Response:
-    engine = request.app.state.engine
-    versions = disclosures.request_history(engine, request_id)
-    if not versions:
-        return render_error(request, f"No request {request_id!r} has been logged.", session, 404, "Request not found",
-                            back="/disclosures")
-    now = datetime.now(timezone.utc)
-    rows, _ = disclosures.list_disclosures(engine, now=now)
-    current: disclosures.Disclosure | None = next((r for r in rows if r.request_id == request_id), None)
-    request_clock = clock_view(current, now) if current is not None else None
-    taxonomy = taxonomy_of(request)
-
-    def show(field: str, value: Any) -> str:
-        if value is None or value == []:
-            return "—"
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        if field == "data_categories":
-            return ", ".join(taxonomy.name("data_categories", k) for k in value)
-        if field in _TIMES or field == "notice_due":
-            return when(value)
-        if field in ("instrument", "outcome", "notice"):
-            return choice_label(value, field)
-        if field == "authority_country":
-            from .render import country_name
-
-            return country_name(value)
-        if isinstance(value, list):
-            return f"{len(value)} entries"
-        return str(value)
-
-    return render(request, "history.html", session, taxonomy=taxonomy, title=f"Request {request_id}", active="/disclosures",
-                  versions=versions, current=current, who=_who, show=show, any_signed=any(v.signed for v in versions), request_clock=request_clock,
-                  year=parse_time(current.received_at if current is not None else str(versions[-1].data["received_at"])).year)

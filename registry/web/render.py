@@ -23,7 +23,7 @@ from registry.model.taxonomy import Kind, Taxonomy, default_taxonomy
 from .sessions import PageSession
 
 __all__ = ["templates", "render", "when", "yesno", "country_name", "countries", "choices", "CHOICE_TEXT", "sort_rows",
-           "bar_chart", "taxonomy_of"]
+           "bar_chart", "taxonomy_of", "countdown_badge", "choice_label", "FIELD_LABELS"]
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -194,8 +194,24 @@ def bar_chart(points: Sequence[tuple[str, int]], title: str, width: int = 720, h
     return Markup("".join(parts))
 
 
+def countdown_badge(days: int | None) -> Markup:
+    """Days left to a deadline as a badge: amber while due, red once overdue."""
+    if days is None:
+        return Markup("—")
+    if days < 0:
+        return Markup('<span class="badge warn">{} overdue</span>').format(_days(-days))
+    if days == 0:
+        return Markup('<span class="badge warn">due today</span>')
+    return Markup('<span class="badge due">{} left</span>').format(_days(days))
+
+
+def _days(n: int) -> str:
+    return f"{n:,} day" if n == 1 else f"{n:,} days"
+
+
 def render(request: Request, name: str, session: PageSession | None, status: int = 200, **context: Any) -> HTMLResponse:
     taxonomy = context.pop("taxonomy", None) or (taxonomy_of(request) if session else default_taxonomy())
     context.update(request=request, session=session, term=_term(taxonomy), when=when, yesno=yesno, country=country_name,
-                   choice=choice_label, sort_link=_sort_link(request), field_label=FIELD_LABELS)
+                   choice=choice_label, sort_link=_sort_link(request), field_label=FIELD_LABELS,
+                   countdown_badge=countdown_badge)
     return templates.TemplateResponse(request, name, context, status_code=status)

@@ -1,5 +1,6 @@
 """The transparency report pages: the report of a year or half-year, and its downloads (the
-Frictionless data package, zipped, and the JSON), authorised by the page session."""
+Frictionless data package, zipped; the report as the CLI writes it, Markdown or JSON),
+authorised by the page session."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from registry.exceptions import InputError
 from registry.ledger import disclosures
+from registry.model.declarations import current_manifest
 from registry.model.times import parse_time
 from registry.reports.transparency import period_label, transparency_report
 
-from .pages import Reader, page_reader
+from .guard import Reader, page_reader
 from .render import bar_chart, choice_label, render
 
 __all__ = ["router"]
@@ -56,6 +59,25 @@ def report_package(request: Request, session: Reader, year: Annotated[int, Query
     name = f"transparency-report-{period_label(year, half).lower()}.zip"
     return Response(datapackage.package_zip(files), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/disclosures/report/download")
+def report_download(request: Request, session: Reader, year: Annotated[int, Query(ge=1970, le=9998)],
+                    half: Annotated[int | None, Query(ge=1, le=2)] = None, format: str = "md") -> Response:
+    """The period's transparency report as the CLI writes it (Markdown or JSON), authorised by the session."""
+    from registry.reports.transparency import to_markdown
+
+    if format not in ("md", "json"):
+        raise InputError("is md or json", "format")
+    engine = request.app.state.engine
+    report, warnings = transparency_report(engine, year, half)
+    if format == "json":
+        body, media = report.model_dump_json(indent=2).encode(), "application/json"
+    else:
+        manifest = current_manifest(engine)
+        body, media = to_markdown(report, warnings, manifest.controller.name if manifest else None).encode(), "text/markdown; charset=utf-8"
+    name = f"transparency-{period_label(year, half).lower()}.{format}"
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/disclosures/report.json")

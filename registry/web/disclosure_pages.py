@@ -1,0 +1,397 @@
+"""The legal team's pages: the requests (list, notice countdowns, e-Evidence clocks, CSV), the
+form that logs a request or its next version (every error at once, subjects entered as ids and
+turned into refs here), one page per request, and the subject lookup with its print-ready
+Art. 15 answer (HTML and CSV). The transparency report is in ``transparency``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import date, datetime, timezone
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import orjson
+from fastapi import Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+
+from registry.answers import questions
+from registry.exceptions import ConfigError, InputError
+from registry.ledger import chain as ledger
+from registry.ledger import disclosures
+from registry.model.declarations import current_manifest
+from registry.model.subjects import is_subject_ref, subject_ref
+from registry.model.taxonomy import Taxonomy
+from registry.model.times import format_time, parse_time
+
+from .auth import LEGAL, READ, form_user, page_user
+from .clocks import clock_view, open_clocks
+from .guard import Reader, render_error, router
+from .listing import listing
+from .render import FIELD_LABELS, choice_label, choices, countries, country_name, render, sort_rows, taxonomy_of, when
+from .sessions import PageSession
+
+__all__ = ["snapshot_from_form", "form_errors", "countdown"]
+
+_TIMES = ("received_at", "disclosed_at", "confirmed_at")
+_LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
+REQUIRED = ("request_id", "authority", "authority_country", "received_at", "instrument", "outcome", "notice")
+PRODUCED = ("produced", "partially_produced")  # the outcomes that disclose data: the categories are then required
+_ROW_COLUMNS = ("request_id", "authority", "authority_country", "instrument", "emergency", "received_at", "due_at", "disclosed_at",
+                "outcome", "notice", "notice_due", "versions", "warnings")
+_ONLY_FOR = {"emergency": "eu_production_order", "confirmed_at": "eu_preservation_order"}  # e-Evidence fields, by instrument
+
+
+def _today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def countdown(due: str | None, today: date) -> int | None:
+    """Days from today to a due date (negative: overdue)."""
+    if not due:
+        return None
+    try:
+        return (date.fromisoformat(due[:10]) - today).days
+    except ValueError:
+        return None
+
+
+def _categories(taxonomy: Taxonomy) -> list[tuple[str, str, int]]:
+    return [(k, taxonomy.name("data_categories", k), k.count(".")) for k in sorted(taxonomy.keys("data_categories"))]
+
+
+# --- the list -------------------------------------------------------------------------------
+
+@router.get("/disclosures")
+def disclosures_page(request: Request, session: Reader, outcome: str = "", notice: str = "", instrument: str = "") -> Response:
+    engine = request.app.state.engine
+    now = datetime.now(timezone.utc)
+    today = now.date()
+    rows, _ = disclosures.list_disclosures(engine, today=today, now=now)
+    attention: list[dict[str, Any]] = []
+    for r in rows:
+        days = countdown(r.notice_due, today) if r.notice == "delayed" else None
+        if r.outcome == "pending" or days is not None:
+            attention.append({"row": r, "days_left": days})
+    attention.sort(key=lambda a: (a["days_left"] is None, a["days_left"] or 0, a["row"].received_at))
+    dumped = [r.model_dump() for r in rows if (not outcome or r.outcome == outcome) and (not notice or r.notice == notice)
+              and (not instrument or r.instrument == instrument)]
+    dumped, sort, desc = sort_rows(request, dumped, ("request_id", "authority", "authority_country", "instrument", "received_at",
+                                                     "due_at", "outcome", "notice", "versions"), "received_at", descending=True)
+    found = listing(request, dumped, ("request_id", "authority", "authority_country", "instrument", "outcome", "notice"),
+                    _ROW_COLUMNS, "disclosures", words={v: t[0] for f in ("instrument", "outcome", "notice") for v, t in
+                                                         _choice_words(f).items()})
+    if isinstance(found, Response):
+        return found
+    years = sorted({_year(r.received_at) for r in rows})
+    return render(request, "disclosures.html", session, title="Disclosures to authorities", active="/disclosures",
+                  check=ledger.verify(engine), attention=attention, rows=found.rows, listed=found, sort=sort, desc=desc,
+                  can_log=session.role in LEGAL, filters={"outcome": outcome, "notice": notice, "instrument": instrument},
+                  choices={f: choices(f) for f in ("instrument", "outcome", "notice")}, year=years[-1] if years else today.year,
+                  message=None, clocks=open_clocks(rows, now))
+
+
+def _choice_words(field: str) -> dict[str, tuple[str, str]]:
+    return {value: (label, text) for value, label, text in choices(field)}
+
+
+# --- the form -------------------------------------------------------------------------------
+
+def _form_values(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored snapshot as the form shows it: date-times in UTC (the form reads them as UTC), cut
+    to what a browser's input takes."""
+    values = {k: v for k, v in data.items() if k in FIELD_LABELS}
+    for name in _TIMES:
+        if isinstance(values.get(name), str):
+            try:
+                values[name] = format_time(parse_time(values[name]))[:16]
+            except (ValueError, OverflowError):
+                values[name] = values[name][:16]
+    return values
+
+
+def _form_page(request: Request, session: PageSession, values: dict[str, Any], errors: dict[str, str] | None = None,
+               status: int = 200, update_of: str | None = None) -> Response:
+    taxonomy = taxonomy_of(request)
+    kept = [r for r in values.get("subject_refs") or [] if is_subject_ref(r)]
+    title = f"Update request {update_of}" if update_of else "Log a request"
+    return render(request, "disclosure_form.html", session, status, taxonomy=taxonomy, title=title, active="/disclosures",
+                  values=values, selected=set(values.get("data_categories") or []), errors=errors or {}, countries=countries(),
+                  choices={f: choices(f) for f in ("instrument", "outcome", "notice")}, categories=_categories(taxonomy),
+                  update_of=update_of, kept=kept, produced=PRODUCED)
+
+
+@router.get("/disclosures/new")
+def new_request(request: Request, session: Annotated[PageSession, Depends(page_user(LEGAL))], update: str = "") -> Response:
+    """An empty form, or with ``?update=ID`` the form prefilled from that request's newest version."""
+    if not update:
+        return _form_page(request, session, {})
+    with request.app.state.engine.connect() as conn:
+        newest = next((data for row, data in disclosures.current_disclosures(conn) if row.request_id == update), None)
+    if newest is None:
+        return render_error(request, f"No request {update!r} has been logged.", session, 404, "Request not found", back="/disclosures")
+    return _form_page(request, session, _form_values(newest), update_of=update)
+
+
+@router.post("/disclosures")
+@router.post("/disclosures/new")
+async def disclosures_submit(request: Request, session: Annotated[PageSession, Depends(form_user(LEGAL))]) -> Response:
+    form = await request.form()
+    lists = ("data_categories", "subject_refs")
+    values: dict[str, Any] = {k: str(v).strip() for k, v in form.items() if k not in ("csrf_token", *lists)}
+    for name in lists:
+        values[name] = [str(v).strip() for v in form.getlist(name) if str(v).strip()]
+    return await run_in_threadpool(_log_from_form, request, session, values)
+
+
+def _utc(value: str) -> str:
+    """A browser's date-time (``2026-04-02T10:00``, no zone) read as UTC."""
+    return value + (":00Z" if len(value) == 16 else "Z") if _LOCAL.match(value) else value
+
+
+def _moment(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def form_errors(values: dict[str, Any]) -> dict[str, str]:
+    """Every mistake of a submitted form at once, in the order of the form: the required fields,
+    the fields an outcome or a notice makes required, and dates in the wrong order."""
+    errors: dict[str, str] = {}
+    for name in REQUIRED:
+        if not values.get(name):
+            errors[name] = "is required"
+    for name, allowed in (("instrument", "instrument"), ("outcome", "outcome"), ("notice", "notice")):
+        if values.get(name) and values[name] not in _choice_words(allowed):
+            errors[name] = "is not one of the choices"
+    if values.get("outcome") in PRODUCED and not values.get("data_categories"):
+        errors["data_categories"] = f"is required when the outcome is {choice_label(values['outcome'], 'outcome').lower()}"
+    if values.get("notice") == "delayed" and not values.get("notice_due"):
+        errors["notice_due"] = "is required when notice is delayed"
+    received = _moment(_utc(values["received_at"])) if values.get("received_at") else None
+    if values.get("received_at") and received is None:
+        errors["received_at"] = "is not a date and time"
+    disclosed = _moment(_utc(values["disclosed_at"])) if values.get("disclosed_at") else None
+    if values.get("disclosed_at") and disclosed is None:
+        errors["disclosed_at"] = "is not a date and time"
+    elif received and disclosed and disclosed < received:
+        errors["disclosed_at"] = "is before the request was received"
+    confirmed = _moment(_utc(values["confirmed_at"])) if values.get("confirmed_at") else None
+    if values.get("confirmed_at") and values.get("instrument") == _ONLY_FOR["confirmed_at"]:
+        if confirmed is None:
+            errors["confirmed_at"] = "is not a date and time"
+        elif received and confirmed < received:
+            errors["confirmed_at"] = "is before the request was received"
+    due = values.get("notice_due")
+    if due:
+        try:
+            if received and date.fromisoformat(due) < received.date():
+                errors["notice_due"] = "is before the request was received"
+        except ValueError:
+            errors["notice_due"] = "is not a date"
+    count = values.get("subject_count")
+    if count and not (isinstance(count, int) or str(count).isdigit()):
+        errors["subject_count"] = "is a whole number, 0 or more"
+    return errors
+
+
+def snapshot_from_form(values: dict[str, Any]) -> dict[str, Any]:
+    """The disclosure snapshot a form submits: empty fields and fields that do not apply left out
+    (categories unless data was produced, the notice date unless notice is delayed, the emergency
+    mark unless an EU production order, the confirmation unless an EU preservation order),
+    date-times read as UTC, a ticked checkbox ("on") true, categories a list (a comma list is
+    accepted), subject ids turned into refs with the subject key and added to the refs kept from
+    the version before (never stored raw)."""
+    document: dict[str, Any] = {}
+    for name in FIELD_LABELS:
+        value = values.get(name)
+        if value in (None, "", []):
+            continue
+        if name in _TIMES and isinstance(value, str):
+            value = _utc(value)
+        elif name == "emergency" and isinstance(value, str):
+            value = value.lower() in ("on", "true", "yes", "1")  # a ticked checkbox sends "on"
+        elif name == "subject_count" and isinstance(value, str) and value.isdigit():
+            value = int(value)
+        elif name == "data_categories" and isinstance(value, str):
+            value = [c.strip() for c in value.split(",") if c.strip()]
+        document[name] = value
+    if document.get("outcome") not in PRODUCED:
+        document.pop("data_categories", None)
+    if document.get("notice") != "delayed":
+        document.pop("notice_due", None)
+    for name, instrument in _ONLY_FOR.items():
+        if document.get("instrument") != instrument:
+            document.pop(name, None)
+    ids = [s.strip() for s in re.split(r"[\n,;]", str(values.get("subject_ids") or "")) if s.strip()]
+    refs = list(dict.fromkeys([*(document.get("subject_refs") or []), *(subject_ref(i) for i in ids)]))
+    if refs:
+        document["subject_refs"] = refs
+    return document
+
+
+def _log_from_form(request: Request, session: PageSession, values: dict[str, Any]) -> Response:
+    update_of = values.pop("update_of", "") or None
+    errors = form_errors(values)
+    document: dict[str, Any] = {}
+    if not errors:
+        try:
+            document = snapshot_from_form(values)
+        except ConfigError as exc:  # no subject key on this server: ids cannot become refs
+            errors["subject_ids"] = str(exc)
+    if not errors:
+        try:
+            result = disclosures.log_disclosure(request.app.state.engine, orjson.dumps(document).decode(), origin=f"web:{session.name}")
+        except InputError as exc:
+            field = re.split(r"[.\[]", exc.path or "")[0]
+            errors[field or "request_id"] = exc.message
+        else:
+            return RedirectResponse(f"/disclosures/requests/{quote(result.request_id, safe='')}?logged={result.version}",
+                                    status_code=303)
+    values.pop("subject_ids", None)  # never echoed: the person types them again
+    return _form_page(request, session, values, errors, 422, update_of)
+
+
+# --- one request, the report ---------------------------------------------------------------
+
+def _who(origin: str) -> str:
+    kind, _, name = origin.partition(":")
+    if kind == "web":
+        return f"{name} (web form)"
+    if kind == "file":
+        return f"{name} (command line)"
+    return f"{origin} (event stream)"
+
+
+@router.get("/disclosures/requests/{request_id:path}")  # not /disclosures/ID: a request may be called "report"
+def history_page(request: Request, session: Reader, request_id: str, logged: int | None = None) -> Response:
+    engine = request.app.state.engine
+    versions = disclosures.request_history(engine, request_id)
+    if not versions:
+        return render_error(request, f"No request {request_id!r} has been logged.", session, 404, "Request not found",
+                            back="/disclosures")
+    now = datetime.now(timezone.utc)
+    rows, _ = disclosures.list_disclosures(engine, now=now)
+    current: disclosures.Disclosure | None = next((r for r in rows if r.request_id == request_id), None)
+    request_clock = clock_view(current, now) if current is not None else None
+    with engine.connect() as conn:
+        data = next((d for row, d in disclosures.current_disclosures(conn) if row.request_id == request_id), versions[-1].data)
+    taxonomy = taxonomy_of(request)
+
+    def show(field: str, value: Any) -> str:
+        if value is None or value == []:
+            return "—"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if field == "data_categories":
+            return ", ".join(taxonomy.name("data_categories", k) for k in value)
+        if field in _TIMES or field == "notice_due":
+            return when(value)
+        if field in ("instrument", "outcome", "notice"):
+            return choice_label(value, field)
+        if field == "authority_country":
+            return country_name(value)
+        if field == "subject_refs":
+            return f"{len(value)} {'person' if len(value) == 1 else 'people'}"
+        if isinstance(value, list):
+            return f"{len(value)} entries"
+        return str(value)
+
+    days = countdown(data.get("notice_due"), _today()) if data.get("notice") == "delayed" else None
+    return render(request, "history.html", session, taxonomy=taxonomy, title=f"Request {request_id}", active="/disclosures",
+                  versions=versions, current=current, data=data, who=_who, show=show, any_signed=any(v.signed for v in versions),
+                  days_left=days, can_log=session.role in LEGAL, request_id=request_id, request_clock=request_clock,
+                  message=f"Logged {request_id} version {logged}." if logged else None, year=_year(data.get("received_at")))
+
+
+def _year(received_at: Any) -> int:
+    """The year of the report a request belongs to: its receipt's UTC instant (the report's periods are UTC)."""
+    try:
+        return parse_time(str(received_at)).year
+    except (ValueError, OverflowError):
+        return _today().year
+
+
+# --- subject lookup and the Art. 15 answer ---------------------------------------------------
+
+def _answer(request: Request, session: PageSession, ref: str, status: int = 200) -> Response:
+    engine = request.app.state.engine
+    manifest = current_manifest(engine)
+    names = {r.key: r.name for r in manifest.recipients} if manifest else {}
+    answer = questions.subject(engine, ref)
+    return render(request, "subject.html", session, status, title="Subject lookup", active="/subject", answer=answer, names=names,
+                  error=None)
+
+
+@router.get("/subject")
+def subject_form(request: Request, session: Reader, ref: str = "") -> Response:
+    """The lookup form; ``?ref=`` (a subject ref, never an id: links from a request carry it)
+    shows that subject's answer."""
+    if ref:
+        if not is_subject_ref(ref):
+            return render(request, "subject.html", session, 422, title="Subject lookup", active="/subject", answer=None,
+                          error="A subject ref is 64 hexadecimal characters.")
+        return _answer(request, session, ref)
+    return render(request, "subject.html", session, title="Subject lookup", active="/subject", answer=None, error=None)
+
+
+@router.post("/subject")
+def subject_lookup(request: Request, session: Annotated[PageSession, Depends(form_user(READ))],
+                   subject_id: Annotated[str, Form()] = "") -> Response:
+    if not subject_id.strip():
+        return render(request, "subject.html", session, 422, title="Subject lookup", active="/subject", answer=None,
+                      error="Subject id: is required.")
+    try:
+        ref = subject_ref(subject_id.strip())
+    except ConfigError as exc:
+        return render(request, "subject.html", session, 503, title="Subject lookup", active="/subject", answer=None,
+                      error=f"This server cannot look subjects up: {exc}. Start it with the subject key, or look up a ref.")
+    return _answer(request, session, ref)
+
+
+@router.get("/subject/answer")
+def art15_answer(request: Request, session: Reader, ref: str = "", format: str = "html") -> Response:
+    """The Art. 15 answer for one subject ref, ready to print (HTML) or as a CSV."""
+    if not is_subject_ref(ref):
+        return render_error(request, "A subject ref is 64 hexadecimal characters.", session, 422, "Cannot do that", back="/subject")
+    engine = request.app.state.engine
+    answer = questions.subject(engine, ref)
+    manifest = current_manifest(engine)
+    taxonomy = taxonomy_of(request)
+    names = {r.key: r.name for r in manifest.recipients} if manifest else {}
+    withheld = _withheld(engine, answer)
+    answer = answer.model_copy(update={"disclosures": [d for d in answer.disclosures if d.request_id not in withheld]})
+    if format == "csv":
+        buffer = io.StringIO()
+        out = csv.writer(buffer, lineterminator="\n")
+        out.writerow(["section", "recipient", "recipient_name", "source", "categories", "purposes", "first_seen", "last_seen",
+                      "events", "request_id", "authority", "instrument", "outcome", "notice", "disclosed_at"])
+        for t in answer.transfers:
+            out.writerow(["recipient", t.recipient, names.get(t.recipient, t.recipient), t.source,
+                          "; ".join(taxonomy.name("data_categories", c) for c in t.categories),
+                          "; ".join(taxonomy.name("data_uses", p) for p in t.purposes), t.first_seen, t.last_seen, t.events,
+                          "", "", "", "", "", ""])
+        for d in answer.disclosures:
+            out.writerow(["disclosure", "", "", "", "", "", "", "", "", d.request_id, d.authority, d.instrument, d.outcome,
+                          d.notice, d.disclosed_at or ""])
+        for key in answer.notify_on_erasure:
+            out.writerow(["notify_on_erasure", key, names.get(key, key), *[""] * 12])
+        return Response(buffer.getvalue().encode(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="art15-{ref[:12]}.csv"'})
+    controller = manifest.controller if manifest else None
+    return render(request, "art15.html", session, taxonomy=taxonomy, title="Your personal data: recipients and disclosures",
+                  answer=answer, names=names, controller=controller, today=_today().isoformat(), withheld=sorted(withheld))
+
+
+def _withheld(engine: Any, answer: questions.SubjectAnswer) -> set[str]:
+    """Disclosures the person may not be told of yet: notice prohibited, undecided, or delayed
+    to a date still ahead. The lookup page shows them; the answer to send leaves them out."""
+    due = {r.request_id: r.notice_due for r in disclosures.list_disclosures(engine)[0]}
+    today = _today()
+    return {d.request_id for d in answer.disclosures
+            if d.notice in ("prohibited", "pending") or (d.notice == "delayed" and (countdown(due.get(d.request_id), today) or 0) > 0)}
