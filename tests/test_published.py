@@ -140,7 +140,7 @@ EXPECTED_CHANGES = [
     ("mc", "changed", {"categories": [["user.device.cookie_id"], ["user.contact.email", "user.device.cookie_id"]]},
      t("2026-03-10"), t("2026-03-15"), True),
     ("newco", "removed", {"country": ["DE", None], "transfer_mechanism": [None, None], "role": ["sub_processor", None],
-                          "categories": [["user.device.cookie_id"], None]}, t("2026-04-01"), t("2026-04-01"), True),
+                          "categories": [["user.device.cookie_id"], None]}, t("2026-04-01"), t("2026-04-01"), False),  # never short
     ("newco", "added", {"country": [None, "DE"], "transfer_mechanism": [None, None], "role": [None, "sub_processor"],
                         "categories": [None, ["user.device.cookie_id"]]}, t("2026-05-20"), t("2026-05-01"), True),
 ]
