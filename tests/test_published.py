@@ -146,36 +146,84 @@ EXPECTED_CHANGES = [
 ]
 
 
-def _late(e: dict[str, Any]) -> list[str]:
-    """Which notices (by label) an event went before, straight from the definition in §8 and the
-    README: a notice runs out at max(effective_from, announced + 30 days); an added recipient's
-    events count from when the last version listing it stopped being in force (never listed:
-    from the start), a changed one's from the start of its unbroken listing (the baseline: the
-    start); a country change counts events to the new country, and events naming no country
-    once the change is in force; a category change counts events with a newly covered category."""
-    when, d = _time(e), e["data"]
-    late = []
-    if d["recipient"] == "newco":
-        if when < t("2026-03-03"):  # never listed before; announced 02-01 + 30 days = in force 03-03
-            late.append("newco-2")
-        if t("2026-04-01") <= when < t("2026-06-19"):  # removed from 04-01; re-announced 05-20 + 30 days = 06-19
-            late.append("newco-5")
-    if d["recipient"] == "ga" and when < t("2026-04-09"):  # announced 03-10 + 30 days = 04-09
-        if d.get("destination_country") == "IE" or (not d.get("destination_country") and when >= t("2026-03-15")):
-            late.append("ga-3")
-    if d["recipient"] == "mc" and when < t("2026-04-09"):
-        if any(covers("user.contact.email", c) for c in d["data_categories"]):
-            late.append("mc-3")
-    return late
+Spec = tuple[dict[str, Any], datetime, datetime]  # (manifest document, declared_at, effective_from)
 
 
-def _expected_late(events: list[dict[str, Any]], since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+def _state(m: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    r = next((r for r in m["recipients"] if r["key"] == key), None) if m else None
+    if r is None:
+        return None
+    return {"country": r["country"], "transfer_mechanism": r.get("transfer_mechanism"), "role": r["role"],
+            "categories": _categories(m, key)}  # type: ignore[arg-type]
+
+
+def _expected_notices(specs: list[Spec]) -> list[tuple[str, int, str, dict[str, Any], datetime, datetime]]:
+    """Each version against what was in force at its effective_from among those declared before it."""
+    out = []
+    for v in range(1, len(specs)):
+        m, declared, effective = specs[v]
+        before = None
+        for u in range(v):  # the latest effective_from <= effective; ties: the later declaration
+            if specs[u][2] <= effective and (before is None or specs[u][2] >= specs[before][2]):
+                before = u
+        old_m = specs[before][0] if before is not None else None
+        keys = {r["key"] for r in m["recipients"]} | ({r["key"] for r in old_m["recipients"]} if old_m else set())
+        for key in sorted(keys):
+            old, new = _state(old_m, key), _state(m, key)
+            if old is None:
+                out.append((key, v + 1, "added", {f: [None, x] for f, x in new.items()}, declared, effective))  # type: ignore[union-attr]
+            elif new is None:
+                out.append((key, v + 1, "removed", {f: [x, None] for f, x in old.items()}, declared, effective))
+            elif old != new:
+                out.append((key, v + 1, "changed", {f: [old[f], new[f]] for f in old if old[f] != new[f]}, declared, effective))
+    return out
+
+
+def _expected_late(events: list[dict[str, Any]], since: datetime | None = None, until: datetime | None = None,
+                   specs: list[Spec] | None = None, as_of: datetime | None = None) -> dict[str, int]:
+    """Which notices (by label) each event went before, straight from the definition in §8 and
+    the README: before the notice ran out (max(effective_from, announced + 30 days)), while no
+    version in force between the event and the notice's effective_from listed what it announces
+    (the recipient; the new country; a category covering the event's new category), and, for a
+    change, while every such version listed the recipient. An event naming no country goes to
+    the recipient's declared country: it counts for a country change once that is in force."""
+    specs = [s for s in (specs or VERSIONS) if as_of is None or s[1] <= as_of]
+    order = sorted(range(len(specs)), key=lambda i: (specs[i][2], i))
     counts: dict[str, int] = {}
-    for e in events:
-        if (since and _time(e) < since) or (until and _time(e) >= until):
+    for key, number, change, fields, declared, effective in _expected_notices(specs):
+        if change == "removed" or (change == "changed" and not {"country", "categories"} & set(fields)):
             continue
-        for label in _late(e):
-            counts[label] = counts.get(label, 0) + 1
+        clear = max(effective, declared + D30)
+        position = order.index(number - 1)
+        for e in events:
+            when, d = _time(e), e["data"]
+            if d["recipient"] != key or when >= clear or (since and when < since) or (until and when >= until) \
+                    or (as_of and when >= as_of):
+                continue
+            # the versions in force at some instant of [when, effective), before this one in effect order
+            between = [specs[order[j]][0] for j in range(position)
+                       if (j + 1 == len(order) or specs[order[j + 1]][2] > when) and specs[order[j]][2] < effective]
+            if change == "added":
+                late = not any(_state(m, key) for m in between)
+            else:
+                late = False
+                states = [_state(m, key) for m in between]
+                if all(states):  # an unbroken listing
+                    if "country" in fields:
+                        new_country = fields["country"][1]
+                        named = d.get("destination_country")
+                        if (named == new_country or (not named and when >= effective)) and \
+                                not any(s["country"] == new_country for s in states):  # type: ignore[index]
+                            late = True
+                    if "categories" in fields:
+                        old, new = fields["categories"]
+                        for c in d["data_categories"]:
+                            if any(covers(n, c) for n in new) and not any(covers(o, c) for o in old) and \
+                                    not any(covers(x, c) for s in states for x in s["categories"]):  # type: ignore[index]
+                                late = True
+            if late:
+                label = f"{key}-{number}"
+                counts[label] = counts.get(label, 0) + 1
     return counts
 
 
@@ -367,3 +415,59 @@ def test_notice_period_days_sets_the_deadline_and_a_bad_one_is_refused(engine: s
     bad.write_text(yaml.safe_dump(ten_days | {"notice_period_days": -3}))
     result = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'x.db'}", "declare", str(bad)])
     assert result.exit_code == 2 and "notice_period_days" in result.stderr and "Traceback" not in result.output
+
+
+def _entries(atom: str) -> dict[str, str]:
+    import re
+
+    return {re.search(r"<id>(.*?)</id>", e).group(1): e for e in re.findall(r"<entry>.*?</entry>", atom, re.S)}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("effective", [t("2025-12-01"), t("2026-03-12")], ids=["before-all", "between"])
+def test_a_back_dated_declaration_never_rewrites_a_published_notice(scenario: tuple[sa.Engine, list[dict[str, Any]]],
+                                                                    effective: datetime) -> None:
+    engine, events = scenario
+    rows, feed = [c.model_dump() for c in changes(engine)], _entries(changes_document(engine, "atom"))
+    moved = {**MC, "country": "FR", "transfer_mechanism": None}
+    late = _manifest([GA, moved], [COOKIES])
+    declare(engine, manifest_from_document(late), effective, t("2026-07-01"))
+    after_rows, after_feed = [c.model_dump() for c in changes(engine)], _entries(changes_document(engine, "atom"))
+    assert after_rows[:len(rows)] == rows and len(after_rows) > len(rows)
+    assert {k: after_feed[k] for k in feed} == feed  # byte-identical: same id, same updated, same text
+    specs = [*VERSIONS, (late, t("2026-07-01"), effective)]
+    want = [(r, c, f, format_time(a), format_time(e)) for r, _, c, f, a, e in _expected_notices(specs)]
+    assert [(c["recipient"], c["change"], c["fields"], c["announced_at"], c["effective_from"]) for c in after_rows] == want
+    got = {_label(r.detail, r.recipient): r.events for r in drift(engine) if r.kind == "before_notice"}
+    assert got == _expected_late(events, specs=specs)
+
+
+# the reviewer's switch-back: a leaves US for IE and comes back; m stops receiving email and gets it again
+SB_A = {"key": "a", "name": "A", "service": "analytics", "role": "processor", "country": "US", "transfer_mechanism": "adequacy"}
+SB_M = {"key": "m", "name": "M", "service": "newsletter", "role": "processor", "country": "DE"}
+
+
+def _sb(country: str, email: bool) -> dict[str, Any]:
+    acts = [{**COOKIES, "key": "x", "recipients": ["a", "m"]}] + ([{**EMAIL, "key": "y", "recipients": ["m"]}] if email else [])
+    return _manifest([{**SB_A, "country": country}, SB_M], acts)
+
+
+SWITCHBACK: list[Spec] = [(_sb("US", True), t("2026-01-01"), t("2026-01-01")),
+                          (_sb("IE", False), t("2026-03-05"), t("2026-02-01")),
+                          (_sb("US", True), t("2026-05-15"), t("2026-04-01"))]
+
+
+def test_before_notice_after_a_switch_back_counts_only_since_the_old_value_stopped(engine: sa.Engine) -> None:
+    for document, declared_at, effective_from in SWITCHBACK:
+        declare(engine, manifest_from_document(document), effective_from, declared_at)
+    events = []
+    for i, day in enumerate(["2026-01-10", "2026-02-15", "2026-03-20", "2026-04-10", "2026-06-20"]):
+        events += [transfer(f"a{i}", f"{day}T12:00:00Z", recipient="a", destination_country="US"),
+                   transfer(f"i{i}", f"{day}T12:00:00Z", recipient="a", destination_country="IE"),
+                   transfer(f"n{i}", f"{day}T12:00:00Z", recipient="a"),
+                   transfer(f"m{i}", f"{day}T12:00:00Z", recipient="m", data_categories=["user.contact.email"])]
+    Ingestor(engine).ingest(record(e) for e in events)
+    got = {_label(r.detail, r.recipient): r.events for r in drift(engine) if r.kind == "before_notice"}
+    want = _expected_late(events, specs=SWITCHBACK)
+    assert got == want
+    # by hand: US and email were published until 02-01, so 01-10 is not before notice; v3 runs out 06-14
+    assert want["a-3"] == 3 + 1 and want["m-3"] == 3  # US on 02-15, 03-20, 04-10; no country on 04-10

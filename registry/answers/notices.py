@@ -261,12 +261,13 @@ def _listing_start(ordered: list[Version], n: Notice, i: int) -> datetime | None
     return None if k <= 0 else ordered[k].effective_from
 
 
-def _starts(ordered: list[Version], n: Notice) -> list[tuple[datetime | None, Any]]:
+def _starts(conn: Connection, ordered: list[Version], n: Notice) -> list[tuple[datetime | None, Any]]:
     """The windows' starts with what they match: from when the previous publication stopped
     covering what ``n`` announces. An added recipient: when the last version that listed it
     stopped being in force. A new country: when the last version that listed the recipient in
-    that country stopped being in force. A newly received category: when the last version under
-    which the recipient received a covering category stopped being in force. A change never
+    that country stopped being in force. A newly received category (each category the recipient's events
+    carry): when the last version under which it received a category covering it stopped being
+    in force. A change never
     reaches back before the recipient's unbroken listing began (those events belong to the
     notice that added it). Each start comes with a predicate on an observation."""
     i = _position(ordered, n)
@@ -281,12 +282,15 @@ def _starts(ordered: list[Version], n: Notice) -> list[tuple[datetime | None, An
         out.append((begin, lambda o, c=new_country: bool(o.country) and o.country == c))
     if "categories" in n.fields:
         old, new = n.fields["categories"]
-        for cat in sorted(set(new) - set(old)):
-            def received(m: Manifest, c: str = cat) -> bool:
-                return any(covers(x, c) or covers(c, x) for x in (recipient_state(m, key) or {}).get("categories") or [])
-            begin = _later(floor, _stopped(ordered, i, received))
-            out.append((begin, lambda o, c=cat, prior=tuple(old): any(covers(c, k) and not any(covers(p, k) for p in prior)
-                                                                     for k in o.categories)))
+        # per category an event carries that the notice newly covers: from when the last version
+        # under which the recipient received a category covering it stopped being in force
+        carried = {k for o in observations(conn, floor, n.clear_at, recipient=key) for k in o.categories}
+        for k in sorted(carried):
+            if not any(covers(c, k) for c in new) or any(covers(c, k) for c in old):
+                continue
+            def received(m: Manifest, k: str = k) -> bool:
+                return any(covers(x, k) for x in (recipient_state(m, key) or {}).get("categories") or [])
+            out.append((_later(floor, _stopped(ordered, i, received)), lambda o, k=k: k in o.categories))
     return out
 
 
@@ -311,7 +315,7 @@ def late_flows(conn: Connection, since: datetime | None = None, until: datetime 
         if n.change == "removed" or (n.change == "changed" and not set(n.fields) & set(_FLOW_FIELDS)):
             continue
         high = _earlier(n.clear_at, end)
-        parts = _starts(ordered, n)
+        parts = _starts(conn, ordered, n)
         if "country" in n.fields and n.change == "changed":
             # an event naming no destination goes where the recipient is declared: the new country
             # only once this version is in force
