@@ -471,3 +471,24 @@ def test_before_notice_after_a_switch_back_counts_only_since_the_old_value_stopp
     assert got == want
     # by hand: US and email were published until 02-01, so 01-10 is not before notice; v3 runs out 06-14
     assert want["a-3"] == 3 + 1 and want["m-3"] == 3  # US on 02-15, 03-20, 04-10; no country on 04-10
+
+
+def test_the_list_as_of_a_date_shows_only_what_was_declared_by_then(scenario: tuple[sa.Engine, list[dict[str, Any]]],
+                                                                    db_url: str) -> None:
+    engine, _ = scenario
+    renamed = VERSIONS[-1][0] | {"controller": {**CONTROLLER, "name": "Renamed Corp"}, "notice_period_days": 14,
+                                 "recipients": [*VERSIONS[-1][0]["recipients"], {**MC, "key": "late", "name": "Later Ltd"}]}
+    declare(engine, manifest_from_document(renamed), t("2026-08-01"), t("2026-07-01"))
+    runner = CliRunner()
+    for fmt in ("md", "html"):
+        out = runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--as-of", "2026-03-01", "--format", fmt])
+        assert out.exit_code == 0, out.output
+        assert "Renamed Corp" not in out.stdout and "Later Ltd" not in out.stdout and CONTROLLER["name"] in out.stdout
+        assert "Google Analytics: changed" not in out.stdout  # announced 03-10
+        assert "NewCo Hosting" in out.stdout
+        if fmt == "html":
+            assert "30 days before" in out.stdout
+    now = runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--format", "html"]).stdout
+    assert "Renamed Corp" in now and "14 days before" in now and "Later Ltd" in now
+    early = runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--as-of", "2025-06-01", "--format", "md"])
+    assert early.exit_code == 2 and "--as-of" in early.stderr

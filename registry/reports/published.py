@@ -19,7 +19,7 @@ import pycountry
 from jinja2 import Environment, select_autoescape
 from sqlalchemy.engine import Engine
 
-from registry.answers.notices import ListedRecipient, Notice, change_notices, effect_order, published_list
+from registry.answers.notices import ListedRecipient, Notice, change_notices, effect_order, notices_of, published_list
 from registry.exceptions import InputError
 from registry.model.declarations import versions
 from registry.model.manifest import Manifest
@@ -57,7 +57,7 @@ def list_document(engine: Engine, fmt: str, as_of: datetime | None = None, publi
     """``subprocessors list``; ``public`` leaves out the observed first/last seen."""
     if fmt not in LIST_FORMATS:
         raise InputError(f"must be one of {', '.join(LIST_FORMATS)}", "--format")
-    _, manifest = _controller(engine)
+    _controller(engine)
     rows = published_list(engine, as_of)
     dicts = public_rows(rows) if public else [r.model_dump() for r in rows]
     columns = _PUBLIC_FIELDS if public else _COLUMNS
@@ -70,7 +70,13 @@ def list_document(engine: Engine, fmt: str, as_of: datetime | None = None, publi
         writer.writerows({k: "; ".join(v) if isinstance(v, list) else v for k, v in d.items()} for d in dicts)
         return buf.getvalue()
     moment = as_of or datetime.now(timezone.utc)
-    notices = [n for n in change_notices(engine) if n.announced_at <= moment]
+    # every part of the document as published at ``moment``: only the versions declared by then
+    known = [v for v in effect_order(engine) if v.declared_at <= moment]
+    if not known:
+        raise InputError(f"no manifest declared by {format_time(moment)}: nothing was published then", "--as-of")
+    in_force = [v for v in known if v.effective_from <= moment]
+    manifest = (in_force or sorted(known, key=lambda v: v.number))[-1].manifest
+    notices = notices_of(known)
     if fmt == "md":
         return _markdown(manifest, rows, notices, moment)
     return _html(manifest, rows, notices, moment, feed_url)
