@@ -492,3 +492,38 @@ def test_the_list_as_of_a_date_shows_only_what_was_declared_by_then(scenario: tu
     assert "Renamed Corp" in now and "14 days before" in now and "Later Ltd" in now
     early = runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--as-of", "2025-06-01", "--format", "md"])
     assert early.exit_code == 2 and "--as-of" in early.stderr
+
+
+@pytest.mark.parametrize("where,value", [("controller.name", "Acme\x0bCorp"), ("recipients[0].name", "Goo\x00gle"),
+                                         ("recipients[0].contract", "DPA\n2018"), ("activities[0].name", "Ana\u0085lytics")])
+def test_declare_refuses_control_characters_naming_the_field(tmp_path: Path, where: str, value: str) -> None:
+    import json
+
+    document = _manifest([GA, MC], [COOKIES])
+    document = json.loads(json.dumps(document))
+    if where == "controller.name":
+        document["controller"]["name"] = value
+    else:
+        part, field = where.split(".")
+        document[part.split("[")[0]][0][field] = value
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(document))
+    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'x.db'}", "declare", str(path)])
+    assert result.exit_code == 2 and where in result.stderr and "control character" in result.stderr, result.output
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_feed_survives_a_control_character_already_stored(engine: sa.Engine, db_url: str) -> None:
+    from registry.model.manifest import Manifest
+
+    for document, declared_at, effective_from in VERSIONS[:2]:
+        m = manifest_from_document(document)
+        # a store declared before declare refused them: bypass the validator
+        m = Manifest.model_validate(m.model_dump() | {"controller": {**CONTROLLER, "name": "Acme\x0bCorp\x00"}})
+        declare(engine, m, effective_from, declared_at)
+    atom = CliRunner().invoke(cli, ["--db", db_url, "subprocessors", "changes", "--format", "atom"])
+    assert atom.exit_code == 0, atom.output
+    feed = feedparser.parse(atom.stdout)
+    assert not feed.bozo and feed.feed.title.endswith("AcmeCorp")
+    public = TestClient(create_app(db_url, public=True))
+    assert public.get("/public/recipients.atom").status_code == 200

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -195,8 +196,8 @@ def changes_document(engine: Engine, fmt: str, since: datetime | None = None, se
     controller, manifest = _controller(engine)
     feed = FeedGenerator()
     feed.id("urn:uuid:" + str(uuid.uuid5(_NAMESPACE, f"feed|{controller}")))
-    feed.title(f"Changes to the recipients of personal data — {manifest.controller.name}")
-    feed.author({"name": manifest.controller.name})
+    feed.title(_xml(f"Changes to the recipients of personal data — {manifest.controller.name}"))
+    feed.author({"name": _xml(manifest.controller.name)})
     feed.language("en")
     if self_url:
         feed.link(href=self_url, rel="self", type="application/atom+xml")
@@ -208,17 +209,26 @@ def changes_document(engine: Engine, fmt: str, since: datetime | None = None, se
     for n in notices:  # oldest first: feedgen prepends, so the newest is the feed's first entry
         entry = feed.add_entry()
         entry.id(entry_id(controller, n))
-        entry.title(_title(n))
+        entry.title(_xml(_title(n)))
         entry.updated(n.announced_at)
         entry.published(n.announced_at)
         if page_url:
             entry.link(href=page_url, rel="alternate", type="text/html")
-        entry.content(f"{_title(n)}. Announced {format_time(n.announced_at)}; in force from {format_time(n.effective_from)}; "
+        entry.content(_xml(f"{_title(n)}. Announced {format_time(n.announced_at)}; in force from {format_time(n.effective_from)}; "
                       f"objections until {format_time(n.objection_deadline)}"
                       + (" (short notice: in force before the objection deadline)." if n.short_notice else ".")
-                      + "".join(f" {f.replace('_', ' ')}: {_plain(old)} → {_plain(new)}." for f, (old, new) in n.fields.items()),
+                      + "".join(f" {f.replace('_', ' ')}: {_plain(old)} → {_plain(new)}." for f, (old, new) in n.fields.items())),
                       type="text")
     return feed.atom_str(pretty=True).decode()
+
+
+# characters XML 1.0 cannot carry: declare refuses them, but a store declared before it did may
+# still hold one, and a feed must never fail for it
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("", text)
 
 
 def _plain(value: Any) -> str:
