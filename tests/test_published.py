@@ -527,3 +527,14 @@ def test_the_feed_survives_a_control_character_already_stored(engine: sa.Engine,
     assert not feed.bozo and feed.feed.title.endswith("AcmeCorp")
     public = TestClient(create_app(db_url, public=True))
     assert public.get("/public/recipients.atom").status_code == 200
+
+
+@pytest.mark.parametrize("option", [["--as-of", "2026-02-15"], ["--json"]])
+def test_group_options_before_a_subcommand_are_refused_not_dropped(scenario: tuple[sa.Engine, list[dict[str, Any]]],
+                                                                    db_url: str, option: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["--db", db_url, "subprocessors", *option, "list", "--format", "json"])
+    assert result.exit_code == 2 and option[0] in result.stderr and "subprocessors list" in result.stderr, result.output
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    # after the subcommand it works
+    ok = CliRunner().invoke(cli, ["--db", db_url, "subprocessors", "list", *option])
+    assert ok.exit_code == 0, ok.output
