@@ -538,3 +538,31 @@ def test_group_options_before_a_subcommand_are_refused_not_dropped(scenario: tup
     # after the subcommand it works
     ok = CliRunner().invoke(cli, ["--db", db_url, "subprocessors", "list", *option])
     assert ok.exit_code == 0, ok.output
+
+
+def test_markdown_escapes_manifest_text_and_csv_neutralises_formulas(engine: sa.Engine, db_url: str) -> None:
+    import csv
+    import io
+    import re
+
+    evil = {**MC, "name": "Evil | <script>alert(1)</script> \\ co"}
+    formula = {**GA, "name": "=HYPERLINK(\"http://x\")"}
+    sub = {**NEW, "name": "+NewCo"}
+    declare(engine, manifest_from_document(_manifest([formula, evil, sub], [COOKIES])), t("2026-01-01"), t("2026-01-01"))
+    runner = CliRunner()
+    md = runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--format", "md"]).stdout
+    assert "<script>" not in md and "&lt;script&gt;" in md
+    table = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(table) == 4
+    for line in table:  # every row has its 8 cells: no pipe from a name splits one
+        assert len(re.findall(r"(?<!\\)\|", line.replace("\\\\", ""))) == 9, line
+    evil_row = next(line for line in table if "Evil" in line)
+    assert "Evil \\| &lt;script&gt;alert(1)&lt;/script&gt; \\\\ co" in evil_row
+    html = runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--format", "html"]).stdout
+    newco_md = next(line for line in table if "NewCo" in line)
+    # the same wording as the page: EEA needs no safeguard, a sub-processor works for its processor's name
+    assert "none needed (EEA)" in newco_md and "none needed (EEA)" in html
+    assert "sub processor for =HYPERLINK" in newco_md and "sub processor for =HYPERLINK" in html.replace("&#34;", '"')
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--format", "csv"]).stdout)))
+    names = {r["recipient"]: r["name"] for r in rows}
+    assert names["ga"] == "'=HYPERLINK(\"http://x\")" and names["newco"] == "'+NewCo" and names["mc"].startswith("Evil")

@@ -68,7 +68,7 @@ def list_document(engine: Engine, fmt: str, as_of: datetime | None = None, publi
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: "; ".join(v) if isinstance(v, list) else v for k, v in d.items()} for d in dicts)
+        writer.writerows({k: _cell("; ".join(v) if isinstance(v, list) else v) for k, v in d.items()} for d in dicts)
         return buf.getvalue()
     moment = as_of or datetime.now(timezone.utc)
     # every part of the document as published at ``moment``: only the versions declared by then
@@ -88,17 +88,43 @@ def _country(code: str) -> str:
     return f"{found.name} ({code})" if found else code
 
 
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+_MD = str.maketrans({"\\": "\\\\", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " ", "\t": " ",
+                     "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]"})
+
+
+def _md(text: str) -> str:
+    """Manifest text as literal text in a Markdown table cell or list item (no markup, no HTML)."""
+    return text.translate(_MD)
+
+
+def _safeguard(r: ListedRecipient) -> str:
+    return "none needed (EEA)" if r.country in EEA else _MECHANISMS.get(r.transfer_mechanism, "—")
+
+
+def _role(r: ListedRecipient, names: dict[str, str]) -> str:
+    role = r.role.replace("_", " ")
+    return role + (f" for {names.get(r.processor_of) or r.processor_of}" if r.processor_of else "")
+
+
 def _markdown(m: Manifest, rows: list[ListedRecipient], notices: list[Notice], moment: datetime) -> str:
-    names = m.taxonomy_view()
-    lines = [f"# Recipients of personal data — {m.controller.name}", "", f"As published on {format_time(moment)}.", "",
+    taxonomy = m.taxonomy_view()
+    names = {r.recipient: r.name for r in rows}
+    lines = [f"# Recipients of personal data — {_md(m.controller.name)}", "", f"As published on {format_time(moment)}.", "",
              "| recipient | service | role | location | safeguard | data | since | status |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        data = ", ".join(names.name("data_categories", c) for c in r.categories)
-        role = r.role.replace("_", " ") + (f" of {r.processor_of}" if r.processor_of else "")
-        lines.append(f"| {r.name} | {r.service} | {role} | {_country(r.country)} | {_MECHANISMS.get(r.transfer_mechanism, '—')} "
-                     f"| {data} | {r.in_force_since[:10]} | {r.status.replace('_', ' ')} |")
+        data = ", ".join(taxonomy.name("data_categories", c) for c in r.categories)
+        cells = [r.name, r.service.replace("_", " "), _role(r, names), _country(r.country), _safeguard(r), data,
+                 r.in_force_since[:10], r.status.replace("_", " ")]
+        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     lines += ["", "## Changes", ""]
-    lines += [f"- {_title(n)}: announced {format_time(n.announced_at)}, in force {format_time(n.effective_from)}, "
+    lines += [f"- {_md(_title(n))}: announced {format_time(n.announced_at)}, in force {format_time(n.effective_from)}, "
               f"objections until {format_time(n.objection_deadline)}" + (" (short notice)" if n.short_notice else "")
               for n in reversed(notices)] or ["No change announced."]
     return "\n".join(lines) + "\n"
@@ -149,8 +175,8 @@ List as of {{ moment }}.{% if controller.contact %} Questions: {{ controller.con
 <th scope="col">Safeguard</th><th scope="col">Personal data</th><th scope="col">Since</th></tr></thead>
 <tbody>
 {% for r in rows %}<tr><td>{{ r.name }}</td><td>{{ r.service.replace("_", " ") }}</td>
-<td>{{ r.role.replace("_", " ") }}{% if r.processor_of %} for {{ names[r.processor_of] or r.processor_of }}{% endif %}</td>
-<td>{{ country(r.country) }}</td><td>{{ "none needed (EEA)" if r.country in eea else mechanisms.get(r.transfer_mechanism, "—") }}</td>
+<td>{{ role(r, names) }}</td>
+<td>{{ country(r.country) }}</td><td>{{ safeguard(r) }}</td>
 <td>{% for c in r.categories %}{{ category(c) }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
 <td>{% if r.status == "announced" %}<span class="announced">announced: from {{ r.in_force_since[:10] }}</span>{% else %}{{ r.in_force_since[:10] }}{% endif %}</td></tr>
 {% endfor %}</tbody>
@@ -175,7 +201,7 @@ def _html(m: Manifest, rows: list[ListedRecipient], notices: list[Notice], momen
     return _PAGE.render(category=lambda k: taxonomy.name("data_categories", k), controller=m.controller, rows=rows, notices=list(reversed(notices)), moment=moment.strftime("%Y-%m-%d"),
                         notice_days=m.notice_period_days, feed_url=feed_url,
                         json_url=feed_url.removesuffix(".atom") + ".json" if feed_url else None,
-                        names={r.recipient: r.name for r in rows}, country=_country, eea=EEA, mechanisms=_MECHANISMS,
+                        names={r.recipient: r.name for r in rows}, country=_country, role=_role, safeguard=_safeguard,
                         title=_title, day=lambda t: t.strftime("%Y-%m-%d"))
 
 
