@@ -339,34 +339,42 @@ def _routes(routes: list[Any]) -> list[Any]:
 
 
 def _open_paths(client: TestClient) -> set[tuple[str, str]]:
-    """Every route of the app, requested without a token: the (method, path) that answer 2xx."""
+    """Every route of the app and a few paths no route names, requested without a token with
+    every method: the (method, path) that answer 2xx, or redirect to a 2xx other than sign-in."""
     opened = set()
     routes = _routes(client.app.routes)  # type: ignore[attr-defined]
     assert len(routes) > 30  # the walk reaches the API and the pages
-    for route in routes:
-        path = getattr(route, "path", "")
-        for method in sorted(getattr(route, "methods", None) or {"GET"}):
-            if method == "HEAD":
-                continue
-            concrete = path.replace("{", "").replace("}", "").replace(":path", "")
-            status = client.request(method, concrete, follow_redirects=False).status_code
-            if 200 <= status < 300:
+    paths = {getattr(route, "path", "") for route in routes} | {
+        "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect", "/public", "/public/", "/public/recipients.csv",
+        "/public/recipients/", "/public/../api/drift", "/static/x.css"}
+    for path in sorted(paths):
+        concrete = path.replace("{", "").replace("}", "").replace(":path", "")
+        for method in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH"):
+            answer = client.request(method, concrete, follow_redirects=False)
+            if 300 <= answer.status_code < 400:  # a redirect opens what it leads to
+                answer = client.request(method, answer.headers["location"], follow_redirects=True)
+            if 200 <= answer.status_code < 300 and not str(answer.url).split("?")[0].endswith("/login"):
                 opened.add((method, path))
     return opened
+
+
+# everything a stranger may reach: the three public routes, /metrics (contract §3) and the sign-in page
+PUBLIC_ALLOWED = {(m, p) for p in ("/public/recipients", "/public/recipients.json", "/public/recipients.atom")
+                  for m in ("GET", "HEAD")} | {("GET", "/metrics"), ("GET", "/login"), ("POST", "/login")}
 
 
 def test_serve_public_opens_exactly_the_three_paths(scenario: tuple[sa.Engine, list[dict[str, Any]]], db_url: str) -> None:
     private, public = TestClient(create_app(db_url)), TestClient(create_app(db_url, public=True))
     for path in ("/public/recipients", "/public/recipients.json", "/public/recipients.atom"):
         assert private.get(path).status_code == 404
-    assert _open_paths(public) - _open_paths(private) == {
-        ("GET", "/public/recipients"), ("GET", "/public/recipients.json"), ("GET", "/public/recipients.atom")}
+    assert _open_paths(public) <= PUBLIC_ALLOWED, _open_paths(public) - PUBLIC_ALLOWED
+    assert {(m, p) for m, p in PUBLIC_ALLOWED if p.startswith("/public/")} <= _open_paths(public)
     page = public.get("/public/recipients")
     assert "NewCo Hosting" in page.text and "Objections until" in page.text and 'type="application/atom+xml"' in page.text
     rows = public.get("/public/recipients.json").json()
     assert [r["recipient"] for r in rows] == ["ga", "mc", "newco"] and "first_seen" not in rows[0]
     feed = feedparser.parse(public.get("/public/recipients.atom").text)
-    assert not feed.bozo and feed.feed.links[0].href == "http://testserver/public/recipients.atom"
+    assert not feed.bozo
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
@@ -566,3 +574,53 @@ def test_markdown_escapes_manifest_text_and_csv_neutralises_formulas(engine: sa.
     rows = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["--db", db_url, "subprocessors", "list", "--format", "csv"]).stdout)))
     names = {r["recipient"]: r["name"] for r in rows}
     assert names["ga"] == "'=HYPERLINK(\"http://x\")" and names["newco"] == "'+NewCo" and names["mc"].startswith("Evil")
+
+
+def test_public_links_never_come_from_the_host_header(scenario: tuple[sa.Engine, list[dict[str, Any]]], db_url: str,
+                                                      tmp_path: Path) -> None:
+    public = TestClient(create_app(db_url, public=True))
+    evil = {"Host": "evil.example"}
+    page, atom = public.get("/public/recipients", headers=evil).text, public.get("/public/recipients.atom", headers=evil).text
+    assert "evil.example" not in page and "evil.example" not in atom and "testserver" not in page + atom
+    assert 'href="recipients.atom"' in page and 'href="recipients.json"' in page
+    assert 'rel="self"' not in atom  # no configured address: no self link
+    configured = TestClient(create_app(db_url, public=True, public_url="https://privacy.acme.example/"))
+    feed = feedparser.parse(configured.get("/public/recipients.atom", headers=evil).text)
+    assert not feed.bozo
+    assert {(link.rel, link.href) for link in feed.feed.links} == {
+        ("self", "https://privacy.acme.example/public/recipients.atom"), ("alternate", "https://privacy.acme.example/public/recipients")}
+    bad = CliRunner().invoke(cli, ["--db", db_url, "serve", "--public", "--public-url", "privacy.acme.example"])
+    assert bad.exit_code == 2 and "--public-url" in bad.stderr
+    env = CliRunner().invoke(cli, ["--db", db_url, "serve", "--public"], env={"REGISTRY_PUBLIC_URL": "ftp://x"})
+    assert env.exit_code == 2 and "--public-url" in env.stderr
+
+
+def test_public_routes_answer_head_with_an_etag_and_304(scenario: tuple[sa.Engine, list[dict[str, Any]]], db_url: str) -> None:
+    import hashlib
+
+    public = TestClient(create_app(db_url, public=True))
+    for path in ("/public/recipients", "/public/recipients.json", "/public/recipients.atom"):
+        got = public.get(path)
+        tag = got.headers["etag"]
+        assert tag == '"' + hashlib.sha256(got.content).hexdigest()[:32] + '"'
+        head = public.head(path)
+        assert head.status_code == 200 and head.headers["etag"] == tag and head.content == b""
+        again = public.get(path, headers={"If-None-Match": f'"other", {tag}'})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+        assert public.get(path, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_public_errors_are_bare_and_agree_without_a_manifest(engine: sa.Engine, db_url: str) -> None:
+    public = TestClient(create_app(db_url, public=True))
+    answers = {p: public.get(p) for p in ("/public/recipients", "/public/recipients.json", "/public/recipients.atom")}
+    assert {a.status_code for a in answers.values()} == {404}
+    page = answers["/public/recipients"]
+    assert page.headers["content-type"].startswith("text/html") and "<nav" not in page.text and "registry " not in page.text
+    assert "/drift" not in page.text and "Sign" not in page.text and "declare" not in page.text
+    assert answers["/public/recipients.json"].json() == {"detail": "Nothing is published here yet."}
+    feed = answers["/public/recipients.atom"]
+    assert feed.headers["content-type"].startswith("text/plain") and "declare" not in feed.text
+    for a in answers.values():
+        assert a.headers["cache-control"] == "no-store"
+    unknown = public.get("/public/recipients.csv")
+    assert unknown.status_code == 404 and "<nav" not in unknown.text and "/drift" not in unknown.text
