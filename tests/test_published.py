@@ -624,3 +624,22 @@ def test_public_errors_are_bare_and_agree_without_a_manifest(engine: sa.Engine, 
         assert a.headers["cache-control"] == "no-store"
     unknown = public.get("/public/recipients.csv")
     assert unknown.status_code == 404 and "<nav" not in unknown.text and "/drift" not in unknown.text
+
+
+def test_the_demo_writes_every_file_its_published_page_links(scenario: tuple[sa.Engine, list[dict[str, Any]]], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    import re
+
+    from examples.blausen import demo
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the files do not depend on the store: SQLite")
+    engine, _ = scenario
+    monkeypatch.setattr(demo, "DIAGRAMS", tmp_path / "diagrams")
+    summary = demo._summary(engine, {}, tmp_path)
+    page = (tmp_path / "reports" / "recipients.html").read_text()
+    links = set(re.findall(r'href="([^"#:]+)"', page))
+    assert {"recipients.atom", "recipients.json"} <= links
+    for link in links:
+        assert (tmp_path / "reports" / link).is_file(), link
+        assert f"reports/{link}" in summary["reports"]
