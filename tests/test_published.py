@@ -527,7 +527,7 @@ def test_the_feed_survives_a_control_character_already_stored(engine: sa.Engine,
     for document, declared_at, effective_from in VERSIONS[:2]:
         m = manifest_from_document(document)
         # a store declared before declare refused them: bypass the validator
-        m = Manifest.model_validate(m.model_dump() | {"controller": {**CONTROLLER, "name": "Acme\x0bCorp\x00"}})
+        m = Manifest.model_validate(m.model_dump() | {"controller": {**CONTROLLER, "name": "Acme\x0bCorp\x1f"}})
         declare(engine, m, effective_from, declared_at)
     atom = CliRunner().invoke(cli, ["--db", db_url, "subprocessors", "changes", "--format", "atom"])
     assert atom.exit_code == 0, atom.output
