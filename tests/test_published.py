@@ -622,8 +622,9 @@ def test_public_errors_are_bare_and_agree_without_a_manifest(engine: sa.Engine, 
     assert feed.headers["content-type"].startswith("text/plain") and "declare" not in feed.text
     for a in answers.values():
         assert a.headers["cache-control"] == "no-store"
-    unknown = public.get("/public/recipients.csv")
-    assert unknown.status_code == 404 and "<nav" not in unknown.text and "/drift" not in unknown.text
+    for path in ("/public/recipients.csv", "/public", "/public/"):
+        unknown = public.get(path, follow_redirects=False)
+        assert unknown.status_code == 404 and "<nav" not in unknown.text and "/drift" not in unknown.text, path
 
 
 def test_the_demo_writes_every_file_its_published_page_links(scenario: tuple[sa.Engine, list[dict[str, Any]]], tmp_path: Path,

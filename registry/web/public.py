@@ -89,9 +89,10 @@ def recipients_atom(request: Request) -> Response:
                    lambda: changes_document(request.app.state.engine, "atom", self_url=self_url, page_url=page_url), _text_error)
 
 
+@router.api_route("/public", methods=_METHODS)
 @router.api_route("/public/{rest:path}", methods=_METHODS)
-def not_published(rest: str) -> Response:
+def not_published(rest: str = "") -> Response:
     """Anything else under /public/: a bare 404 (the internal error page would show the app's
-    navigation to strangers)."""
+    navigation to strangers; ``/public`` itself too, not a redirect built from the Host header)."""
     return _text_error(404, "Not found.") if rest.endswith((".atom", ".xml")) else \
         _json_error(404, "Not found.") if rest.endswith(".json") else _html_error(404, "Not found.")
