@@ -125,7 +125,9 @@ def _summary(engine, totals: dict, out: Path) -> dict:  # type: ignore[no-untype
     listed, warnings = list_disclosures(engine)
     (out / "reports" / "recipients.html").write_text(list_document(engine, "html", public=True, feed_url="recipients.atom"))
     (out / "reports" / "recipients.atom").write_text(changes_document(engine, "atom"))
-    files += ["recipients.html", "recipients.atom"]
+    # the page links the list as JSON beside it, as /public/recipients does
+    (out / "reports" / "recipients.json").write_text(list_document(engine, "json", public=True))
+    files += ["recipients.html", "recipients.atom", "recipients.json"]
     notices = changes(engine)
     return {"events": totals, "disclosures": {"requests": len(listed), "warnings": warnings, "ledger_ok": verify(engine).ok}, "recipients_observed": len(recipients), "dead_letters": dict(Counter(d.reason for d in dead)),
             "drift": dict(Counter(r.kind for r in drift(engine))),

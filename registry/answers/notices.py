@@ -89,7 +89,6 @@ class Notice:
     """One change notice with what the feed and the drift check need beside its row."""
 
     version: int
-    index: int  # position of the version in effect order
     recipient: str
     name: str
     change: str
@@ -102,7 +101,10 @@ class Notice:
     def short_notice(self) -> bool:
         """In force on a day (UTC) before the objection deadline's day: notice periods are counted
         in days, so a change declared at 14:00 and in force at midnight 30 days later is not short
-        notice by 14 hours (its events in those hours still count as before notice)."""
+        notice by 14 hours (its events in those hours still count as before notice). A removal is
+        never short notice: nobody objects to data no longer flowing somewhere."""
+        if self.change == "removed":
+            return False
         return self.effective_from.astimezone(timezone.utc).date() < self.objection_deadline.astimezone(timezone.utc).date()
 
     @property
@@ -116,14 +118,33 @@ class Notice:
                             objection_deadline=format_time(self.objection_deadline), short_notice=self.short_notice)
 
 
+def _in_force_at(known: list[Version], moment: datetime) -> Version | None:
+    """The version in force at ``moment`` among ``known``: the latest effective_from <= moment
+    (ties: the later declaration)."""
+    live = [v for v in known if v.effective_from <= moment]
+    return max(live, key=lambda v: (v.effective_from, v.number)) if live else None
+
+
 def notices_of(ordered: list[Version]) -> list[Notice]:
-    """Pure: the change notices of versions given in effect order, sorted by announcement."""
+    """Pure: the change notices of the versions given (any order), sorted by announcement.
+
+    Each version is compared once, with what was published when it was declared: the version in
+    force at its ``effective_from`` among the versions declared before it. A later declaration
+    (even a back-dated one) never rewrites a notice already published. The first declared version
+    is the baseline; a version that takes effect before anything declared earlier was in force
+    announces each of its recipients as added."""
+    by_number = sorted(ordered, key=lambda v: v.number)
     out: list[Notice] = []
-    for i in range(1, len(ordered)):
-        before, now = ordered[i - 1].manifest, ordered[i]
+    for i, now in enumerate(by_number):
+        if i == 0:
+            continue
+        previous = _in_force_at(by_number[:i], now.effective_from)
+        before = previous.manifest if previous is not None else None
         deadline = now.declared_at + timedelta(days=now.manifest.notice_period_days)
-        for key in sorted({r.key for r in before.recipients} | {r.key for r in now.manifest.recipients}):
-            old, new = recipient_state(before, key), recipient_state(now.manifest, key)
+        old_keys = {r.key for r in before.recipients} if before is not None else set()
+        for key in sorted(old_keys | {r.key for r in now.manifest.recipients}):
+            old = recipient_state(before, key) if before is not None else None
+            new = recipient_state(now.manifest, key)
             if old is None and new is not None:
                 change, fields = "added", {f: [None, new[f]] for f in NOTICE_FIELDS}
             elif new is None and old is not None:
@@ -133,9 +154,9 @@ def notices_of(ordered: list[Version]) -> list[Notice]:
                 change, fields = "changed", {f: [old[f], new[f]] for f in NOTICE_FIELDS if old[f] != new[f]}
                 if not fields:
                     continue
-            named = now.manifest.recipient(key) or before.recipient(key)
+            named = now.manifest.recipient(key) or (before.recipient(key) if before is not None else None)
             assert named is not None
-            out.append(Notice(version=now.number, index=i, recipient=key, name=named.name, change=change, fields=fields,
+            out.append(Notice(version=now.number, recipient=key, name=named.name, change=change, fields=fields,
                               announced_at=now.declared_at, effective_from=now.effective_from, objection_deadline=deadline))
     return sorted(out, key=lambda n: (n.announced_at, n.effective_from, n.recipient, n.version))
 
@@ -220,18 +241,57 @@ class LateFlow:
     last_seen: datetime
 
 
-def _window_start(ordered: list[Version], n: Notice) -> datetime | None:
-    """From when the previous publication stopped covering what ``n`` announces: for an added
-    recipient, when the last version that listed it stopped being in force (never listed: no
-    bound); for a change, when its unbroken listing began (the baseline: no bound)."""
-    i = n.index
-    if n.change == "added":
-        last = max((j for j in range(i) if ordered[j].manifest.recipient(n.recipient) is not None), default=None)
-        return None if last is None else ordered[last + 1].effective_from
+def _position(ordered: list[Version], n: Notice) -> int:
+    return next(i for i, v in enumerate(ordered) if v.number == n.version)
+
+
+def _stopped(ordered: list[Version], i: int, listed: Any) -> datetime | None:
+    """When the last version before position ``i`` (effect order) for which ``listed(version)``
+    holds stopped being in force (None: no such version, no bound)."""
+    last = max((j for j in range(i) if listed(ordered[j].manifest)), default=None)
+    return None if last is None else ordered[last + 1].effective_from
+
+
+def _listing_start(ordered: list[Version], n: Notice, i: int) -> datetime | None:
+    """When the recipient's unbroken listing up to position ``i`` began (the first version: no
+    bound); events before it belong to the notice that added it."""
     k = i - 1
     while k > 0 and ordered[k - 1].manifest.recipient(n.recipient) is not None:
         k -= 1
-    return None if k == 0 else ordered[k].effective_from
+    return None if k <= 0 else ordered[k].effective_from
+
+
+def _starts(conn: Connection, ordered: list[Version], n: Notice) -> list[tuple[datetime | None, Any]]:
+    """The windows' starts with what they match: from when the previous publication stopped
+    covering what ``n`` announces. An added recipient: when the last version that listed it
+    stopped being in force. A new country: when the last version that listed the recipient in
+    that country stopped being in force. A newly received category (each category the recipient's events
+    carry): when the last version under which it received a category covering it stopped being
+    in force. A change never
+    reaches back before the recipient's unbroken listing began (those events belong to the
+    notice that added it). Each start comes with a predicate on an observation."""
+    i = _position(ordered, n)
+    key = n.recipient
+    if n.change == "added":
+        return [(_stopped(ordered, i, lambda m: m.recipient(key) is not None), lambda o: True)]
+    floor = _listing_start(ordered, n, i)
+    out: list[tuple[datetime | None, Any]] = []
+    if "country" in n.fields:
+        new_country = n.fields["country"][1]
+        begin = _later(floor, _stopped(ordered, i, lambda m: (recipient_state(m, key) or {}).get("country") == new_country))
+        out.append((begin, lambda o, c=new_country: bool(o.country) and o.country == c))
+    if "categories" in n.fields:
+        old, new = n.fields["categories"]
+        # per category an event carries that the notice newly covers: from when the last version
+        # under which the recipient received a category covering it stopped being in force
+        carried = {k for o in observations(conn, floor, n.clear_at, recipient=key) for k in o.categories}
+        for k in sorted(carried):
+            if not any(covers(c, k) for c in new) or any(covers(c, k) for c in old):
+                continue
+            def received(m: Manifest, k: str = k) -> bool:
+                return any(covers(x, k) for x in (recipient_state(m, key) or {}).get("categories") or [])
+            out.append((_later(floor, _stopped(ordered, i, received)), lambda o, k=k: k in o.categories))
+    return out
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -254,30 +314,26 @@ def late_flows(conn: Connection, since: datetime | None = None, until: datetime 
     for n in notices_of(ordered):
         if n.change == "removed" or (n.change == "changed" and not set(n.fields) & set(_FLOW_FIELDS)):
             continue
-        low, high = _later(_window_start(ordered, n), since), _earlier(n.clear_at, end)
-        if low is not None and low >= high:  # type: ignore[operator]
-            continue
-        matched = [o for o in observations(conn, low, high, recipient=n.recipient) if _announced_by(n, o)]
+        high = _earlier(n.clear_at, end)
+        parts = _starts(conn, ordered, n)
         if "country" in n.fields and n.change == "changed":
             # an event naming no destination goes where the recipient is declared: the new country
             # only once this version is in force
-            start = _later(low, n.effective_from)
-            if start is not None and start < high:  # type: ignore[operator]
-                matched += [o for o in observations(conn, start, high, recipient=n.recipient)
-                            if not o.country and not _announced_by(n, o)]
+            country_start = next(s for s, _ in parts)
+            parts.append((_later(country_start, n.effective_from), lambda o: not o.country))
+        # cut [earliest start, high) at every start so each event is looked at once, in the
+        # segment holding its time, against the predicates whose window has begun by then
+        cuts = sorted({s for s, _ in parts if s is not None})
+        bounds: list[datetime | None] = ([None] if any(s is None for s, _ in parts) else []) + list(cuts)
+        matched = []
+        for j, begin in enumerate(bounds):
+            stop = bounds[j + 1] if j + 1 < len(bounds) else high
+            low, top = _later(begin, since), _earlier(stop, high)
+            if low is not None and top is not None and low >= top:
+                continue
+            active = [match for s, match in parts if s is None or (begin is not None and s <= begin)]
+            matched += [o for o in observations(conn, low, top, recipient=n.recipient) if any(m(o) for m in active)]
         if matched:
             out.append(LateFlow(n, sum(o.events for o in matched), min(o.first_seen for o in matched),
                                 max(o.last_seen for o in matched)))
     return out
-
-
-def _announced_by(n: Notice, o: Observation) -> bool:
-    """Whether these events carry something the notice announced (in the window queried)."""
-    if n.change == "added":
-        return True
-    if "country" in n.fields and o.country and o.country == n.fields["country"][1]:
-        return True
-    if "categories" in n.fields:
-        old, new = n.fields["categories"]
-        return any(any(covers(c, k) for c in new) and not any(covers(c, k) for c in old) for k in o.categories)
-    return False

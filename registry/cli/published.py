@@ -22,6 +22,14 @@ app.add_typer(subprocessors_app, name="subprocessors")
 def subprocessors(ctx: typer.Context, as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
     """Declared sub-processor chains, from the controller side (without a subcommand)."""
     if ctx.invoked_subcommand is not None:
+        # options given before a subcommand belong to the chains answer: silently dropping them
+        # would answer a different question than the one asked
+        given = [name for name, value in (("--as-of", as_of), ("--json", as_json)) if value]
+        if given:
+            from registry.exceptions import InputError
+
+            raise InputError(f"give it after the subcommand: registry subprocessors {ctx.invoked_subcommand} {given[0]} ...",
+                             given[0])
         return
     from registry.answers import questions
 

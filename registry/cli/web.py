@@ -33,13 +33,26 @@ def tokens_create(
 def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port.")] = 8000,
           public: Annotated[bool, typer.Option("--public", help="Also publish the recipients list without a token: "
-                                               "/public/recipients (.json, .atom).")] = False) -> None:
+                                               "/public/recipients (.json, .atom).")] = False,
+          public_url: Annotated[Optional[str], typer.Option(
+              "--public-url", envvar="REGISTRY_PUBLIC_URL",
+              help="With --public: the address readers reach this server at (https://example.com), for the feed's self link.")] = None,
+          ) -> None:
     """Run the web service: JSON API under /api/, OpenAPI at /openapi.json, pages under /."""
     import uvicorn
+
+    if public_url is not None:
+        from urllib.parse import urlsplit
+
+        from registry.exceptions import InputError
+
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise InputError("must be an http(s) URL without query or fragment, like https://example.com", "--public-url")
 
     from registry.stream import jsonlog
     from registry.web import create_app
 
     jsonlog.setup()
 
-    uvicorn.run(create_app(Globals.db, public=public), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(Globals.db, public=public, public_url=public_url), host=host, port=port, log_level="info")

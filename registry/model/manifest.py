@@ -4,6 +4,7 @@ then for meaning (known keys, sub-processor chains without cycles)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,9 +125,33 @@ def manifest_from_document(document: Any) -> Manifest:
         validator("manifest")(document)
     except SchemaViolation as exc:
         raise ManifestError(exc.message, exc.path or "(root)") from None
+    _check_characters(document, "")
     manifest = Manifest.model_validate(document)
     _check_meaning(manifest)
     return manifest
+
+
+# control characters (C0, DEL, C1) and the XML non-characters: a name is printed on pages, in
+# tables and in an XML feed, where they break the document or hide text. Line breaks and tabs
+# are kept only in the free-text fields written as paragraphs.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+_LINE_BREAKS = re.compile("[\t\n\r]")
+_MULTILINE_FIELDS = frozenset({"address", "security_measures"})
+
+
+def _check_characters(value: Any, path: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}" if path else str(k)
+            _check_characters(k, where)
+            _check_characters(v, where)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_characters(v, f"{path}[{i}]")
+    elif isinstance(value, str):
+        found = _CONTROL.search(value) or (None if path.rsplit(".", 1)[-1] in _MULTILINE_FIELDS else _LINE_BREAKS.search(value))
+        if found:
+            raise ManifestError(f"control character U+{ord(found.group()):04X} not allowed", path or "(root)")
 
 
 def _check_meaning(m: Manifest) -> None:

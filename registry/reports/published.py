@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -19,7 +20,7 @@ import pycountry
 from jinja2 import Environment, select_autoescape
 from sqlalchemy.engine import Engine
 
-from registry.answers.notices import ListedRecipient, Notice, change_notices, effect_order, published_list
+from registry.answers.notices import ListedRecipient, Notice, change_notices, effect_order, notices_of, published_list
 from registry.exceptions import InputError
 from registry.model.declarations import versions
 from registry.model.manifest import Manifest
@@ -57,7 +58,7 @@ def list_document(engine: Engine, fmt: str, as_of: datetime | None = None, publi
     """``subprocessors list``; ``public`` leaves out the observed first/last seen."""
     if fmt not in LIST_FORMATS:
         raise InputError(f"must be one of {', '.join(LIST_FORMATS)}", "--format")
-    _, manifest = _controller(engine)
+    _controller(engine)
     rows = published_list(engine, as_of)
     dicts = public_rows(rows) if public else [r.model_dump() for r in rows]
     columns = _PUBLIC_FIELDS if public else _COLUMNS
@@ -67,10 +68,16 @@ def list_document(engine: Engine, fmt: str, as_of: datetime | None = None, publi
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: "; ".join(v) if isinstance(v, list) else v for k, v in d.items()} for d in dicts)
+        writer.writerows({k: _cell("; ".join(v) if isinstance(v, list) else v) for k, v in d.items()} for d in dicts)
         return buf.getvalue()
     moment = as_of or datetime.now(timezone.utc)
-    notices = [n for n in change_notices(engine) if n.announced_at <= moment]
+    # every part of the document as published at ``moment``: only the versions declared by then
+    known = [v for v in effect_order(engine) if v.declared_at <= moment]
+    if not known:
+        raise InputError(f"no manifest declared by {format_time(moment)}: nothing was published then", "--as-of")
+    in_force = [v for v in known if v.effective_from <= moment]
+    manifest = (in_force or sorted(known, key=lambda v: v.number))[-1].manifest
+    notices = notices_of(known)
     if fmt == "md":
         return _markdown(manifest, rows, notices, moment)
     return _html(manifest, rows, notices, moment, feed_url)
@@ -81,17 +88,43 @@ def _country(code: str) -> str:
     return f"{found.name} ({code})" if found else code
 
 
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+_MD = str.maketrans({"\\": "\\\\", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " ", "\t": " ",
+                     "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]"})
+
+
+def _md(text: str) -> str:
+    """Manifest text as literal text in a Markdown table cell or list item (no markup, no HTML)."""
+    return text.translate(_MD)
+
+
+def _safeguard(r: ListedRecipient) -> str:
+    return "none needed (EEA)" if r.country in EEA else _MECHANISMS.get(r.transfer_mechanism, "—")
+
+
+def _role(r: ListedRecipient, names: dict[str, str]) -> str:
+    role = r.role.replace("_", " ")
+    return role + (f" for {names.get(r.processor_of) or r.processor_of}" if r.processor_of else "")
+
+
 def _markdown(m: Manifest, rows: list[ListedRecipient], notices: list[Notice], moment: datetime) -> str:
-    names = m.taxonomy_view()
-    lines = [f"# Recipients of personal data — {m.controller.name}", "", f"As published on {format_time(moment)}.", "",
+    taxonomy = m.taxonomy_view()
+    names = {r.recipient: r.name for r in rows}
+    lines = [f"# Recipients of personal data — {_md(m.controller.name)}", "", f"As published on {format_time(moment)}.", "",
              "| recipient | service | role | location | safeguard | data | since | status |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        data = ", ".join(names.name("data_categories", c) for c in r.categories)
-        role = r.role.replace("_", " ") + (f" of {r.processor_of}" if r.processor_of else "")
-        lines.append(f"| {r.name} | {r.service} | {role} | {_country(r.country)} | {_MECHANISMS.get(r.transfer_mechanism, '—')} "
-                     f"| {data} | {r.in_force_since[:10]} | {r.status.replace('_', ' ')} |")
+        data = ", ".join(taxonomy.name("data_categories", c) for c in r.categories)
+        cells = [r.name, r.service.replace("_", " "), _role(r, names), _country(r.country), _safeguard(r), data,
+                 r.in_force_since[:10], r.status.replace("_", " ")]
+        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     lines += ["", "## Changes", ""]
-    lines += [f"- {_title(n)}: announced {format_time(n.announced_at)}, in force {format_time(n.effective_from)}, "
+    lines += [f"- {_md(_title(n))}: announced {format_time(n.announced_at)}, in force {format_time(n.effective_from)}, "
               f"objections until {format_time(n.objection_deadline)}" + (" (short notice)" if n.short_notice else "")
               for n in reversed(notices)] or ["No change announced."]
     return "\n".join(lines) + "\n"
@@ -142,8 +175,8 @@ List as of {{ moment }}.{% if controller.contact %} Questions: {{ controller.con
 <th scope="col">Safeguard</th><th scope="col">Personal data</th><th scope="col">Since</th></tr></thead>
 <tbody>
 {% for r in rows %}<tr><td>{{ r.name }}</td><td>{{ r.service.replace("_", " ") }}</td>
-<td>{{ r.role.replace("_", " ") }}{% if r.processor_of %} for {{ names[r.processor_of] or r.processor_of }}{% endif %}</td>
-<td>{{ country(r.country) }}</td><td>{{ "none needed (EEA)" if r.country in eea else mechanisms.get(r.transfer_mechanism, "—") }}</td>
+<td>{{ role(r, names) }}</td>
+<td>{{ country(r.country) }}</td><td>{{ safeguard(r) }}</td>
 <td>{% for c in r.categories %}{{ category(c) }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
 <td>{% if r.status == "announced" %}<span class="announced">announced: from {{ r.in_force_since[:10] }}</span>{% else %}{{ r.in_force_since[:10] }}{% endif %}</td></tr>
 {% endfor %}</tbody>
@@ -168,7 +201,7 @@ def _html(m: Manifest, rows: list[ListedRecipient], notices: list[Notice], momen
     return _PAGE.render(category=lambda k: taxonomy.name("data_categories", k), controller=m.controller, rows=rows, notices=list(reversed(notices)), moment=moment.strftime("%Y-%m-%d"),
                         notice_days=m.notice_period_days, feed_url=feed_url,
                         json_url=feed_url.removesuffix(".atom") + ".json" if feed_url else None,
-                        names={r.recipient: r.name for r in rows}, country=_country, eea=EEA, mechanisms=_MECHANISMS,
+                        names={r.recipient: r.name for r in rows}, country=_country, role=_role, safeguard=_safeguard,
                         title=_title, day=lambda t: t.strftime("%Y-%m-%d"))
 
 
@@ -189,8 +222,8 @@ def changes_document(engine: Engine, fmt: str, since: datetime | None = None, se
     controller, manifest = _controller(engine)
     feed = FeedGenerator()
     feed.id("urn:uuid:" + str(uuid.uuid5(_NAMESPACE, f"feed|{controller}")))
-    feed.title(f"Changes to the recipients of personal data — {manifest.controller.name}")
-    feed.author({"name": manifest.controller.name})
+    feed.title(_xml(f"Changes to the recipients of personal data — {manifest.controller.name}"))
+    feed.author({"name": _xml(manifest.controller.name)})
     feed.language("en")
     if self_url:
         feed.link(href=self_url, rel="self", type="application/atom+xml")
@@ -202,17 +235,26 @@ def changes_document(engine: Engine, fmt: str, since: datetime | None = None, se
     for n in notices:  # oldest first: feedgen prepends, so the newest is the feed's first entry
         entry = feed.add_entry()
         entry.id(entry_id(controller, n))
-        entry.title(_title(n))
+        entry.title(_xml(_title(n)))
         entry.updated(n.announced_at)
         entry.published(n.announced_at)
         if page_url:
             entry.link(href=page_url, rel="alternate", type="text/html")
-        entry.content(f"{_title(n)}. Announced {format_time(n.announced_at)}; in force from {format_time(n.effective_from)}; "
+        entry.content(_xml(f"{_title(n)}. Announced {format_time(n.announced_at)}; in force from {format_time(n.effective_from)}; "
                       f"objections until {format_time(n.objection_deadline)}"
                       + (" (short notice: in force before the objection deadline)." if n.short_notice else ".")
-                      + "".join(f" {f.replace('_', ' ')}: {_plain(old)} → {_plain(new)}." for f, (old, new) in n.fields.items()),
+                      + "".join(f" {f.replace('_', ' ')}: {_plain(old)} → {_plain(new)}." for f, (old, new) in n.fields.items())),
                       type="text")
     return feed.atom_str(pretty=True).decode()
+
+
+# characters XML 1.0 cannot carry: declare refuses them, but a store declared before it did may
+# still hold one, and a feed must never fail for it
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("", text)
 
 
 def _plain(value: Any) -> str:

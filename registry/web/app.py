@@ -48,10 +48,15 @@ def _page(request: Request, message: str, status: int, title: str) -> Response:
 _PART = re.compile(r"[^.\[\]]+")
 
 
-def create_app(db_url: str | None = None, public: bool = False) -> FastAPI:
-    """``public``: also serve the published recipients list without a token (``serve --public``)."""
+def create_app(db_url: str | None = None, public: bool = False, public_url: str | None = None) -> FastAPI:
+    """``public``: also serve the published recipients list without a token (``serve --public``);
+    the API's documentation pages are then off (they would answer strangers). ``public_url``: the
+    address the public list is reached at (the feed's self link)."""
     app = FastAPI(title="dataflow-registry", version=__version__,
-                  description="Who receives which personal data: questions, records of processing, disclosures.")
+                  description="Who receives which personal data: questions, records of processing, disclosures.",
+                  openapi_url=None if public else "/openapi.json", docs_url=None if public else "/docs",
+                  redoc_url=None if public else "/redoc")
+    app.state.public_url = public_url
     app.state.engine = open_store(db_url)
     app.state.broker_offsets = RecentOffsets()  # the dashboard's lag card
     EventValidator()  # compile the schemas now, not during the first request
