@@ -29,13 +29,16 @@ AXE := tests/.npm/node_modules/axe-core/axe.min.js
 $(AXE):
 	-npm install --no-audit --no-fund --no-save --prefix tests/.npm axe-core@4.14.1
 
+# Two runs: the tests not marked slow on two pytest workers (most of their time is waiting on a
+# broker, a subprocess or a browser, so two share the 2 cores well), then the slow ones (crash
+# loops, outages, the chaos run) on their own, so their timing is not squeezed by the others.
 test: debs-test $(VENV)/.installed $(AXE)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 -m "not slow"
+	$(PY) -m pytest -m slow
 
-# the everyday loop: everything but the tests marked slow (crash loops, outages, 100k runs),
-# which `make test` and CI keep
+# the everyday loop: everything but the tests marked slow, which `make test` and CI keep
 test-quick: debs-test $(VENV)/.installed $(AXE)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n 2 -m "not slow"
 
 bench: $(VENV)/.installed
 	$(PY) bench/ingest_file.py
