@@ -21,6 +21,7 @@ from registry.model.taxonomy import covers
 from registry.model.times import format_time
 from registry.model.transfers import safeguard_problem
 
+from .strict import check_window
 from .flows import Flow, Observation, cut, observations, per_category
 
 __all__ = ["DriftRow", "drift", "drift_of", "classify_flow", "KINDS"]
@@ -45,6 +46,7 @@ class DriftRow(BaseModel):
 def drift(engine: Engine, since: datetime | None = None, until: datetime | None = None,
           as_of: datetime | None = None) -> list[DriftRow]:
     """``as_of``: the events before it against the manifest in force then."""
+    check_window(since, until, as_of)
     with engine.connect() as conn:
         found = observations(conn, since, cut(until, as_of))
         manifest = in_force(conn, as_of)

@@ -20,6 +20,7 @@ from registry.model.subjects import is_subject_ref
 from registry.model.times import format_time
 
 from .flows import Flow, Observation, cut, observations, per_category
+from .strict import check_category, check_recipient, check_window
 from .graph import build_graph, chain, erasure_fanout, recipient_node, subprocessors
 
 __all__ = ["RecipientRow", "recipients_of", "RecipientDetail", "recipient_detail", "SubjectAnswer", "subject",
@@ -56,7 +57,9 @@ def recipients_of(engine: Engine, category: str, since: datetime | None = None, 
     """Recipients of ``category`` or anything under it in the window; sub-processors inherit
     what their processor received (``via`` names the direct parent). ``as_of``: the manifest in
     force then and the events before it."""
+    check_window(since, until, as_of)
     with engine.connect() as conn:
+        check_category(conn, category)
         found = observations(conn, since, cut(until, as_of), category=category)
         manifest = in_force(conn, as_of)
     g = build_graph(manifest, found)
@@ -95,12 +98,12 @@ class RecipientDetail(RecipientInfo):
 def recipient_detail(engine: Engine, key: str, since: datetime | None = None, until: datetime | None = None,
                      as_of: datetime | None = None) -> RecipientDetail:
     """What ``key`` received, per (source, category, purpose, legal basis)."""
+    check_window(since, until, as_of)
     with engine.connect() as conn:
+        check_recipient(conn, key)
         found = observations(conn, since, cut(until, as_of), recipient=key)
         manifest = in_force(conn, as_of)
     flows = per_category(found)
-    if not flows and (manifest is None or manifest.recipient(key) is None):
-        raise InputError(f"no recipient {key!r} is declared or observed", "KEY")
     merged: dict[tuple[str, str, str, str], Flow] = {}
     for f in flows:
         k = (f.source, f.category, f.purpose, f.legal_basis)

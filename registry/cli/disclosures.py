@@ -11,7 +11,7 @@ import typer
 
 from registry.exceptions import InputError
 
-from .options import Globals, JsonOpt, command, emit, err, open_db, out, print_table
+from .options import Globals, JsonOpt, command, emit, err, open_db, read_db, out, print_table
 
 __all__ = ["app", "group"]
 
@@ -53,7 +53,7 @@ def disclosures_list(
     """Current state of each request; Art. 48 warnings go to stderr."""
     from registry.ledger import disclosures
 
-    rows, warnings = disclosures.list_disclosures(open_db(), open_, overdue)
+    rows, warnings = disclosures.list_disclosures(read_db(), open_, overdue)
     emit(rows, as_json, lambda r: print_table(r, ["request_id", "authority", "authority_country", "instrument", "received_at",
                                              "outcome", "notice", "notice_due", "versions"]))
     _warn(warnings)
@@ -72,7 +72,7 @@ def disclosures_report(
 
     if format_ not in ("md", "json"):
         raise InputError("must be md or json", "--format")
-    engine = open_db()
+    engine = read_db()
     report, warnings = transparency.transparency_report(engine, year)
     if format_ == "json" or as_json or Globals.json:
         emit(report, True)
