@@ -217,6 +217,9 @@ def test_a_broken_store_is_one_line_not_a_traceback(tmp_path: Path) -> None:
         conn.execute("INSERT INTO alembic_version VALUES ('0001')")
     code, _, err = cli(f"sqlite:///{path}", "drift")
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "older schema (0001)" in err  # a read never migrates (contract §6): it says what to run
+    code, _, err = cli(f"sqlite:///{path}", "declare", str(Path(__file__).parent.parent / "examples/blausen/manifest.yaml"))
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "no such table" in err
 
 

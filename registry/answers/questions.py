@@ -12,10 +12,10 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from registry.exceptions import InputError
-from registry.ledger.disclosures import current_disclosures
+from registry.ledger.disclosures import current_disclosures, signed_snapshots
 from registry.model.declarations import in_force
 from registry.model.events import TRANSFER
-from registry.model.store import EventRow, FlowDay, LedgerEntry, SubjectFlow, monday, table
+from registry.model.store import EventRow, FlowDay, SubjectFlow, monday, table
 from registry.model.subjects import is_subject_ref
 from registry.model.times import format_time
 
@@ -226,11 +226,8 @@ def _cut_rows(conn: sa.Connection, ref: str, rows: list[Any], as_of: datetime) -
 def _disclosures_of(conn: sa.Connection, ref: str, as_of: datetime | None = None) -> list[SubjectDisclosure]:
     """Current state (as of ``as_of``: the newest snapshot taken before it) of every disclosure
     request any version of which (before ``as_of``) names the subject."""
-    ledger = table(LedgerEntry)
-    query = sa.select(ledger.c.request_id).where(ledger.c.body.like(f"%{ref}%"))
-    if as_of is not None:
-        query = query.where(ledger.c.snapshot_time < as_of)
-    ids = {r for (r,) in conn.execute(query)}
+    ids = {request_id for request_id, _, entry in signed_snapshots(conn, as_of, containing=ref)
+           if ref in entry["data"].get("subject_refs", ())}
     if not ids:
         return []
     return [SubjectDisclosure(request_id=row.request_id, authority=row.authority, instrument=row.instrument,
