@@ -210,6 +210,8 @@ class ApiToken(SQLModel, table=True):
     role: str
     name: str
     created_at: datetime
+    last_used_at: Optional[datetime] = None  # to the minute: an API call does not write each time
+    revoked_at: Optional[datetime] = None  # a revoked token is kept (who held it, until when) but opens nothing
 
 
 class WebSession(SQLModel, table=True):
@@ -223,6 +225,7 @@ class WebSession(SQLModel, table=True):
     csrf_token: str
     created_at: datetime
     expires_at: datetime = Field(index=True)
+    token_id: Optional[int] = Field(default=None, index=True)  # the token signed in with: revoking it ends the session
 
 
 class ConsumerOffset(SQLModel, table=True):

@@ -181,13 +181,13 @@ def recipient_page(request: Request, session: Reader, key: str) -> Response:
     manifest = current_manifest(engine)
     declared = manifest.recipient(key) if manifest else None
     findings = [r for r in drift_mod.drift(engine) if r.recipient == key]
-    by_flow = {flow_anchor(r.source, r.category, r.purpose): r for r in findings if r.category}
+    by_flow = drift_mod.flow_findings(findings)
     flows: list[dict[str, Any]] = []
     seen: defaultdict[str, int] = defaultdict(int)
     for f in detail.flows:
         base = flow_anchor(f.source, f.category, f.purpose)
         seen[base] += 1
-        finding = by_flow.get(base)
+        finding = by_flow.get((f.source, key, f.category, f.purpose, f.legal_basis))
         flows.append({**f.model_dump(), "anchor": base if seen[base] == 1 else f"{base}-{seen[base]}",
                       "finding": {"kind": finding.kind, "anchor": finding_anchor(finding)} if finding else None})
     flows, sort, desc = sort_rows(request, flows, ("category", "purpose", "legal_basis", "source", "events", "first_seen",
