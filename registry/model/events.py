@@ -274,22 +274,24 @@ def date_order_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     """(field, message) for each date of a disclosure snapshot before its receipt (contract §2):
     a request cannot be answered, nor its notice fall due, before it arrived. Fields that are
     not valid times themselves are left to their own checks."""
+    if not all(isinstance(data.get(name, ""), str) for name in ("received_at", "disclosed_at", "notice_due")):
+        return []  # a field of the wrong kind: its own check says so
     try:
         received = parse_time(data["received_at"])
-    except (KeyError, TypeError, ValueError, OverflowError):
+    except (KeyError, ValueError, OverflowError):
         return []
     problems = []
     try:
         if "disclosed_at" in data and parse_time(data["disclosed_at"]) < received:
             problems.append(("disclosed_at", f"is before received_at ({data['received_at']}): "
                                              "a request cannot be answered before it was received"))
-    except (TypeError, ValueError, OverflowError):
+    except (ValueError, OverflowError):
         pass
     try:
         if "notice_due" in data and date.fromisoformat(data["notice_due"]) < received.date():
             problems.append(("notice_due", f"is before the day the request was received ({received.date().isoformat()}): "
                                            "notice cannot fall due before the request arrived"))
-    except (TypeError, ValueError):
+    except ValueError:
         pass
     return problems
 
