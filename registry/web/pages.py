@@ -68,8 +68,10 @@ def finding_anchor(row: drift_mod.DriftRow) -> str:
     return "f-" + _anchor(row.kind, row.recipient, row.source, row.category, row.purpose, row.activity)
 
 
-def flow_anchor(source: str | None, category: str | None, purpose: str | None) -> str:
-    return _anchor(source, category, purpose)
+def flow_anchor(source: str | None, category: str | None, purpose: str | None, legal_basis: str | None = None) -> str:
+    """The id of a flow's row on its recipient page: its whole flow key (contract §5), so a
+    consent flow and a contract flow of one category are two rows a finding can tell apart."""
+    return _anchor(source, category, purpose, *([legal_basis] if legal_basis else []))
 
 
 def _categories(taxonomy: Taxonomy) -> list[tuple[str, str, int]]:
@@ -185,7 +187,7 @@ def recipient_page(request: Request, session: Reader, key: str) -> Response:
     flows: list[dict[str, Any]] = []
     seen: defaultdict[str, int] = defaultdict(int)
     for f in detail.flows:
-        base = flow_anchor(f.source, f.category, f.purpose)
+        base = flow_anchor(f.source, f.category, f.purpose, f.legal_basis)
         seen[base] += 1
         finding = by_flow.get((f.source, key, f.category, f.purpose, f.legal_basis))
         flows.append({**f.model_dump(), "anchor": base if seen[base] == 1 else f"{base}-{seen[base]}",
@@ -215,7 +217,7 @@ def drift_page(request: Request, session: Reader) -> Response:
     names = {r.key: r.name for r in manifest.recipients} if manifest else {}
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in drift_mod.drift(engine):
-        flow = f"/recipients/{row.recipient}#flow-{flow_anchor(row.source, row.category, row.purpose)}" if row.category else None
+        flow = f"/recipients/{row.recipient}#flow-{flow_anchor(row.source, row.category, row.purpose, row.legal_basis)}" if row.category else None
         groups.setdefault(row.kind, []).append({"row": row, "anchor": finding_anchor(row), "name": names.get(row.recipient, row.recipient),
                                                 "flow_link": flow, "snippet": suggested_manifest(row)})
     return render(request, "drift.html", session, title="Drift", active="/drift", groups=list(groups.items()), guides=GUIDES)
