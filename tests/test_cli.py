@@ -205,7 +205,7 @@ def test_disclosure_commands(tmp_path: Path) -> None:
     assert result["reason"].startswith("entry 1 (HC-7) does not fit the hash chain")
     snapshot.write_text(snapshot.read_text().replace("notice: pending", "notice: delayed"))
     code, out, err = cli(db, "disclosures", "log", str(snapshot))
-    assert code == 2 and err.strip() == "error: notice_due: is required"
+    assert code == 2 and err.strip() == "error: notice_due: is required when notice is delayed"
 
 
 def test_a_broken_store_is_one_line_not_a_traceback(tmp_path: Path) -> None:

@@ -101,7 +101,8 @@ def disclosure_problems(data: dict[str, Any], categories: frozenset[str] | set[s
         try:
             validator(_SCHEMA, name)(value)
         except SchemaViolation as exc:
-            problems.append((name, _words(name, spec, value, exc)))
+            # an item of a list is named with its index (subject_refs[1])
+            problems.append((name + exc.path if exc.path.startswith("[") else name, _words(name, spec, value, exc)))
             continue
         if name.endswith("_at") and not _valid(name, value):
             problems.append((name, f"is not a date on the calendar; {_TIME}"))
