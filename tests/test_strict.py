@@ -82,8 +82,7 @@ def test_a_read_against_a_missing_store_creates_nothing(name: str, scheme: str, 
 
 @pytest.fixture
 def store(tmp_path: Path) -> str:
-    """A SQLite store named by a plain path (contract §6: no scheme means a SQLite file)."""
-    path = str(tmp_path / "registry.db")
+    path = f"sqlite:///{tmp_path / 'registry.db'}"
     assert cli(path, "declare", str(EXAMPLE_MANIFEST))[0] == 0
     from registry.model.store import open_store
 
@@ -179,7 +178,14 @@ def _page_text(client: Any, token: str, path: str) -> str:
     return str(client.get(path).text)
 
 
-def test_stores_given_as_urls_and_as_paths_are_one_store(store: str) -> None:
-    code, out, _ = cli(f"sqlite:///{store}", "--json", "manifests")
+def test_a_plain_path_is_a_sqlite_file(tmp_path: Path) -> None:
+    """`--db registry.db` once failed with SQLAlchemy's "Could not parse SQLAlchemy URL"."""
+    path = tmp_path / "registry.db"
+    code, _, err = cli(str(path), "declare", str(EXAMPLE_MANIFEST))
+    assert code == 0, err
+    code, out, _ = cli(f"sqlite:///{path}", "--json", "manifests")
     assert code == 0 and len(json.loads(out)) == 1
-    assert sa.create_engine(f"sqlite:///{store}").connect().close() is None
+    code, out, _ = cli(str(path), "--json", "manifests")
+    assert code == 0 and len(json.loads(out)) == 1
+    with sa.create_engine(f"sqlite:///{path}").connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM manifest_version").scalar_one() == 1
