@@ -163,3 +163,22 @@ def test_as_of_compares_instants_written_with_offsets(declared: sa.Engine) -> No
     assert '"snapshot_time":"2026-03-10T10:00:00Z"' in body
     assert [d.request_id for d in subject(declared, ref("c1"), datetime(2026, 3, 10, 11, 0, tzinfo=timezone.utc)).disclosures] == ["REQ-1"]
     assert subject(declared, ref("c1"), datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)).disclosures == []
+
+
+def test_a_kafka_snapshot_with_contradicting_dates_is_a_dead_letter(declared: sa.Engine) -> None:
+    from registry.intake.deadletters import list_dead_letters
+    from registry.intake.ingest import Ingestor
+
+    from .helpers import record
+
+    def event(event_id: str, **data: Any) -> dict[str, Any]:
+        return {"specversion": "1.0", "id": event_id, "source": "//legal/intake", "type": "registry.disclosure.v1",
+                "time": "2026-03-12T10:00:00Z", "data": {**GOOD, **data}}
+
+    counts = Ingestor(declared).ingest([record(event("d1", outcome="no_data", disclosed_at="2026-03-01T09:00:00Z")),
+                                        record(event("d2", notice="delayed", notice_due="2026-03-09")),
+                                        record(event("d3", request_id="REQ-10"))])
+    assert (counts.ingested, counts.dead_lettered) == (1, 2)
+    letters = list_dead_letters(declared)
+    assert sorted(d.reason for d in letters) == ["invalid_data", "invalid_data"]
+    assert sorted(d.detail.split(":")[0] for d in letters) == ["data.disclosed_at", "data.notice_due"]
