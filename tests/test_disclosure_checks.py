@@ -76,6 +76,7 @@ def test_a_conditional_field_is_asked_for_only_once_its_condition_holds(tmp_path
     ({"outcome": "produced", "data_categories": ["user.contact.emial"]},
      "data_categories[0]: 'user.contact.emial' is not a data category of the taxonomy (did you mean user.contact.email"),
     ({"recieved_by": "Lena"}, "recieved_by: is not a field of a disclosure (did you mean reviewed_by?)"),
+    ({"authority_country": "NO"}, "authority_country: use a two-letter country code such as IE or US (write Norway as 'NO', in quotes"),
 ])
 def test_dates_and_keys_that_make_no_sense_are_refused(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
     # written as YAML a person types: unquoted dates (2026-02-30 once made the YAML loader raise)

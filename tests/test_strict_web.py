@@ -76,3 +76,26 @@ def test_every_parameter_is_bounded_in_the_openapi_document(declared: sa.Engine,
                     if s.get("type") == "integer" and ("maximum" not in s or "minimum" not in s):
                         unbounded.append(f"{method} {path} {p['name']}")
     assert unbounded == []
+
+
+def test_a_manifest_with_control_characters_still_makes_a_workbook(declared: sa.Engine, db_url: str) -> None:
+    """Found by `make fuzz`: a name with a control character, declared through the API, made
+    GET /api/ropa?format=xlsx a 500 (openpyxl refuses the character)."""
+    import io
+
+    import yaml
+    from openpyxl import load_workbook
+
+    from .conftest import EXAMPLE_MANIFEST
+
+    document = yaml.safe_load(EXAMPLE_MANIFEST.read_text())
+    document["controller"]["name"] = "Blausen\x01 Medical"
+    document["activities"][0]["name"] = "Orders\x1f"
+    token = create_token(declared, "admin").token
+    client = TestClient(create_app(db_url))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/manifests", json=document, headers=headers).status_code == 200
+    answer = client.get("/api/ropa?format=xlsx", headers=headers)
+    assert answer.status_code == 200
+    book = load_workbook(io.BytesIO(answer.content))
+    assert book["Controller"]["B1"].value == "Blausen\ufffd Medical"

@@ -64,6 +64,8 @@ def _schema() -> dict[str, Any]:
 
 
 def _words(name: str, spec: dict[str, Any], value: Any, exc: SchemaViolation) -> str:
+    if name == "authority_country" and value is False:
+        return f"{_WORDS[name]} (write Norway as 'NO', in quotes: YAML reads a bare NO as false)"
     if "enum" in spec:
         return f"use one of: {', '.join(map(str, spec['enum']))}"
     if spec.get("type") == "boolean":
