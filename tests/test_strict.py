@@ -189,3 +189,13 @@ def test_a_plain_path_is_a_sqlite_file(tmp_path: Path) -> None:
     assert code == 0 and len(json.loads(out)) == 1
     with sa.create_engine(f"sqlite:///{path}").connect() as conn:
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM manifest_version").scalar_one() == 1
+
+
+def test_a_path_with_uri_characters_is_one_file(tmp_path: Path) -> None:
+    """The read-only store is opened as a SQLite URI: ?, # and % in a path must not cut it."""
+    folder = tmp_path / "odd #%?"
+    folder.mkdir()
+    path = str(folder / "a b#%.db")
+    assert cli(path, "declare", str(EXAMPLE_MANIFEST))[0] == 0
+    code, out, err = cli(path, "--json", "manifests")
+    assert code == 0 and len(json.loads(out)) == 1, err

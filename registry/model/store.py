@@ -7,11 +7,13 @@ evidence; ``dead_letter`` keeps refused bytes, redacted, with the reason."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Optional, cast
+from urllib.parse import quote
 
 try:
     import fcntl
@@ -281,8 +283,11 @@ def open_store_readonly(url: str | None = None) -> Engine:
         if path is not None:
             if not Path(path).is_file():
                 raise InputError(f"no store at {path}: run registry declare first")
-            absolute = Path(path).resolve().as_posix()
-            engine = sa.create_engine(f"sqlite:///file:{absolute}?mode=ro&uri=true", future=True)
+            # a URI filename opened by sqlite3 itself (no URL parsing in between): SQLite decodes
+            # %HH, so a path with ?, # or % in it stays one path
+            uri = f"file:{quote(Path(path).resolve().as_posix(), safe='/')}?mode=ro"
+            engine = sa.create_engine("sqlite://", future=True, poolclass=sa.pool.NullPool,
+                                      creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
             sa_event.listen(engine, "connect", _sqlite_readonly_pragmas)
         else:
             engine = sa.create_engine(url, future=True, pool_pre_ping=True)
