@@ -199,3 +199,13 @@ def test_a_path_with_uri_characters_is_one_file(tmp_path: Path) -> None:
     assert cli(path, "declare", str(EXAMPLE_MANIFEST))[0] == 0
     code, out, err = cli(path, "--json", "manifests")
     assert code == 0 and len(json.loads(out)) == 1, err
+
+
+def test_a_read_on_an_empty_postgresql_database_creates_no_table(postgres_url: str) -> None:
+    code, out, err = cli(postgres_url, "drift")
+    assert one_line_error(code, err).startswith("error: no store at postgresql") and out == ""
+    with sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)).connect() as conn:
+        assert sa.inspect(conn).get_table_names() == []
+    assert cli(postgres_url, "declare", str(EXAMPLE_MANIFEST))[0] == 0
+    code, out, err = cli(postgres_url, "--json", "manifests")
+    assert code == 0 and len(json.loads(out)) == 1, err

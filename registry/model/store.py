@@ -291,7 +291,7 @@ def open_store_readonly(url: str | None = None) -> Engine:
             sa_event.listen(engine, "connect", _sqlite_readonly_pragmas)
         else:
             engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-        _check_schema(engine, path or url)
+        _check_schema(engine, path or engine.url.render_as_string(hide_password=True))
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot open the store at {url}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
     return engine
