@@ -99,3 +99,17 @@ def test_a_manifest_with_control_characters_still_makes_a_workbook(declared: sa.
     assert answer.status_code == 200
     book = load_workbook(io.BytesIO(answer.content))
     assert book["Controller"]["B1"].value == "Blausen\ufffd Medical"
+
+
+def test_the_disclosure_form_names_every_wrong_field(declared: sa.Engine, db_url: str) -> None:
+    from .test_pages import FORM
+    from .test_web import csrf_of
+
+    client = TestClient(create_app(db_url))
+    assert sign_in(client, create_token(declared, "legal").token).status_code == 303
+    answer = client.post("/disclosures", data={**FORM, "notice": "delayed", "outcome": "produced", "data_categories": [],
+                                               "disclosed_at": "2026-04-01T10:00", "csrf_token": csrf_of(client, "/disclosures")})
+    assert answer.status_code == 422
+    error = re.search(r'id="form-error">(.*?)</div>', answer.text, re.S)
+    words = re.sub(r"<[^>]+>", "", error.group(1)) if error else ""
+    assert "before received_at" in words and "Notice due by" in words and "is required when outcome is produced" in words

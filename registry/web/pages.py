@@ -326,9 +326,12 @@ def _log_from_form(request: Request, session: PageSession, values: dict[str, Any
         result = disclosures.log_disclosure(request.app.state.engine, orjson.dumps(snapshot_from_form(values)).decode(),
                                             origin=f"web:{session.name}")
     except InputError as exc:
-        field = re.split(r"[.\[]", exc.path or "")[0]
-        label = FIELD_LABELS.get(field, field or "The request")
-        return _disclosure_page(request, session, values, error={"field": field, "label": label, "message": exc.message}, status=422)
+        problems = getattr(exc, "problems", None) or [(exc.path or "", exc.message)]
+        fields = [re.split(r"[.\[]", path or "")[0] for path, _ in problems]
+        label = FIELD_LABELS.get(fields[0], fields[0] or "The request")
+        # every wrong field at once (issue 21): the first is the one the form points at
+        message = "; ".join([problems[0][1]] + [f"{FIELD_LABELS.get(f, f)}: {m}" for f, (_, m) in zip(fields[1:], problems[1:])])
+        return _disclosure_page(request, session, values, error={"field": fields[0], "label": label, "message": message}, status=422)
     return _disclosure_page(request, session, {}, f"Logged {result.request_id} version {result.version}.")
 
 
