@@ -19,6 +19,7 @@ from .times import parse_time
 
 __all__ = [
     "TRANSFER",
+    "date_order_problems",
     "DISCLOSURE",
     "MAX_EVENT_BYTES",
     "REASONS",
@@ -252,7 +253,8 @@ def _remember(shapes: set[Any], shape: Any) -> None:
 
 
 def _check_dates(data: dict[str, Any]) -> None:
-    """The schema checks the shape of dates; a month 13 or a day 32 is caught here."""
+    """The schema checks the shape of dates; a month 13 or a day 32 is caught here, and so are
+    dates that contradict each other (contract §2)."""
     for name in ("received_at", "disclosed_at", "confirmed_at"):
         if name in data:
             try:
@@ -264,6 +266,34 @@ def _check_dates(data: dict[str, Any]) -> None:
             date.fromisoformat(data["notice_due"])
         except ValueError as exc:
             raise EventError("invalid_data", f"not a valid date: {exc}", "data.notice_due") from None
+    for name, message in date_order_problems(data):
+        raise EventError("invalid_data", message, f"data.{name}")
+
+
+def date_order_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, message) for each date of a disclosure snapshot before its receipt (contract §2):
+    a request cannot be answered, nor its notice fall due, before it arrived. Fields that are
+    not valid times themselves are left to their own checks."""
+    if not all(isinstance(data.get(name, ""), str) for name in ("received_at", "disclosed_at", "notice_due")):
+        return []  # a field of the wrong kind: its own check says so
+    try:
+        received = parse_time(data["received_at"])
+    except (KeyError, ValueError, OverflowError):
+        return []
+    problems = []
+    try:
+        if "disclosed_at" in data and parse_time(data["disclosed_at"]) < received:
+            problems.append(("disclosed_at", f"is before received_at ({data['received_at']}): "
+                                             "a request cannot be answered before it was received"))
+    except (ValueError, OverflowError):
+        pass
+    try:
+        if "notice_due" in data and date.fromisoformat(data["notice_due"]) < received.date():
+            problems.append(("notice_due", f"is before the day the request was received ({received.date().isoformat()}): "
+                                           "notice cannot fall due before the request arrived"))
+    except ValueError:
+        pass
+    return problems
 
 
 def _refuse(findings: list[Finding]) -> None:
