@@ -203,6 +203,7 @@ def test_a_path_with_uri_characters_is_one_file(tmp_path: Path) -> None:
     assert code == 0 and len(json.loads(out)) == 1, err
 
 
+@pytest.mark.empty_store
 def test_a_read_on_an_empty_postgresql_database_creates_no_table(postgres_url: str) -> None:
     code, out, err = cli(postgres_url, "drift")
     assert one_line_error(code, err).startswith("error: no store at postgresql") and out == ""

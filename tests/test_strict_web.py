@@ -73,7 +73,7 @@ def test_every_parameter_is_bounded_in_the_openapi_document(declared: sa.Engine,
                 for s in options:
                     if s.get("type") == "string" and "maxLength" not in s and "enum" not in s:
                         unbounded.append(f"{method} {path} {p['name']}")
-                    if s.get("type") == "integer" and ("maximum" not in s or "minimum" not in s):
+                    if s.get("type") in ("integer", "number") and ("maximum" not in s or "minimum" not in s):
                         unbounded.append(f"{method} {path} {p['name']}")
     assert unbounded == []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -66,6 +67,7 @@ def test_a_revoked_token_and_its_sessions_end_at_once(tmp_path) -> None:  # type
     assert bystander.get("/drift", follow_redirects=False).status_code == 200  # another token's session stays
 
 
+@pytest.mark.empty_store
 def test_migration_0006_keeps_tokens_and_sessions(db_url: str) -> None:
     old = store_at(db_url, "0004")
     now = datetime.now(timezone.utc)

@@ -111,7 +111,7 @@ def subprocessors_list(request: Request, _: Reader, as_of: AsOf = None) -> Any:
 
 @router.get("/subprocessors/changes", response_model=list[notices.ChangeNotice])
 def subprocessors_changes(request: Request, _: Reader,
-                          since: Annotated[str | None, Query(description="Announced at or after T")] = None) -> Any:
+                          since: Annotated[str | None, Query(description="Announced at or after T", max_length=_TIME_LEN)] = None) -> Any:
     """Change notices with their objection deadlines (contract §8)."""
     return notices.changes(request.app.state.engine, parse_bound(since, "since"))
 
