@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test test-quick bench debs-demo debs-test
+.PHONY: install demo test test-quick bench fuzz debs-demo debs-test
 install: $(VENV)/.installed
 
 debs-demo:
@@ -39,6 +39,11 @@ test: debs-test $(VENV)/.installed $(AXE)
 # the everyday loop: everything but the tests marked slow, which `make test` and CI keep
 test-quick: debs-test $(VENV)/.installed $(AXE)
 	$(PY) -m pytest -n 2 -m "not slow"
+
+# opt-in: a longer random fuzz run of the API (CI runs a fixed seed); each case it finds becomes a
+# fixed regression test in tests/test_web.py
+fuzz: $(VENV)/.installed
+	REGISTRY_FUZZ_SEED=random REGISTRY_FUZZ_EXAMPLES=$${EXAMPLES:-200} $(PY) -m pytest tests/test_schemathesis.py
 
 bench: $(VENV)/.installed
 	$(PY) bench/ingest_file.py

@@ -46,7 +46,19 @@ class ManifestError(InputError):
 
 
 class DisclosureError(InputError):
-    """A disclosure snapshot that fails validation; nothing is stored."""
+    """A disclosure snapshot that fails validation; nothing is stored. ``problems``: every wrong
+    field as (path, message), in the document's order (``path`` and ``message`` are the first)."""
+
+    def __init__(self, message: str, path: str | None = None, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message, path)
+        self.problems = problems or [(path or "", message)]
+        if len(self.problems) > 1:  # one line that names them all, for the CLI's stderr
+            self.args = ("; ".join(f"{p}: {m}" if p else m for p, m in self.problems),)
+
+    @classmethod
+    def of(cls, problems: list[tuple[str, str]]) -> "DisclosureError":
+        path, message = problems[0]
+        return cls(message, path, problems)
 
 
 class EventError(InputError):

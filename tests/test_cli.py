@@ -205,7 +205,7 @@ def test_disclosure_commands(tmp_path: Path) -> None:
     assert result["reason"].startswith("entry 1 (HC-7) does not fit the hash chain")
     snapshot.write_text(snapshot.read_text().replace("notice: pending", "notice: delayed"))
     code, out, err = cli(db, "disclosures", "log", str(snapshot))
-    assert code == 2 and err.strip() == "error: notice_due: is required"
+    assert code == 2 and err.strip() == "error: notice_due: is required when notice is delayed"
 
 
 def test_a_broken_store_is_one_line_not_a_traceback(tmp_path: Path) -> None:
@@ -216,6 +216,9 @@ def test_a_broken_store_is_one_line_not_a_traceback(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
         conn.execute("INSERT INTO alembic_version VALUES ('0001')")
     code, _, err = cli(f"sqlite:///{path}", "drift")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "older schema (0001)" in err  # a read never migrates (contract §6): it says what to run
+    code, _, err = cli(f"sqlite:///{path}", "declare", str(Path(__file__).parent.parent / "examples/blausen/manifest.yaml"))
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "no such table" in err
 

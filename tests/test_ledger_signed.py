@@ -158,7 +158,9 @@ def test_a_deleted_or_emptied_anchor_file_is_reported(declared: sa.Engine, key: 
         anchor_file.write_text("")
     result = verify(declared)
     assert (result.ok, result.anchored, result.first_bad) == (False, False, None)
-    assert f"is {'missing' if damage == 'delete' else 'empty'} while the table holds entries" in (result.reason or "")
+    assert f"is {'missing' if damage == 'delete' else 'empty'} while the table holds 2 entries" in (result.reason or "")
+    # issue 21: never the advice to re-anchor, which would hide a tail deleted with the file
+    assert "disclosures head" not in (result.reason or "") and "hide any entry deleted" in (result.reason or "")
     log_disclosure(declared, snap(request_id="R-3"))  # a writer does not re-create or refill the file
     assert (anchor_file.read_text() if anchor_file.exists() else None) == ("" if damage == "truncate" else None)
     assert head(declared).entries == 3  # the operator's `disclosures head` (re)starts it, over a ledger that verifies

@@ -58,7 +58,7 @@ def test_drift_findings_link_to_flows_on_their_recipient_pages(declared: sa.Engi
         assert detail.status_code == 200 and f'id="flow-{anchor}"' in detail.text
     assert {k for k in Counter(r.kind for r in rows)} <= set(re.findall(r'<section id="([a-z_]+)"', page))
     row = next(r for r in rows if r.kind == "undeclared_source")
-    assert f"#flow-{flow_anchor(row.source, row.category, row.purpose)}" in page
+    assert f"#flow-{flow_anchor(row.source, row.category, row.purpose, row.legal_basis)}" in page
     missing = client.get("/recipients/nobody-at-all")
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
     dashboard = client.get("/").text

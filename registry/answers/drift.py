@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
+
 
 from registry.model.declarations import in_force
 from registry.model.manifest import Activity, Manifest
@@ -22,10 +23,12 @@ from registry.model.taxonomy import covers
 from registry.model.times import format_time
 from registry.model.transfers import safeguard_problem
 
+from .strict import check_window
 from .flows import Flow, Observation, cut, observations, per_category
 from .notices import LateFlow, late_flows
 
-__all__ = ["DriftRow", "drift", "drift_of", "classify_flow", "notice_rows", "KINDS"]
+__all__ = ["DriftRow", "drift", "drift_of", "classify_flow", "flow_findings", "notice_rows", "KINDS"]
+
 
 KINDS = ("undeclared_recipient", "undeclared_purpose", "undeclared_category", "legal_basis_mismatch",
          "undeclared_source", "transfer_without_safeguard", "declared_not_observed", "before_notice")
@@ -38,6 +41,9 @@ class DriftRow(BaseModel):
     category: str | None
     purpose: str | None
     activity: str | None
+    # the flow's legal basis, so a page marks exactly the flow a finding is about (contract §5);
+    # kept out of the contract's JSON shape
+    legal_basis: str | None = Field(default=None, exclude=True)
     detail: str
     first_seen: str | None
     last_seen: str | None
@@ -47,6 +53,7 @@ class DriftRow(BaseModel):
 def drift(engine: Engine, since: datetime | None = None, until: datetime | None = None,
           as_of: datetime | None = None) -> list[DriftRow]:
     """``as_of``: the events before it against the manifest in force then."""
+    check_window(since, until, as_of)
     with engine.connect() as conn:
         found = observations(conn, since, cut(until, as_of))
         manifest = in_force(conn, as_of)
@@ -82,12 +89,19 @@ def drift_of(manifest: Manifest | None, found: list[Observation]) -> list[DriftR
         if problem:
             kind, activity, detail = problem
             rows.append(_row(kind, items, source=source, recipient=recipient, category=category, purpose=purpose,
-                             activity=activity, detail=detail))
+                             legal_basis=basis, activity=activity, detail=detail))
     rows += _safeguards(manifest, found)
     if manifest is not None:
         rows += _not_observed(manifest, found)
     order = {k: i for i, k in enumerate(KINDS)}
     return sorted(rows, key=lambda r: (order[r.kind], r.recipient, r.source or "", r.category or "", r.purpose or "", r.activity or ""))
+
+
+def flow_findings(rows: list[DriftRow]) -> dict[tuple[str, str, str, str, str], DriftRow]:
+    """The flow findings by their whole flow key (source, recipient, category, purpose, legal
+    basis): a consent flow beside a contract flow of the same category is another flow."""
+    return {(r.source, r.recipient, r.category, r.purpose, r.legal_basis): r for r in rows
+            if r.source and r.category and r.purpose and r.legal_basis}
 
 
 def classify_flow(m: Manifest | None, source: str, recipient: str, category: str, purpose: str,

@@ -12,14 +12,15 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from registry.exceptions import InputError
-from registry.ledger.disclosures import current_disclosures
+from registry.ledger.disclosures import current_disclosures, signed_snapshots
 from registry.model.declarations import in_force
 from registry.model.events import TRANSFER
-from registry.model.store import EventRow, FlowDay, LedgerEntry, SubjectFlow, monday, table
+from registry.model.store import EventRow, FlowDay, SubjectFlow, monday, table
 from registry.model.subjects import is_subject_ref
 from registry.model.times import format_time
 
 from .flows import Flow, Observation, cut, observations, per_category
+from .strict import check_category, check_recipient, check_window
 from .graph import build_graph, chain, erasure_fanout, recipient_node, subprocessors
 
 __all__ = ["RecipientRow", "recipients_of", "RecipientDetail", "recipient_detail", "SubjectAnswer", "subject",
@@ -56,7 +57,9 @@ def recipients_of(engine: Engine, category: str, since: datetime | None = None, 
     """Recipients of ``category`` or anything under it in the window; sub-processors inherit
     what their processor received (``via`` names the direct parent). ``as_of``: the manifest in
     force then and the events before it."""
+    check_window(since, until, as_of)
     with engine.connect() as conn:
+        check_category(conn, category)
         found = observations(conn, since, cut(until, as_of), category=category)
         manifest = in_force(conn, as_of)
     g = build_graph(manifest, found)
@@ -95,12 +98,12 @@ class RecipientDetail(RecipientInfo):
 def recipient_detail(engine: Engine, key: str, since: datetime | None = None, until: datetime | None = None,
                      as_of: datetime | None = None) -> RecipientDetail:
     """What ``key`` received, per (source, category, purpose, legal basis)."""
+    check_window(since, until, as_of)
     with engine.connect() as conn:
+        check_recipient(conn, key)
         found = observations(conn, since, cut(until, as_of), recipient=key)
         manifest = in_force(conn, as_of)
     flows = per_category(found)
-    if not flows and (manifest is None or manifest.recipient(key) is None):
-        raise InputError(f"no recipient {key!r} is declared or observed", "KEY")
     merged: dict[tuple[str, str, str, str], Flow] = {}
     for f in flows:
         k = (f.source, f.category, f.purpose, f.legal_basis)
@@ -223,11 +226,8 @@ def _cut_rows(conn: sa.Connection, ref: str, rows: list[Any], as_of: datetime) -
 def _disclosures_of(conn: sa.Connection, ref: str, as_of: datetime | None = None) -> list[SubjectDisclosure]:
     """Current state (as of ``as_of``: the newest snapshot taken before it) of every disclosure
     request any version of which (before ``as_of``) names the subject."""
-    ledger = table(LedgerEntry)
-    query = sa.select(ledger.c.request_id).where(ledger.c.body.like(f"%{ref}%"))
-    if as_of is not None:
-        query = query.where(ledger.c.snapshot_time < as_of)
-    ids = {r for (r,) in conn.execute(query)}
+    ids = {request_id for request_id, _, entry in signed_snapshots(conn, as_of, containing=ref)
+           if ref in entry["data"].get("subject_refs", ())}
     if not ids:
         return []
     return [SubjectDisclosure(request_id=row.request_id, authority=row.authority, instrument=row.instrument,

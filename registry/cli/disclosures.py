@@ -11,7 +11,7 @@ import typer
 
 from registry.exceptions import InputError
 
-from .options import Globals, JsonOpt, command, emit, err, open_db, out, print_table
+from .options import Globals, JsonOpt, command, emit, err, open_db, read_db, out, print_table
 
 __all__ = ["app", "group"]
 
@@ -57,7 +57,7 @@ def disclosures_list(
 
     if due_within is not None and not 0 <= due_within <= 24 * 366 * 100:
         raise InputError("hours from 0 upwards", "--due-within")
-    rows, warnings = disclosures.list_disclosures(open_db(), open_, overdue, due_within=due_within)
+    rows, warnings = disclosures.list_disclosures(read_db(), open_, overdue, due_within=due_within)
     emit(rows, as_json, lambda r: print_table(r, ["request_id", "authority", "authority_country", "instrument", "emergency",
                                              "received_at", "due_at", "outcome", "notice", "notice_due", "versions"]))
     _warn(warnings)
@@ -81,7 +81,7 @@ def disclosures_report(
         raise InputError("must be md, json or csv", "--format")
     if format_ == "csv" and out_dir is None:
         raise InputError("a data package is a folder of files: give --out DIR", "--out")
-    engine = open_db()
+    engine = read_db()
     report, warnings = transparency.transparency_report(engine, year, half)
     manifest = declarations.current_manifest(engine)
     controller = manifest.controller.name if manifest else None

@@ -17,7 +17,7 @@ from .options import (
     command,
     emit,
     err,
-    open_db,
+    read_db,
     out,
     write_out,
 )
@@ -66,6 +66,6 @@ def export_fides_cmd(
     """The manifest in force as fideslang 3.x resources (validated with fideslang's models)."""
     from registry.interchange.fides_export import export_fides
 
-    result = export_fides(open_db(), out_dir, observed, as_of_bound(as_of))
+    result = export_fides(read_db(), out_dir, observed, as_of_bound(as_of))
     emit(result, as_json, lambda r: out.print(f"wrote {', '.join(r.files)} ({r.systems} systems, {r.observed} observed) to {r.out}"))
     sys.stdout.flush()

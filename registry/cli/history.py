@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from .options import JsonOpt, command, emit, open_db, out, print_table
+from .options import JsonOpt, command, emit, read_db, out, print_table
 
 if TYPE_CHECKING:
     from registry.model.history import ManifestDiff
@@ -29,7 +29,7 @@ def manifests(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
     if ctx.invoked_subcommand is not None:
         return
-    emit(history.list_versions(open_db()), as_json,
+    emit(history.list_versions(read_db()), as_json,
          lambda r: print_table(r, ["version", "declared_at", "effective_from", "controller", "recipients", "activities"]))
 
 
@@ -41,7 +41,7 @@ def manifests_diff(a: Annotated[int, typer.Argument(metavar="A", help="The older
     """What changed from version A to version B: controller fields, recipients and activities."""
     from registry.model import history
 
-    emit(history.diff_versions(open_db(), a, b), as_json, _render_diff)
+    emit(history.diff_versions(read_db(), a, b), as_json, _render_diff)
 
 
 def _render_diff(d: ManifestDiff) -> None:

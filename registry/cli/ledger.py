@@ -11,7 +11,7 @@ import typer
 from registry.exceptions import LedgerError
 
 from .disclosures import group as disclosures_app
-from .options import JsonOpt, command, emit, err, open_db, out
+from .options import JsonOpt, command, emit, err, read_db, out
 
 __all__ = ["app"]
 
@@ -29,7 +29,7 @@ def disclosures_head(as_json: JsonOpt = False) -> None:
     from registry.ledger import chain as ledger
 
     try:
-        result = ledger.head(open_db())
+        result = ledger.head(read_db())
     except LedgerError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
@@ -53,7 +53,7 @@ def disclosures_verify(
     entry that does not fit."""
     from registry.ledger import chain as ledger
 
-    result = ledger.verify(open_db(), str(anchor) if anchor else None, str(public_key) if public_key else None,
+    result = ledger.verify(read_db(), str(anchor) if anchor else None, str(public_key) if public_key else None,
                            legacy=legacy_unsigned)
     emit(result, as_json, lambda r: out.print(f"ledger ok: {r.reason}" if r.ok else f"[red]ledger broken[/]: {r.reason}",
                                               markup=not r.ok, highlight=False))

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
 
-__all__ = ["out", "err", "Globals", "JsonOpt", "SinceOpt", "UntilOpt", "AsOfOpt", "OutOpt", "command", "open_db", "emit",
+__all__ = ["out", "err", "Globals", "JsonOpt", "SinceOpt", "UntilOpt", "AsOfOpt", "OutOpt", "command", "open_db", "read_db", "emit",
            "print_counts", "print_table", "open_lines", "as_of_bound", "bound", "write_out"]
 
 out = Console()
@@ -81,9 +81,17 @@ def command(fn: F) -> F:
 
 
 def open_db() -> Engine:
+    """The store for a command that writes: created and migrated when needed."""
     from registry.model.store import open_store
 
     return open_store(Globals.db)
+
+
+def read_db() -> Engine:
+    """The store for a command that only reads: never created, migrated or locked (contract §6)."""
+    from registry.model.store import open_store_readonly
+
+    return open_store_readonly(Globals.db)
 
 
 def _jsonable(value: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import AsOfOpt, Globals, JsonOpt, as_of_bound, bound, command, emit, open_db, print_table, write_out
+from .options import AsOfOpt, Globals, JsonOpt, as_of_bound, bound, command, emit, print_table, read_db, write_out
 
 __all__ = ["app"]
 
@@ -33,7 +33,7 @@ def subprocessors(ctx: typer.Context, as_of: AsOfOpt = None, as_json: JsonOpt = 
         return
     from registry.answers import questions
 
-    emit(questions.subprocessor_chains(open_db(), as_of_bound(as_of)), as_json,
+    emit(questions.subprocessor_chains(read_db(), as_of_bound(as_of)), as_json,
          lambda r: print_table(r, ["recipient", "processor_of", "chain", "country"]))
 
 
@@ -50,11 +50,11 @@ def list_(
     if format_ is None and not (as_json or Globals.json):
         from registry.answers.notices import published_list
 
-        print_table(published_list(open_db(), as_of_bound(as_of)),
+        print_table(published_list(read_db(), as_of_bound(as_of)),
                     ["recipient", "role", "country", "transfer_mechanism", "in_force_since", "status", "first_seen", "last_seen"])
         return
     fmt = "json" if as_json or Globals.json else format_ or "json"
-    write_out(published.list_document(open_db(), fmt, as_of_bound(as_of)), None, "the list")
+    write_out(published.list_document(read_db(), fmt, as_of_bound(as_of)), None, "the list")
 
 
 @subprocessors_app.command("changes")
@@ -70,8 +70,8 @@ def changes(
     if format_ is None and not (as_json or Globals.json):
         from registry.answers.notices import changes as rows
 
-        emit(rows(open_db(), bound(since, "--since")), False,
+        emit(rows(read_db(), bound(since, "--since")), False,
              lambda r: print_table(r, ["recipient", "change", "announced_at", "effective_from", "objection_deadline", "short_notice"]))
         return
     fmt = "json" if as_json or Globals.json else format_ or "json"
-    write_out(published.changes_document(open_db(), fmt, bound(since, "--since")), None, "the changes")
+    write_out(published.changes_document(read_db(), fmt, bound(since, "--since")), None, "the changes")

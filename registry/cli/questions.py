@@ -21,7 +21,7 @@ from .options import (
     as_of_bound,
     command,
     emit,
-    open_db,
+    read_db,
     out,
     print_table,
     write_out,
@@ -46,7 +46,7 @@ def recipients(
     from registry.answers import questions
     from registry.model.times import parse_bound
 
-    rows = questions.recipients_of(open_db(), category, parse_bound(since, "--since"), parse_bound(until, "--until"), include_subprocessors,
+    rows = questions.recipients_of(read_db(), category, parse_bound(since, "--since"), parse_bound(until, "--until"), include_subprocessors,
                                    as_of_bound(as_of))
     emit(rows, as_json, lambda r: print_table(r, ["recipient", "via", "service", "country", "declared", "categories", "events", "last_seen"]))
 
@@ -64,7 +64,7 @@ def recipient(
     from registry.answers import questions
     from registry.model.times import parse_bound
 
-    detail = questions.recipient_detail(open_db(), key, parse_bound(since, "--since"), parse_bound(until, "--until"), as_of_bound(as_of))
+    detail = questions.recipient_detail(read_db(), key, parse_bound(since, "--since"), parse_bound(until, "--until"), as_of_bound(as_of))
 
     def render(d: questions.RecipientDetail) -> None:
         out.print(f"[bold]{d.name}[/] ({d.recipient}) {d.service or ''} {d.role or ''} {d.country or ''}"
@@ -81,7 +81,7 @@ def subject(ref: Annotated[str, typer.Argument(metavar="REF", help="Subject ref 
     """Everything about one data subject: recipients, who to notify of an erasure."""
     from registry.answers import questions
 
-    answer = questions.subject(open_db(), ref, as_of_bound(as_of))
+    answer = questions.subject(read_db(), ref, as_of_bound(as_of))
 
     def render(a: questions.SubjectAnswer) -> None:
         print_table(a.transfers, ["recipient", "source", "categories", "purposes", "events", "first_seen", "last_seen"], "transfers")
@@ -104,7 +104,7 @@ def drift(
     from registry.answers import drift as drift_mod
     from registry.model.times import parse_bound
 
-    rows = drift_mod.drift(open_db(), parse_bound(since, "--since"), parse_bound(until, "--until"), as_of_bound(as_of))
+    rows = drift_mod.drift(read_db(), parse_bound(since, "--since"), parse_bound(until, "--until"), as_of_bound(as_of))
     emit(rows, as_json, lambda r: print_table(r, ["kind", "source", "recipient", "category", "purpose", "activity", "events", "detail"]))
     if fail_on_drift and rows:
         raise typer.Exit(1)
@@ -130,7 +130,7 @@ def ropa(
         raise InputError("must be controller or processor", "--role")
     if fmt == "xlsx" and out_path is None and sys.stdout.isatty():
         raise InputError("an XLSX workbook needs --out PATH", "--out")
-    write_out(reports.ropa_document(open_db(), fmt, role, as_of_bound(as_of)), out_path, f"the {fmt} record")  # type: ignore[arg-type]
+    write_out(reports.ropa_document(read_db(), fmt, role, as_of_bound(as_of)), out_path, f"the {fmt} record")  # type: ignore[arg-type]
 
 
 @app.command()
@@ -139,7 +139,7 @@ def notice(out_path: OutOpt = None, as_of: AsOfOpt = None) -> None:
     """The privacy notice's recipients and international-transfers sections, in Markdown."""
     from registry import reports
 
-    write_out(reports.notice_document(open_db(), as_of_bound(as_of)), out_path, "the notice sections")
+    write_out(reports.notice_document(read_db(), as_of_bound(as_of)), out_path, "the notice sections")
 
 
 @app.command()
@@ -156,7 +156,7 @@ def diagram(
 
     if format_ not in ("svg", "png", "dot"):
         raise InputError("must be svg, png or dot", "--format")
-    write_out(reports.datamap_document(open_db(), format_, category, recipient_key, as_of_bound(as_of)), out_path, "the data map")  # type: ignore[arg-type]
+    write_out(reports.datamap_document(read_db(), format_, category, recipient_key, as_of_bound(as_of)), out_path, "the data map")  # type: ignore[arg-type]
 
 
 @app.command()
@@ -166,5 +166,5 @@ def report(out_dir: Annotated[Path, typer.Option("--out", help="Folder to write 
     """Everything for an audit in one folder: ropa.xlsx/.html/.md/.json, notice.md, datamap.svg, drift.json."""
     from registry import reports
 
-    written = reports.write_all(open_db(), out_dir, as_of_bound(as_of))
+    written = reports.write_all(read_db(), out_dir, as_of_bound(as_of))
     emit({"out": str(out_dir), "files": written}, as_json, lambda r: out.print(f"wrote {', '.join(r['files'])} to {r['out']}"))

@@ -15,6 +15,7 @@ from .options import (
     command,
     emit,
     open_db,
+    read_db,
     open_lines,
     out,
     print_counts,
@@ -104,7 +105,7 @@ def status(
     from registry.stream.status import group_status
 
     jsonlog.setup()  # warnings (broker unreachable, offsets ahead of the log) as JSON lines on stderr
-    result = group_status(open_db(), group, Topics(transfers_topic, disclosures_topic), bootstrap_servers)
+    result = group_status(read_db(), group, Topics(transfers_topic, disclosures_topic), bootstrap_servers)
 
     def render(r: Any) -> None:
         print_table(r.partitions, ["topic", "partition", "stored_offset", "end_offset", "lag"], f"group {r.group}")
@@ -125,7 +126,7 @@ def dead_list(
     """List dead letters with their reason."""
     from registry.intake import deadletters
 
-    rows = deadletters.list_dead_letters(open_db(), reason, include_replayed=all_)
+    rows = deadletters.list_dead_letters(read_db(), reason, include_replayed=all_)
 
     def render(items: list[deadletters.DeadLetterView]) -> None:
         table = Table("id", "reason", "detail", "origin", "received")

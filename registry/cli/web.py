@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Globals, JsonOpt, command, emit, open_db, out
+from .options import Globals, JsonOpt, command, emit, open_db, out, print_table, read_db
 
 __all__ = ["app"]
 
@@ -26,6 +26,25 @@ def tokens_create(
     from registry.web.tokens import create_token
 
     emit(create_token(open_db(), role, name), as_json, lambda t: out.print(f"{t.token}\n(role {t.role}, name {t.name}; shown once)"))
+
+
+@tokens_app.command("list")
+@command
+def tokens_list(as_json: JsonOpt = False) -> None:
+    """Every token: name, role, when created and last used, whether revoked (never the token)."""
+    from registry.web.tokens import list_tokens
+
+    emit(list_tokens(read_db()), as_json, lambda rows: print_table(rows, ["name", "role", "created_at", "last_used_at", "revoked"]))
+
+
+@tokens_app.command("revoke")
+@command
+def tokens_revoke(name: Annotated[str, typer.Argument(metavar="NAME", help="The token's name (see tokens list).")],
+                  as_json: JsonOpt = False) -> None:
+    """Revoke the token(s) of this name; their page sessions end at once."""
+    from registry.web.tokens import revoke_token
+
+    emit(revoke_token(open_db(), name), as_json, lambda r: out.print(f"revoked {r.name}; its sessions are ended"))
 
 
 @app.command()

@@ -80,5 +80,9 @@ def import_fides(paths: Iterable[str | Path]) -> Imported:
     notes: list[Unmapped] = []
     resources = read_resources(paths, notes)
     importer = Importer(resources, notes)
-    document = build_manifest(importer)
+    try:
+        document = build_manifest(importer)
+    except (AttributeError, TypeError, KeyError) as exc:
+        # a shape no check above foresaw: one line naming it, not a traceback (contract §6)
+        raise InputError(f"a Fides resource has a shape fideslang does not allow ({exc.__class__.__name__}: {exc})", "PATH") from None
     return Imported(manifest=manifest_from_document(document), unmapped=importer.notes)

@@ -14,7 +14,7 @@ from registry.model.taxonomy import Kind, Taxonomy, Term, default_taxonomy, vali
 
 from .fides_map import DEFAULT_REASON, LEGAL_BASIS_FROM_FIDES, REASONS, alpha2, upgrade_key, upgrade_prefix
 
-__all__ = ["COUNTRY_TAG", "PARENT_TAG", "SYSTEM_FIELDS", "DECLARATION_FIELDS", "Unmapped", "Resources", "Part", "Importer", "some", "slug"]
+__all__ = ["COUNTRY_TAG", "PARENT_TAG", "EMPTY_TAG", "SYSTEM_FIELDS", "DECLARATION_FIELDS", "Unmapped", "Resources", "Part", "Importer", "some", "slug"]
 
 
 TAXONOMY_KINDS: tuple[tuple[str, Kind], ...] = (("data_category", "data_categories"), ("data_use", "data_uses"),
@@ -70,6 +70,12 @@ class Part:
     security: str | None
     recipients: list[str]
     sources: list[str]
+    # this registry's export: the activity's place in the manifest and its lists in their order
+    index: int | None = None
+    order: dict[str, list[str]] = field(default_factory=dict)
+
+
+EMPTY_TAG = "dataflow_registry:empty="  # a controller field that is "" (Fides drops empty strings)
 
 
 @dataclass
@@ -78,6 +84,8 @@ class Importer:
     notes: list[Unmapped] = field(default_factory=list)
     taxonomy: Taxonomy = field(default_factory=default_taxonomy)
     use_basis: dict[str, str] = field(default_factory=dict)
+    # Fides key → the key its extension was declared under (renamed, re-parented)
+    renamed: dict[Kind, dict[str, str]] = field(default_factory=lambda: {kind: {} for _, kind in TAXONOMY_KINDS})
 
     def note(self, path: str, reason: str) -> None:
         self.notes.append(Unmapped(path=path, reason=reason))
@@ -91,6 +99,11 @@ class Importer:
 
     # -- taxonomy ---------------------------------------------------------------------------
     def extensions(self) -> dict[str, list[dict[str, Any]]]:
+        """The Fides taxonomy resources that the default taxonomy lacks, as manifest extensions.
+        Their keys and parents go through the same fideslang 1.x→2.x/3.x renames as references
+        (``provide.service.operations.e-commerce`` under ``provide.service.operations`` becomes
+        ``essential.service.operations.e_commerce``); a parent that no longer exists climbs to its
+        nearest known ancestor. Every reference to the Fides key then finds the new key."""
         out: dict[str, list[dict[str, Any]]] = {}
         pending: list[tuple[Kind, str, dict[str, Any]]] = []
         for resource_kind, kind in TAXONOMY_KINDS:
@@ -103,28 +116,51 @@ class Importer:
                         self.use_basis[key] = basis
                     else:
                         self.note(f"{path}.legal_basis", f"no GDPR Art. 6 basis matches {res['legal_basis']!r}")
-                if not valid_key(key):
+                if not valid_key(registry_key(key)):
                     self.note(path, f"{key!r} is not a taxonomy key")
                     continue
-                if self.taxonomy.has(kind, upgrade_prefix(kind, key)):
+                if self.taxonomy.has(kind, upgrade_prefix(kind, registry_key(key))):
                     continue  # already in the default taxonomy (under its 1.x or 3.x key)
                 pending.append((kind, path, res))
         # parents first: a child of another extension needs its parent in the taxonomy
         for kind, path, res in sorted(pending, key=lambda p: str(p[2]["fides_key"]).count(".")):
-            key = upgrade_prefix(kind, str(res["fides_key"]))
-            parent = res.get("parent_key") or next((t[len(PARENT_TAG):] for t in res.get("tags") or [] if t.startswith(PARENT_TAG)), None)
-            parent = upgrade_prefix(kind, str(parent)) if parent else None
+            fides_key = str(res["fides_key"])
+            raw_parent = res.get("parent_key") or next((t[len(PARENT_TAG):] for t in res.get("tags") or [] if t.startswith(PARENT_TAG)), None)
+            parent = self._parent(kind, str(raw_parent), path) if raw_parent else None
+            key = upgrade_prefix(kind, registry_key(fides_key))
+            if parent is not None and not key.startswith(parent + "."):
+                key = f"{parent}.{key.rsplit('.', 1)[-1]}"  # under the parent it now has
+            if key != upgrade_prefix(kind, fides_key):  # a plain fideslang rename maps silently, as references do
+                why = "the registry's keys have no hyphens" if "-" in fides_key else "under the parent it has in fideslang 2.x/3.x"
+                self.note(path, f"{fides_key} is declared as {key} ({why})")
             ext = {"key": key, "parent": parent, **{k: res[k] for k in ("name", "description") if res.get(k)}}
             try:
                 self.taxonomy = self.taxonomy.extend({kind: [_term(ext)]})
             except ValueError as exc:
                 self.note(path, f"taxonomy extension left out: {exc}")
                 continue
+            self.renamed[kind][fides_key] = key
+            if fides_key in self.use_basis:
+                self.use_basis[key] = self.use_basis[fides_key]
             out.setdefault(kind, []).append(ext)
         return out
 
+    def _parent(self, kind: Kind, fides_key: str, path: str) -> str | None:
+        """The key an extension's Fides parent has now: renamed as another extension, renamed by
+        fideslang, or its nearest known ancestor (reported); None when nothing of it is known."""
+        if fides_key in self.renamed[kind]:
+            return self.renamed[kind][fides_key]
+        known, reason = upgrade_key(kind, registry_key(fides_key), self.taxonomy)
+        if reason:
+            self.note(f"{path}.parent_key", reason if known else f"{fides_key} is not in the taxonomy: declared as a top-level key")
+        return known
+
     def key(self, kind: Kind, value: Any, path: str) -> str | None:
-        known, reason = upgrade_key(kind, str(value), self.taxonomy) if valid_key(str(value)) else (None, f"{value!r} is not a key")
+        text = str(value)
+        if text in self.renamed[kind]:
+            return self.renamed[kind][text]
+        text = registry_key(text)
+        known, reason = upgrade_key(kind, text, self.taxonomy) if valid_key(text) else (None, f"{value!r} is not a key")
         if reason:
             self.note(path, reason)
         return known
@@ -147,9 +183,16 @@ class Importer:
         if country is None:
             self.note(f"{path}.controller.address", "no country found (Fides has no country field): controller country ZZ, set it")
             country = UNKNOWN_COUNTRY
+        empty = {t[len(EMPTY_TAG):] for t in org.get("tags") or [] if t.startswith(EMPTY_TAG)}
         return {"name": name, "country": country, **some(address=contact.get("address"), contact=_joined(contact, ("email", "phone"), "; "),
                                                         dpo=_joined(org.get("data_protection_officer")),
-                                                        representative=_joined(org.get("representative")))}
+                                                        representative=_joined(org.get("representative"))),
+                **{f: "" for f in sorted(empty) if f in ("address", "contact", "dpo", "representative")}}
+
+
+def registry_key(fides_key: str) -> str:
+    """Fides keys may hold hyphens (``e-commerce``); the registry's keys (and its events) do not."""
+    return fides_key.replace("-", "_")
 
 
 def _term(ext: dict[str, Any]) -> Any:

@@ -24,7 +24,7 @@ from registry.model.declarations import in_force
 from registry.model.manifest import Activity, Manifest
 from registry.model.transfers import EEA
 
-from .fides_common import COUNTRY_TAG, PARENT_TAG
+from .fides_common import COUNTRY_TAG, EMPTY_TAG, PARENT_TAG
 from .fides_map import LEGAL_BASIS_TO_FIDES, MECHANISM_TO_FIDES, ROLE_TO_FIDES
 
 __all__ = ["fides_resources", "export_fides", "ExportResult", "REVIEW_TAG"]
@@ -70,31 +70,35 @@ def fides_resources(manifest: Manifest, observed: list[Observation] | None = Non
     org_key = _key(c.name, taken)
     org = Organization(fides_key=org_key, name=c.name, controller=ContactDetails(name=c.name, address=c.address or "", email=c.contact or ""),
                        data_protection_officer=_contact(c.dpo), representative=_contact(c.representative),
-                       tags=[f"{COUNTRY_TAG}{c.country}"])
+                       tags=[f"{COUNTRY_TAG}{c.country}"] + [f"{EMPTY_TAG}{f}" for f in ("address", "contact", "dpo", "representative")
+                                                             if getattr(c, f) == ""])
     source_keys = {s: _key(s.removeprefix("//"), taken) for s in dict.fromkeys(s for a in manifest.activities for s in a.sources)}
     holder = _key(f"{org_key}_processing", taken)  # holds activities with neither recipient nor source
     declarations: dict[str, list[tuple[PrivacyDeclaration, dict[str, Any]]]] = {}
 
-    def declare(system: str, a: Activity) -> None:
+    def declare(system: str, a: Activity, index: int) -> None:
         # fideslang refuses an empty egress/ingress on a declaration whose system lists none, so
-        # "none" (which would otherwise inherit the system's flows) is said in meta
-        part = {"activity": a.key, **({"security_measures": a.security_measures} if a.security_measures else {}),
-                **({"recipients": []} if not a.recipients else {}), **({"sources": []} if not a.sources else {})}
+        # "none" (which would otherwise inherit the system's flows) is said in meta, and so is the
+        # order of the activity and of its lists, which Fides' structure does not keep
+        part = {"activity": a.key, "index": index, **({"security_measures": a.security_measures} if a.security_measures is not None else {}),
+                **({"retention": a.retention} if a.retention is not None else {}),
+                "purposes": list(a.purposes), "recipients": list(a.recipients), "sources": list(a.sources)}
         for purpose in a.purposes:
             declarations.setdefault(system, []).append((PrivacyDeclaration(
                 name=a.name, data_use=purpose, data_categories=a.data_categories, data_subjects=a.data_subjects,
                 legal_basis_for_processing=LEGAL_BASIS_TO_FIDES[a.legal_basis], retention_period=a.retention,  # type: ignore[arg-type]
                 ingress=[source_keys[s] for s in a.sources] or None), part))
 
-    for a in manifest.activities:
+    for index, a in enumerate(manifest.activities):
         for recipient in a.recipients:
-            declare(recipient, a)
+            declare(recipient, a, index)
         if not a.recipients:
             for s in a.sources or [None]:  # type: ignore[list-item]
-                declare(source_keys[s] if s else holder, a)
+                declare(source_keys[s] if s else holder, a, index)
     systems = []
-    for r in manifest.recipients:
-        meta = {"kind": "recipient", "service": r.service, "role": r.role, "country": r.country,
+    for index, r in enumerate(manifest.recipients):
+        meta = {"kind": "recipient", "index": index, "service": r.service, "role": r.role, "country": r.country,
+                **({"contract": r.contract} if r.contract is not None else {}),
                 **({"processor_of": r.processor_of} if r.processor_of else {}),
                 **({"transfer_mechanism": r.transfer_mechanism} if r.transfer_mechanism not in MECHANISM_TO_FIDES else {})}
         systems.append(_system(r.key, r.name, org_key, "Third Party", declarations.get(r.key, []), meta,

@@ -39,7 +39,38 @@ def _titles(system: dict[str, Any]) -> list[str]:
 
 def _flows(items: Any) -> list[str]:
     """Keys of an egress/ingress list: 3.x declarations list keys, systems list DataFlow objects."""
-    return [str(i.get("fides_key")) if isinstance(i, dict) else str(i) for i in items or []]
+    return [str(i.get("fides_key")) if isinstance(i, dict) else str(i) for i in _list(items)]
+
+
+def _list(value: Any) -> list[Any]:
+    """A list field as a list: fideslang allows nothing else, so anything else counts as absent
+    (a wrong shape is reported by :func:`_shapes`, never a traceback)."""
+    return value if isinstance(value, list) else []
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+_LISTS = ("privacy_declarations", "egress", "ingress", "responsibility", "third_country_transfers", "legal_basis_for_transfers",
+          "tags")
+_DECLARATION_LISTS = ("data_categories", "data_subjects", "egress", "ingress")
+
+
+def _shapes(imp: Importer, path: str, res: dict[str, Any]) -> None:
+    """Report the fields of a system whose shape fideslang does not allow; they are read as absent."""
+    for name in _LISTS:
+        if res.get(name) is not None and not isinstance(res[name], list):
+            imp.note(f"{path}.{name}", "not a list: left out")
+    if res.get("meta") is not None and not isinstance(res["meta"], dict):
+        imp.note(f"{path}.meta", "not a mapping: left out")
+    for j, decl in enumerate(_list(res.get("privacy_declarations"))):
+        if not isinstance(decl, dict):
+            imp.note(f"{path}.privacy_declarations[{j}]", "not a privacy declaration (a mapping of data_use, data_categories, ...): left out")
+            continue
+        for name in _DECLARATION_LISTS:
+            if decl.get(name) is not None and not isinstance(decl[name], list):
+                imp.note(f"{path}.privacy_declarations[{j}].{name}", "not a list: left out")
 
 
 def build_manifest(imp: Importer) -> dict[str, Any]:
@@ -48,7 +79,8 @@ def build_manifest(imp: Importer) -> dict[str, Any]:
     controller = imp.controller()
     systems = []
     for path, res in imp.resources["system"]:
-        meta = (res.get("meta") or {}).get("dataflow_registry") or {}
+        _shapes(imp, path, res)
+        meta = _mapping(_mapping(res.get("meta")).get("dataflow_registry"))
         kind = meta.get("kind") or ("recipient" if is_recipient(res) else "source")
         if kind == "observed":
             imp.note(path, "marked for review (`export fides --observed`): an observed recipient nobody declared yet")
@@ -63,7 +95,7 @@ def build_manifest(imp: Importer) -> dict[str, Any]:
     parts: list[Part] = []
     for path, res, meta, kind in systems:
         imp.leftovers(path, res, SYSTEM_FIELDS, _SYSTEM_DEFAULTS)
-        for key in (res.get("meta") or {}):
+        for key in _mapping(res.get("meta")):
             if key != "dataflow_registry":
                 imp.note(f"{path}.meta.{key}", "meta keys of other tools have no manifest field")
         if res.get("data_security_practices") and not res.get("privacy_declarations"):
@@ -71,8 +103,11 @@ def build_manifest(imp: Importer) -> dict[str, Any]:
         own = [keys[str(res["fides_key"])]] if kind == "recipient" else []
         system_egress = [keys[k] for k in _flows(res.get("egress")) if k in keys]
         system_ingress = [sources[k] for k in _flows(res.get("ingress")) if k in sources]
-        meta_parts = meta.get("declarations") or []
-        for j, decl in enumerate(res.get("privacy_declarations") or []):
+        meta_parts = _list(meta.get("declarations"))
+        for j, decl in enumerate(_list(res.get("privacy_declarations"))):
+            if not isinstance(decl, dict):
+                continue  # reported by _shapes
+            decl = {k: v for k, v in decl.items() if not (k in _DECLARATION_LISTS and v is not None and not isinstance(v, list))}
             where = f"{path}.privacy_declarations[{j}]"
             imp.leftovers(where, decl, DECLARATION_FIELDS)
             dm = meta_parts[j] if j < len(meta_parts) and isinstance(meta_parts[j], dict) else {}
@@ -83,6 +118,8 @@ def build_manifest(imp: Importer) -> dict[str, Any]:
     recipients = [_recipient(imp, path, res, meta, keys, controller["country"],
                              [p.purpose for p in parts if keys[str(res["fides_key"])] in p.recipients])
                   for path, res, meta, kind in systems if kind == "recipient"]
+    places = {keys[str(res["fides_key"])]: meta.get("index") for _, res, meta, kind in systems if kind == "recipient"}
+    recipients.sort(key=lambda r: (not isinstance(places[r["key"]], int), places[r["key"]] if isinstance(places[r["key"]], int) else 0))
     for path, _ in imp.resources["dataset"]:
         imp.note(path, REASONS["dataset_references"])
     for kind in ("data_qualifier", "policy", "registry", "evaluation"):
@@ -127,9 +164,23 @@ def _part(imp: Importer, where: str, decl: dict[str, Any], dm: dict[str, Any], s
         found_sources = []
     name = decl.get("name") or f"{system.get('name') or system.get('fides_key')}: {decl['data_use']}"
     return Part(key=dm.get("activity"), name=str(name), purpose=purpose, categories=categories, subjects=subjects, legal_basis=basis,
-                 retention=decl.get("retention_period") or dm.get("retention"),
-                 security=dm.get("security_measures") or system.get("data_security_practices"),
-                 recipients=recipients, sources=found_sources)
+                 retention=_first_set(dm.get("retention"), decl.get("retention_period")),
+                 security=_first_set(dm.get("security_measures"), system.get("data_security_practices")),
+                 recipients=recipients, sources=found_sources,
+                 index=dm["index"] if isinstance(dm.get("index"), int) else None,
+                 order={k: [str(v) for v in dm[k]] for k in ("purposes", "recipients", "sources") if isinstance(dm.get(k), list)})
+
+
+def _first_set(*values: Any) -> Any:
+    """The first value that is there: an empty string is a value (issue 21), None is not."""
+    return next((v for v in values if v is not None), None)
+
+
+def _ordered(found: list[str], order: list[str] | None) -> list[str]:
+    """``found`` in the order this registry's export recorded, anything else after it."""
+    if not order:
+        return found
+    return [v for v in order if v in found] + [v for v in found if v not in order]
 
 
 def _activities(parts: list[Part]) -> list[dict[str, Any]]:
@@ -141,13 +192,16 @@ def _activities(parts: list[Part]) -> list[dict[str, Any]]:
         groups.setdefault(group, []).append(p)
     taken = {p.key for p in parts if p.key}
     out = []
-    for (tag, *_), items in groups.items():
+    # this registry's export recorded each activity's place: the manifest's order comes back
+    ordered = sorted(groups.items(), key=lambda g: (g[1][0].index is None, g[1][0].index or 0))
+    for (tag, *_), items in ordered:
         first = items[0]
         key = first.key if tag == "key" and first.key else slug(first.name, taken, "activity")
-        out.append({"key": key, "name": first.name, "purposes": list(dict.fromkeys(p.purpose for p in items)),
+        out.append({"key": key, "name": first.name,
+                    "purposes": _ordered(list(dict.fromkeys(p.purpose for p in items)), first.order.get("purposes")),
                     "legal_basis": first.legal_basis, "data_subjects": first.subjects, "data_categories": first.categories,
-                    "recipients": list(dict.fromkeys(r for p in items for r in p.recipients)),
-                    "sources": list(dict.fromkeys(s for p in items for s in p.sources)),
+                    "recipients": _ordered(list(dict.fromkeys(r for p in items for r in p.recipients)), first.order.get("recipients")),
+                    "sources": _ordered(list(dict.fromkeys(s for p in items for s in p.sources)), first.order.get("sources")),
                     **some(retention=first.retention, security_measures=first.security)})
     return out
 
@@ -193,4 +247,4 @@ def _recipient(imp: Importer, path: str, res: dict[str, Any], meta: dict[str, An
             imp.note(path, "a sub-processor no processor's egress names: processor_of left empty")
     return {"key": key, "name": str(res.get("name") or res["fides_key"]), "service": meta.get("service") or service_from_uses(uses),
             "role": role, "country": country, **some(transfer_mechanism=mechanism, processor_of=parent,
-                                                        contract=meta.get("contract") or res.get("dpa_location"))}
+                                                        contract=_first_set(meta.get("contract"), res.get("dpa_location")))}

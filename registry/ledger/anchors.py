@@ -118,8 +118,11 @@ def check_anchors(anchors: Anchors, hashes: list[str], request_ids: list[str], k
     if anchors.problem is not None:
         if anchors.problem in ("missing", "empty") and chain_ok and not hashes:
             return None, None, None  # nothing logged yet, nothing anchored yet
-        return False, None, (f"the anchor file {anchor_path()} is {anchors.problem} while the table holds entries: restore it "
-                             "(it is append-only evidence), or start it with `registry disclosures head`")
+        # Never advise starting a new file here: a new anchor vouches for the table as it stands,
+        # so the tail deleted along with the old file would pass from then on.
+        return False, None, (f"the anchor file {anchor_path()} is {anchors.problem} while the table holds {len(hashes)} "
+                             "entries: restore it from a backup (it is append-only evidence); a new anchor file would vouch "
+                             "for the table as it is now and hide any entry deleted since the lost heads were written")
     if not anchors.heads:
         return None, None, None
     for anchored, where in sorted(anchors.heads, key=lambda item: item[0].entries):

@@ -6,15 +6,14 @@ from __future__ import annotations
 import getpass
 import re
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Iterator
+
 
 import orjson
 import sqlalchemy as sa
-import yaml
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
-from registry.exceptions import DisclosureError, EventError
 from registry.model.declarations import newest_declared
 from registry.model.events import DISCLOSURE, EventValidator
 from registry.model.store import LedgerEntry, table
@@ -24,9 +23,11 @@ from registry.model.transfers import EEA
 from .anchors import anchor_new_heads
 from .chain import append_snapshots
 from .deadlines import clock_error_warning, clock_state, deadline_warning, due_at, eu_authority_warning, is_open
+from .validation import check_snapshot, load_snapshot
 
-__all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "list_disclosures", "art48_warning",
-           "overdue_warning", "Version", "request_history", "row_clock"]
+__all__ = ["LogResult", "log_disclosure", "parse_disclosure", "Disclosure", "current_disclosures", "signed_snapshots", "list_disclosures",
+           "art48_warning", "overdue_warning", "Version", "request_history", "row_clock"]
+
 
 _ART48 = ("court_order", "subpoena", "eu_production_order", "eu_preservation_order")
 _AGREEMENT = re.compile(r"mlat|treaty|agreement|convention|mutual legal assistance", re.IGNORECASE)
@@ -39,19 +40,10 @@ class LogResult(BaseModel):
 
 
 def parse_disclosure(text: str, validator: EventValidator) -> dict[str, Any]:
-    """A snapshot from YAML or JSON text, validated like a ``registry.disclosure.v1`` event's data."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DisclosureError(f"not valid YAML or JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise DisclosureError("a disclosure is a mapping of the fields of contract §2")
-    # YAML reads unquoted dates and times as objects; the schema wants their RFC 3339 text.
-    data = {k: _as_text(v) for k, v in data.items()}
-    try:
-        validator.check_data(DISCLOSURE, data, prefix="")
-    except EventError as exc:
-        raise DisclosureError(exc.message, exc.path) from None
+    """A snapshot from YAML or JSON text, every wrong field reported at once
+    (:mod:`.validation`), then validated like a ``registry.disclosure.v1`` event's data."""
+    data = {k: _as_text(v) for k, v in load_snapshot(text).items()}
+    check_snapshot(data, validator)
     return data
 
 
@@ -100,20 +92,17 @@ class Disclosure(BaseModel):
 
 
 def current_disclosures(conn: Connection, before: datetime | None = None) -> list[tuple[Disclosure, dict[str, Any]]]:
-    """(row, newest snapshot data) per request; newest by snapshot time, then by ledger order.
-    ``before``: only the snapshots taken before that time (the state an auditor saw then)."""
-    newest: dict[str, tuple[str, dict[str, Any]]] = {}
+    """(row, newest snapshot data) per request: newest by the instant of its snapshot time, then by
+    chain order. ``before``: only the snapshots taken before that time (the state an auditor saw
+    then). Every time read here is the one inside the signed entry (contract §6), never the
+    ``snapshot_time`` column beside it, which the chain does not cover."""
+    newest: dict[str, tuple[datetime, dict[str, Any]]] = {}
     versions: dict[str, int] = {}
-    ledger = table(LedgerEntry)
-    query = sa.select(ledger.c.request_id, ledger.c.body).order_by(ledger.c.seq)
-    if before is not None:
-        query = query.where(ledger.c.snapshot_time < before)
-    for request_id, body in conn.execute(query):
-        entry = orjson.loads(body)
+    for request_id, moment, entry in signed_snapshots(conn, before):
         versions[request_id] = versions.get(request_id, 0) + 1
         known = newest.get(request_id)
-        if known is None or entry["snapshot_time"] >= known[0]:
-            newest[request_id] = (entry["snapshot_time"], entry["data"])
+        if known is None or moment >= known[0]:  # the same instant: the later entry in the chain wins
+            newest[request_id] = (moment, entry["data"])
     out = []
     for request_id, (_, d) in sorted(newest.items()):
         due = due_at(d)
@@ -123,6 +112,21 @@ def current_disclosures(conn: Connection, before: datetime | None = None) -> lis
                          outcome=d["outcome"], notice=d["notice"], notice_due=d.get("notice_due"), versions=versions[request_id])
         out.append((row, d))
     return out
+
+
+def signed_snapshots(conn: Connection, before: datetime | None = None,
+                     containing: str | None = None) -> Iterator[tuple[str, datetime, dict[str, Any]]]:
+    """(request_id, snapshot instant, entry) in chain order, the time read from the signed body;
+    ``before``: only those snapshots taken before it; ``containing``: a prefilter on the body."""
+    ledger = table(LedgerEntry)
+    query = sa.select(ledger.c.request_id, ledger.c.body).order_by(ledger.c.seq)
+    if containing is not None:
+        query = query.where(ledger.c.body.like(f"%{containing}%"))
+    for request_id, body in conn.execute(query):
+        entry = orjson.loads(body)
+        moment = parse_time(entry["snapshot_time"])
+        if before is None or moment < before:
+            yield entry.get("request_id", request_id), moment, entry
 
 
 def list_disclosures(engine: Engine, open_only: bool = False, overdue_only: bool = False,

@@ -41,7 +41,9 @@ def validator(name: str, prop: str | None = None) -> Callable[[Any], Any]:
     properties, ``prop``) raising SchemaViolation."""
     schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
     if prop is not None:
-        schema = {"$schema": schema["$schema"], **schema["properties"][prop]}
+        # the property's own schema, with the shared definitions its $refs point into
+        schema = {"$schema": schema["$schema"], **({"$defs": schema["$defs"]} if "$defs" in schema else {}),
+                  **schema["properties"][prop]}
     compiled = fastjsonschema.compile(schema)
 
     def validate(document: Any) -> Any:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Optional, cast
+from urllib.parse import quote
 
 try:
     import fcntl
@@ -24,7 +26,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlmodel import JSON, Column, Field, SQLModel
 
-from registry.exceptions import StoreError
+from registry.exceptions import InputError, StoreError
 
 # Counts, sums, offsets and row ids are 64-bit everywhere: a sum of record_count (up to 10^12 an
 # event) passes 2^31 at once, and Kafka offsets are 64-bit. SQLite's INTEGER already is; its
@@ -40,7 +42,7 @@ def _big_key() -> Any:
     return Field(default=None, sa_column=Column(BIG, primary_key=True, autoincrement=True))
 
 __all__ = [
-    "DEFAULT_DATABASE_URL", "open_store", "table", "monday", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
+    "DEFAULT_DATABASE_URL", "open_store", "open_store_readonly", "table", "monday", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
     "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "DeadLetter", "LedgerEntry", "ConsumerOffset", "ApiToken",
     "WebSession",
 ]
@@ -211,6 +213,8 @@ class ApiToken(SQLModel, table=True):
     role: str
     name: str
     created_at: datetime
+    last_used_at: Optional[datetime] = None  # to the minute: an API call does not write each time
+    revoked_at: Optional[datetime] = None  # a revoked token is kept (who held it, until when) but opens nothing
 
 
 class WebSession(SQLModel, table=True):
@@ -224,6 +228,7 @@ class WebSession(SQLModel, table=True):
     csrf_token: str
     created_at: datetime
     expires_at: datetime = Field(index=True)
+    token_id: Optional[int] = Field(default=None, index=True)  # the token signed in with: revoking it ends the session
 
 
 class ConsumerOffset(SQLModel, table=True):
@@ -254,7 +259,67 @@ def _normalise(url: str) -> str:
     # Plain postgresql:// URLs should use psycopg 3, the driver this package installs.
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if "://" not in url:
+        # contract §6: `--db PATH` without a scheme is a SQLite file
+        return "sqlite:///" + url
     return url
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (None for memory or another database)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return parsed.database
+
+
+@lru_cache(maxsize=8)
+def open_store_readonly(url: str | None = None) -> Engine:
+    """An engine for commands that only read: it never creates, migrates or locks a store. A
+    SQLite file is opened read-only (``mode=ro``); a missing one, a store that was never
+    migrated, or one at an older schema is an InputError that says what to run."""
+    url = _normalise(database_url(url))
+    try:
+        path = _sqlite_file(url)
+        if path is not None:
+            if not Path(path).is_file():
+                raise InputError(f"no store at {path}: run registry declare first")
+            # a URI filename opened by sqlite3 itself (no URL parsing in between): SQLite decodes
+            # %HH, so a path with ?, # or % in it stays one path
+            uri = f"file:{quote(Path(path).resolve().as_posix(), safe='/')}?mode=ro"
+            engine = sa.create_engine("sqlite://", future=True, poolclass=sa.pool.NullPool,
+                                      creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+            sa_event.listen(engine, "connect", _sqlite_readonly_pragmas)
+        else:
+            engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+        _check_schema(engine, path or engine.url.render_as_string(hide_password=True))
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot open the store at {url}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
+    return engine
+
+
+def _check_schema(engine: Engine, where: str) -> None:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    if not current:
+        raise InputError(f"no store at {where}: run registry declare first")
+    if current != heads:
+        raise InputError(f"the store at {where} has an older schema ({', '.join(sorted(current))}): "
+                         "run a command that writes (registry declare) to migrate it")
+
+
+def _sqlite_readonly_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
 
 
 @lru_cache(maxsize=8)

@@ -7,7 +7,9 @@ from datetime import datetime, timezone
 
 from registry.exceptions import InputError
 
-__all__ = ["parse_time", "parse_bound", "format_time"]
+__all__ = ["parse_time", "parse_bound", "format_time", "FIRST_YEAR", "LAST_YEAR"]
+
+FIRST_YEAR, LAST_YEAR = 1, 9998
 
 
 def parse_time(text: str) -> datetime:
@@ -24,10 +26,17 @@ def parse_bound(text: str | None, name: str = "since") -> datetime | None:
         return None
     try:
         if len(text) == 10:
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-        return parse_time(text)
-    except (ValueError, OverflowError):
-        raise InputError("not an RFC 3339 time or a date", name) from None
+            moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        else:
+            moment = parse_time(text)
+    except (ValueError, OverflowError) as exc:
+        # fromisoformat says "day is out of range for month" for 2026-02-30: a real date is wanted
+        why = "not a date on the calendar" if "range" in str(exc) else "not an RFC 3339 time (2026-03-01T09:00:00Z) or a date (2026-03-01)"
+        raise InputError(f"{why}: {text!r}", name) from None
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        # a window's bounds are rounded to whole days and hours: 9999-12-31 has no next day
+        raise InputError(f"must lie in the years {FIRST_YEAR} to {LAST_YEAR}: {text!r}", name)
+    return moment
 
 
 def format_time(moment: datetime) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from registry.answers.drift import drift
 from registry.answers.flows import cut, observations
+from registry.answers.strict import check_category, check_recipient
 from registry.exceptions import InputError
 from registry.model.declarations import in_force
 
@@ -41,6 +42,10 @@ def datamap_document(engine: Engine, fmt: Literal["svg", "png", "dot"], category
     from .ropa import no_manifest_message
 
     with engine.connect() as conn:
+        if category is not None:
+            check_category(conn, category)
+        if recipient is not None:
+            check_recipient(conn, recipient)
         manifest = in_force(conn, as_of)
         flows = observations(conn, until=cut(None, as_of))
     if manifest is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
@@ -21,12 +22,18 @@ _FILL = PatternFill("solid", fgColor="1F4E78")
 _WRAP = Alignment(wrap_text=True, vertical="top")
 
 
+def _cell(value: object) -> object:
+    """A value Excel can hold: control characters a manifest may carry (a name declared through
+    the API) become U+FFFD, visibly, instead of failing the whole workbook (found by `make fuzz`)."""
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
 def _sheet(ws: Worksheet, header: list[str], rows: list[list[object]], widths: list[int]) -> None:
     ws.append(header)
     for cell in ws[1]:
         cell.font, cell.fill, cell.alignment = _HEAD, _FILL, _WRAP
     for row in rows:
-        ws.append(row)
+        ws.append([_cell(v) for v in row])
     for i, width in enumerate(widths, start=1):
         ws.column_dimensions[get_column_letter(i)].width = width
     for row in ws.iter_rows(min_row=2):
@@ -44,7 +51,7 @@ def to_xlsx(ropa: Ropa, manifest: Manifest) -> bytes:
     for label, value in (("Controller", c["name"]), ("Address", c.get("address")), ("Contact", c.get("contact")),
                          ("Country", c.get("country")), ("Data protection officer", c.get("dpo")),
                          ("Representative", c.get("representative")), ("Generated", ropa.generated_at), ("As of", ropa.as_of)):
-        controller.append([label, value or ""])
+        controller.append([label, _cell(value or "")])
         controller.cell(controller.max_row, 1).font = Font(bold=True)
     controller.column_dimensions["A"].width, controller.column_dimensions["B"].width = 26, 90
 

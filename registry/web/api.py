@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from registry import reports
@@ -33,9 +33,19 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api")
 Reader = Annotated[TokenOwner, Depends(allow(*READ))]
-Since = Annotated[str | None, Query(description="Window start, inclusive (RFC 3339 or YYYY-MM-DD)")]
-Until = Annotated[str | None, Query(description="Window end, exclusive (RFC 3339 or YYYY-MM-DD)")]
-AsOf = Annotated[str | None, Query(description="Answer as it stood then: the manifest in force at T, events before T")]
+# Every string and integer parameter is bounded here, in the OpenAPI document, and checked
+# before any work: an out-of-range value is a 422, never a value only the database refuses (500).
+_TIME_LEN = 40  # the longest RFC 3339 time: 2026-03-01T09:00:00.123456789+01:00 and some
+_KEY_LEN = 200  # taxonomy and recipient keys
+_VERSION_MAX = 2_147_483_647  # manifest versions are 32-bit integers on PostgreSQL
+Since = Annotated[str | None, Query(description="Window start, inclusive (RFC 3339 or YYYY-MM-DD)", max_length=_TIME_LEN)]
+Until = Annotated[str | None, Query(description="Window end, exclusive (RFC 3339 or YYYY-MM-DD)", max_length=_TIME_LEN)]
+AsOf = Annotated[str | None, Query(description="Answer as it stood then: the manifest in force at T, events before T",
+                                   max_length=_TIME_LEN)]
+Key = Annotated[str, Path(min_length=1, max_length=_KEY_LEN)]
+Category = Annotated[str, Query(description="Data category key; covers every key under it", min_length=1, max_length=_KEY_LEN)]
+OptionalKey = Annotated[str | None, Query(min_length=1, max_length=_KEY_LEN)]
+Version = Annotated[int, Query(ge=1, le=_VERSION_MAX, description="A manifest version")]
 _MEDIA = {"md": "text/markdown; charset=utf-8", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
           "json": "application/json", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
           "svg": "image/svg+xml", "png": "image/png", "dot": "text/vnd.graphviz"}
@@ -66,20 +76,20 @@ async def _json_body(request: Request) -> Any:
 
 
 @router.get("/recipients", response_model=list[questions.RecipientRow])
-def recipients(request: Request, _: Reader, category: str, since: Since = None, until: Until = None,
+def recipients(request: Request, _: Reader, category: Category, since: Since = None, until: Until = None,
                include_subprocessors: bool = False, as_of: AsOf = None) -> Any:
     return questions.recipients_of(request.app.state.engine, category, parse_bound(since, "since"), parse_bound(until, "until"),
                                    include_subprocessors, parse_bound(as_of, "as_of"))
 
 
 @router.get("/recipients/{key}", response_model=questions.RecipientDetail)
-def recipient(request: Request, _: Reader, key: str, since: Since = None, until: Until = None, as_of: AsOf = None) -> Any:
+def recipient(request: Request, _: Reader, key: Key, since: Since = None, until: Until = None, as_of: AsOf = None) -> Any:
     return questions.recipient_detail(request.app.state.engine, key, parse_bound(since, "since"), parse_bound(until, "until"),
                                       parse_bound(as_of, "as_of"))
 
 
 @router.get("/subjects/{ref}", response_model=questions.SubjectAnswer)
-def subject(request: Request, _: Reader, ref: str, as_of: AsOf = None) -> Any:
+def subject(request: Request, _: Reader, ref: Annotated[str, Path(min_length=1, max_length=64)], as_of: AsOf = None) -> Any:
     return questions.subject(request.app.state.engine, ref, parse_bound(as_of, "as_of"))
 
 
@@ -101,7 +111,7 @@ def subprocessors_list(request: Request, _: Reader, as_of: AsOf = None) -> Any:
 
 @router.get("/subprocessors/changes", response_model=list[notices.ChangeNotice])
 def subprocessors_changes(request: Request, _: Reader,
-                          since: Annotated[str | None, Query(description="Announced at or after T")] = None) -> Any:
+                          since: Annotated[str | None, Query(description="Announced at or after T", max_length=_TIME_LEN)] = None) -> Any:
     """Change notices with their objection deadlines (contract §8)."""
     return notices.changes(request.app.state.engine, parse_bound(since, "since"))
 
@@ -120,8 +130,8 @@ def notice(request: Request, _: Reader, as_of: AsOf = None) -> Response:
 
 
 @router.get("/diagram", response_class=Response, responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}})
-def diagram(request: Request, _: Reader, format: Literal["svg", "png", "dot"] = "svg", category: str | None = None,
-            recipient: str | None = None, as_of: AsOf = None) -> Response:
+def diagram(request: Request, _: Reader, format: Literal["svg", "png", "dot"] = "svg", category: OptionalKey = None,
+            recipient: OptionalKey = None, as_of: AsOf = None) -> Response:
     return Response(reports.datamap_document(request.app.state.engine, format, category, recipient, parse_bound(as_of, "as_of")),
                     media_type=_MEDIA[format])
 
@@ -172,14 +182,14 @@ def report_package(request: Request, _: Reader, year: Annotated[int, Query(ge=1,
 
 
 @router.get("/dead-letters", response_model=list[deadletters.DeadLetterView])
-def dead_letters(request: Request, _: Reader, reason: str | None = None) -> Any:
+def dead_letters(request: Request, _: Reader, reason: Annotated[str | None, Query(max_length=64)] = None) -> Any:
     return deadletters.list_dead_letters(request.app.state.engine, reason)
 
 
 @router.post("/manifests", response_model=declarations.DeclareResult,
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _schema("manifest")}}}})
 async def declare(request: Request, _: Annotated[TokenOwner, Depends(allow(*ADMIN))],
-                  effective_from: Annotated[str | None, Query(description="When it takes effect (default now)")] = None) -> Any:
+                  effective_from: Annotated[str | None, Query(description="When it takes effect (default now)", max_length=_TIME_LEN)] = None) -> Any:
     document = await _json_body(request)
     start = parse_bound(effective_from, "effective_from")
     return await run_in_threadpool(lambda: declarations.declare(request.app.state.engine, manifest_from_document(document), start))
@@ -191,7 +201,7 @@ def manifests(request: Request, _: Reader) -> Any:
 
 
 @router.get("/manifests/diff", response_model=history.ManifestDiff)
-def manifests_diff(request: Request, _: Reader, a: int, b: int) -> Any:
+def manifests_diff(request: Request, _: Reader, a: Version, b: Version) -> Any:
     return history.diff_versions(request.app.state.engine, a, b)
 
 

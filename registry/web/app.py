@@ -67,9 +67,12 @@ def create_app(db_url: str | None = None, public: bool = False, public_url: str 
             # rendering reads the manifest (names for keys): database work, off the event loop
             return await run_in_threadpool(render_error, request, exc.message, getattr(request.state, "session", None), 422,
                                            "Cannot do that")
-        parts = [int(p) if p.isdigit() else p for p in _PART.findall(exc.path or "")]
-        loc = ["body", *(parts[1:] if parts[:1] == ["body"] else parts)]
-        return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, status_code=422)
+        detail = []
+        for path, message in getattr(exc, "problems", None) or [(exc.path, exc.message)]:
+            parts = [int(p) if p.isdigit() else p for p in _PART.findall(path or "")]
+            loc = ["body", *(parts[1:] if parts[:1] == ["body"] else parts)]
+            detail.append({"loc": loc, "msg": message, "type": "value_error"})
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(LoginRequired)
     async def sign_in(request: Request, _exc: LoginRequired) -> RedirectResponse:

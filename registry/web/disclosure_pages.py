@@ -248,8 +248,9 @@ def _log_from_form(request: Request, session: PageSession, values: dict[str, Any
         try:
             result = disclosures.log_disclosure(request.app.state.engine, orjson.dumps(document).decode(), origin=f"web:{session.name}")
         except InputError as exc:
-            field = re.split(r"[.\[]", exc.path or "")[0]
-            errors[field or "request_id"] = exc.message
+            # every wrong field the library names, each beside its own field (issue 21)
+            for path, message in getattr(exc, "problems", None) or [(exc.path or "", exc.message)]:
+                errors.setdefault(re.split(r"[.\[]", path)[0] or "request_id", message)
         else:
             return RedirectResponse(f"/disclosures/requests/{quote(result.request_id, safe='')}?logged={result.version}",
                                     status_code=303)

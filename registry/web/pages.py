@@ -58,8 +58,10 @@ def finding_anchor(row: drift_mod.DriftRow) -> str:
     return "f-" + _anchor(row.kind, row.recipient, row.source, row.category, row.purpose, row.activity)
 
 
-def flow_anchor(source: str | None, category: str | None, purpose: str | None) -> str:
-    return _anchor(source, category, purpose)
+def flow_anchor(source: str | None, category: str | None, purpose: str | None, legal_basis: str | None = None) -> str:
+    """The id of a flow's row on its recipient page: its whole flow key (contract §5), so a
+    consent flow and a contract flow of one category are two rows a finding can tell apart."""
+    return _anchor(source, category, purpose, *([legal_basis] if legal_basis else []))
 
 
 def _categories(taxonomy: Taxonomy) -> list[tuple[str, str, int]]:
@@ -223,13 +225,13 @@ def recipient_page(request: Request, session: Reader, key: str) -> Response:
     manifest = current_manifest(engine)
     declared = manifest.recipient(key) if manifest else None
     findings = [r for r in drift_mod.drift(engine) if r.recipient == key]
-    by_flow = {flow_anchor(r.source, r.category, r.purpose): r for r in findings if r.category}
+    by_flow = drift_mod.flow_findings(findings)
     flows: list[dict[str, Any]] = []
     seen: defaultdict[str, int] = defaultdict(int)
     for f in detail.flows:
-        base = flow_anchor(f.source, f.category, f.purpose)
+        base = flow_anchor(f.source, f.category, f.purpose, f.legal_basis)
         seen[base] += 1
-        finding = by_flow.get(base)
+        finding = by_flow.get((f.source, key, f.category, f.purpose, f.legal_basis))
         flows.append({**f.model_dump(), "anchor": base if seen[base] == 1 else f"{base}-{seen[base]}",
                       "finding": {"kind": finding.kind, "anchor": finding_anchor(finding)} if finding else None})
     flows, sort, desc = sort_rows(request, flows, ("category", "purpose", "legal_basis", "source", "events", "first_seen",
@@ -274,7 +276,7 @@ def drift_page(request: Request, session: Reader, since: str = "", until: str = 
     groups: dict[str, list[dict[str, Any]]] = {}
     for item in found.rows:
         row = item["row"]
-        flow = f"/recipients/{row.recipient}#flow-{flow_anchor(row.source, row.category, row.purpose)}" if row.category else None
+        flow = f"/recipients/{row.recipient}#flow-{flow_anchor(row.source, row.category, row.purpose, row.legal_basis)}" if row.category else None
         groups.setdefault(row.kind, []).append({"row": row, "anchor": finding_anchor(row), "name": item["name"],
                                                 "flow_link": flow, "snippet": suggested_manifest(row),
                                                 "detail": Markup(label_keys(row.detail, names))})

@@ -39,7 +39,8 @@ def start_session(engine: Engine, owner: TokenOwner) -> tuple[str, PageSession]:
     with engine.begin() as conn:
         conn.execute(sa.delete(WebSession).where(_T.c.expires_at < now))  # sweep: expired rows are of no use
         conn.execute(sa.insert(WebSession), [{"id_hash": _hash(session_id), "role": owner.role, "name": owner.name,
-                                             "csrf_token": session.csrf_token, "created_at": now, "expires_at": now + LIFETIME}])
+                                             "csrf_token": session.csrf_token, "created_at": now, "expires_at": now + LIFETIME,
+                                             "token_id": owner.token_id}])
     return session_id, session
 
 
