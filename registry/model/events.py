@@ -280,7 +280,7 @@ def date_order_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         received = parse_time(data["received_at"])
     except (KeyError, ValueError, OverflowError):
         return []
-    problems = []
+    problems: list[tuple[str, str]] = []
     for name in ("received_at", "disclosed_at", "confirmed_at"):
         try:
             # a clock is a time plus up to 60 days: it must stay inside what a datetime holds
