@@ -24,6 +24,7 @@ from registry.answers.drift import drift
 from registry.cli import app as cli_app
 from registry.intake.deadletters import list_dead_letters
 from registry.ledger.disclosures import request_history
+from registry.reports.csvcell import cell
 from registry.web.listing import PAGE_SIZE
 
 from .conftest import all_text
@@ -237,7 +238,6 @@ def test_csv_downloads_neutralise_formulas_typed_into_the_form(declared: sa.Engi
     page = html.unescape(client.get("/disclosures?q=hyperlink").text)
     assert all(r in page and "'" + r not in page for r in logged)
     # a form strips leading tabs and CRs, so the shared helper is checked for them directly
-    from registry.reports.csvcell import cell
     assert [cell(v) for v in ("\tcmd", "\rcmd", "-1", "a=b", "", 7, None)] == ["'\tcmd", "'\rcmd", "'-1", "a=b", "", 7, None]
 
 
