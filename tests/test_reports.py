@@ -131,3 +131,15 @@ def test_data_map_escapes_labels_and_keeps_lookalike_keys_apart(declared: sa.Eng
     assert dot.count("source_") >= len(odd)  # five source nodes, none merged
     assert any(t.startswith("x-y") for t in texts) and any(t.startswith("x.y") for t in texts)
     assert datamap_document(declared, "png").startswith(b"\x89PNG")
+
+
+def test_the_ropa_csv_neutralises_formulas_in_declared_text(engine: sa.Engine, manifest: Any) -> None:
+    # a manifest's names are other people's text: a spreadsheet must not run one as a formula
+    from registry.model.declarations import declare
+    from registry.model.manifest import Manifest
+    from registry.reports import ropa_document
+
+    activity = manifest.activities[0].model_copy(update={"name": "=HYPERLINK(\"http://evil.example\")"})
+    declare(engine, Manifest.model_validate(manifest.model_dump() | {"activities": [activity.model_dump(), *[a.model_dump() for a in manifest.activities[1:]]]}))
+    text = ropa_document(engine, "csv").decode()
+    assert "'=HYPERLINK" in text and "\n=HYPERLINK" not in text and ",=HYPERLINK" not in text

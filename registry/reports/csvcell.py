@@ -1,5 +1,5 @@
 """CSV cells a spreadsheet will not run (OWASP CSV injection): every CSV the registry hands out
-(the published list, the pages' list exports, the Art. 15 answer) writes its cells through
+(the RoPA, the published list, the pages' list exports, the Art. 15 answer) writes its cells through
 :func:`cell`, since their text comes from manifests, events and forms other people fill in."""
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ from registry.model.taxonomy import Taxonomy, covers
 from registry.model.times import format_time
 from registry.model.transfers import EEA
 
+from . import csvcell
+
 __all__ = ["Ropa", "build_ropa", "to_json", "to_markdown", "to_csv", "ICO_COLUMNS", "table_rows", "Labels", "describe_changes",
            "HISTORY_COLUMNS", "history_rows", "no_manifest_message"]
 
@@ -243,7 +245,7 @@ def to_csv(ropa: Ropa, manifest: Manifest) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(ICO_COLUMNS)
-    writer.writerows(table_rows(ropa, manifest))
+    writer.writerows(csvcell.row(r) for r in table_rows(ropa, manifest))
     return buffer.getvalue()
 
 
