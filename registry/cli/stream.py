@@ -66,7 +66,7 @@ def consume(
     stop_when_idle: Annotated[Optional[float], typer.Option(help="Exit after this many seconds without events.")] = None,
     max_events: Annotated[Optional[int], typer.Option(min=1, help="Exit after this many events.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction at most.")] = 2000,
-    session_timeout_ms: Annotated[int, typer.Option(help="Consumer-group session timeout.")] = 45000,
+    session_timeout_ms: Annotated[int, typer.Option(help="Consumer-group session timeout (a killed member holds its partitions this long).")] = 10000,
     heartbeat_interval_ms: Annotated[int, typer.Option(help="Consumer-group heartbeat interval.")] = 3000,
     bootstrap_servers: BootstrapOpt = None,
     transfers_topic: TransfersOpt = Topics.transfers,
