@@ -36,7 +36,7 @@ class DeadLetterForwarder:
         """Send the records not yet acknowledged, with the message keys they arrived with, and
         wait for each ack (a failure propagates: the batch is retried)."""
         pending = {_where(d): d for d in dead}
-        futures = [(where, self.producer.send(self.topic, key=keys.get(where), value=dlq_value(d), headers=dlq_headers(d)))
+        futures = [(where, self.producer.send(self.topic, key=_key(keys.get(where), d), value=dlq_value(d), headers=dlq_headers(d)))
                    for where, d in pending.items() if where not in self._acked]
         failure: Exception | None = None
         for where, future in futures:  # every ack is awaited, so one failure does not resend the others
@@ -56,6 +56,12 @@ class DeadLetterForwarder:
 
 def _where(dead: DeadRecord) -> Where:
     return dead.record.topic, dead.record.partition, dead.record.offset
+
+
+def _key(key: Any, dead: DeadRecord) -> Any:
+    """The original key; an unkeyed tombstone is forwarded with an empty key (the client refuses
+    a record with neither key nor value)."""
+    return b"" if key is None and dead.record.value is None else key
 
 
 def dlq_value(dead: DeadRecord) -> bytes | None:

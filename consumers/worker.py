@@ -22,13 +22,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
+from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError, KafkaTimeoutError, UnsupportedCodecError
 from kafka.structs import MemberState, OffsetAndMetadata
 from sqlalchemy.engine import Engine
 
 from consumers.forwarder import DeadLetterForwarder
 from consumers.offsets import AppliedOffsets, StopConditions
-from registry.exceptions import BrokerError, StoreError
+from registry.exceptions import BrokerError, StoreError, UndecodableBatchError
 from registry.intake.ingest import Ingestor, IngestResult, few_collections
 from registry.model.events import RawRecord
 from registry.stream import jsonlog, metrics
@@ -183,6 +183,7 @@ class Worker:
         )
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_REQUEST_BYTES, **RECONNECT)
         self.membership.began()
+        log.info("subscribed", extra={"fields": {"group": self.config.group, "session_timeout_ms": self.config.session_timeout_ms}})
         consumer.subscribe([self.config.topics.transfers, self.config.topics.disclosures], listener=self.membership)
         return consumer, producer
 
@@ -215,7 +216,13 @@ class Worker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                polled = consumer.poll(timeout_ms=int(remaining * 1000), max_records=limit - len(self._batch))
+                try:
+                    polled = consumer.poll(timeout_ms=int(remaining * 1000), max_records=limit - len(self._batch))
+                except (UnsupportedCodecError, CorruptRecordError) as exc:
+                    # not an outage: the same batch comes back on every retry (a silent stall)
+                    raise UndecodableBatchError(
+                        f"cannot decode a fetched record batch: {exc.__class__.__name__}: {exc} (the worker reads gzip, "
+                        "snappy, lz4 and zstd with the packages python-snappy, lz4 and zstandard installed)") from None
                 self._polled = list(polled.items())
             while self._polled:
                 tp, records = self._polled[0]
