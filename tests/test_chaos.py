@@ -182,16 +182,25 @@ def test_chaos_kills_restarts_and_a_re_created_topic_lose_and_leak_nothing(tmp_p
             workers.end(rng.randrange(len(workers.running)), how)
             workers.start()
 
+    began = time.monotonic()
+
+    def phase(name: str) -> None:
+        print(f"chaos: {name} at {time.monotonic() - began:.0f} s, events {table_counts(engine)['event']}", flush=True)
+
     chaos(2)
+    phase("re-creating the topic")
     # mid-run: the topic goes and comes back empty; its producers send everything again
     _recreate(kafka_bootstrap, topics)
     _publish(kafka_bootstrap, topics.transfers, records)
+    phase("published again")
     chaos(4)
+    phase("draining")
     for index in reversed(range(len(workers.running))):
         workers.end(index, signal.SIGTERM)
     for _ in range(3):
         workers.start("--stop-when-idle", "5")
     workers.wait_all(timeout=300)
+    phase("drained")
 
     # every worker not SIGKILLed exited 0, SIGTERM within 10 s
     for how, code, seconds, log in workers.ended:

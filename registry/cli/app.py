@@ -31,4 +31,8 @@ for group in (intake, stream, questions, disclosures, ledger, history, fides, we
 
 
 def main() -> None:
+    import sys
+
+    if "consume" in sys.argv[1:]:
+        stream.hold_signals()  # a SIGTERM while the worker starts stops it cleanly (exit 0)
     app()
