@@ -141,6 +141,9 @@ class Worker:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         jsonlog.setup()
+        if self._stop:  # asked while the process was starting: nothing started, nothing to finish
+            log.info("stopped", extra={"fields": {**self.totals.model_dump(), "detail": "stop asked before the start"}})
+            return self.totals
         if self.config.metrics_port is not None:
             metrics.serve(self.config.metrics_port)
         try:

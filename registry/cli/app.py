@@ -34,5 +34,7 @@ def main() -> None:
     import sys
 
     if "consume" in sys.argv[1:]:
-        stream.hold_signals()  # a SIGTERM while the worker starts stops it cleanly (exit 0)
+        from registry.stream.held import hold_signals
+
+        hold_signals()  # a SIGTERM while the worker starts stops it cleanly (exit 0)
     app()

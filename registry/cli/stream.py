@@ -59,18 +59,6 @@ def publish(
     emit({"published": count}, as_json, lambda r: out.print(f"Published {r['published']} events"))
 
 
-_ASKED: list[int] = []  # SIGTERM/SIGINT received before the worker installed its own handlers
-
-
-def hold_signals() -> None:
-    """Until the worker is ready, SIGTERM/SIGINT are kept instead of killing the process (exit
-    -15 mid-import): the worker then stops at once and exits 0 (contract §3: any state)."""
-    import signal
-
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda signum, _frame: _ASKED.append(signum))
-
-
 @app.command()
 @command
 def consume(
@@ -97,9 +85,11 @@ def consume(
                           partitions=partitions, batch_size=batch_size, stop_when_idle=stop_when_idle, max_events=max_events,
                           session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
                           outage_timeout=outage_timeout, metrics_port=metrics_port)
+    from registry.stream.held import asked, hold_signals
+
     hold_signals()
     worker = Worker(open_db(), config)
-    if _ASKED:
+    if asked():
         worker.stop()
     totals = worker.run()
     emit(totals, as_json, lambda r: print_counts("consume", r))
