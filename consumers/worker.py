@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError, KafkaTimeoutError, UnsupportedCodecError
+from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError, UnsupportedCodecError
 from kafka.structs import MemberState, OffsetAndMetadata
 from sqlalchemy.engine import Engine
 
@@ -36,7 +36,7 @@ from registry.stream.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, 
 from registry.stream.lag import (Partition, adopt_topic_id, group_lag, offsets_ahead, rewind_stored, stored_offsets,
                                  stored_topic_ids)
 from registry.model.retry import Outage, is_broker_outage, is_db_outage
-from registry.stream.status import END_OFFSETS_TIMEOUT_MS, BrokerOffsets
+from registry.stream.status import BrokerOffsets, list_offsets
 
 __all__ = ["WorkerConfig", "Worker", "Stopped"]
 
@@ -378,14 +378,7 @@ def _broker_offsets(consumer: KafkaConsumer, topics: list[str]) -> tuple[BrokerO
     fetches saw: tansu 0.6.0 answers ListOffsets with the last batch's base offset + 1 (measured:
     500 records in one batch moved the end by 1). Only ends known exactly count as confirmed
     (what a log that ends below the stored offset is judged by): a high watermark, or an empty log."""
-    partitions = []
-    for topic in topics:
-        found = consumer.partitions_for_topic(topic)
-        if not found:
-            raise KafkaTimeoutError(f"no partitions known for {topic}")  # metadata not there: lag unknown
-        partitions += [TopicPartition(topic, p) for p in sorted(found)]
-    ends = {tp: int(n) for tp, n in consumer.end_offsets(partitions, timeout_ms=END_OFFSETS_TIMEOUT_MS).items()}
-    starts = {tp: int(n) for tp, n in consumer.beginning_offsets(partitions, timeout_ms=END_OFFSETS_TIMEOUT_MS).items()}
+    partitions, ends, starts = list_offsets(consumer, topics)
     mine = consumer.assignment()
     confirmed = set()
     for tp in partitions:

@@ -21,12 +21,12 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 
 from registry.stream.kafka import Topics, ensure_topics
 
 from .conftest import ROOT, all_text, table_counts
-from .faults import wait_until
+from .faults import delete_topics
 from .test_kafka import _declared_db
 
 EVENTS = 50_000
@@ -157,12 +157,7 @@ class _Workers:
 
 
 def _recreate(bootstrap: str, topics: Topics) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.delete_topics([topics.transfers, topics.disclosures])
-        assert wait_until(lambda: topics.transfers not in admin.list_topics(), 15)
-    finally:
-        admin.close()
+    delete_topics(bootstrap, [topics.transfers, topics.disclosures])
     ensure_topics(bootstrap, topics, 4)
 
 

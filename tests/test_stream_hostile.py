@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 
 from consumers.worker import Worker, WorkerConfig
 from registry.exceptions import UndecodableBatchError
@@ -26,7 +26,7 @@ from registry.stream.kafka import Topics, ensure_topics, send_lines
 from registry.stream.status import group_status
 
 from .conftest import ROOT, table_counts
-from .faults import wait_until
+from .faults import delete_topics
 from .helpers import transfer
 from .test_kafka import FAST_GROUP, _consume_cli, _dead_letter_topic, _declared_db, _topics
 
@@ -95,12 +95,7 @@ def test_a_re_created_topic_with_a_longer_log_is_read_from_its_start(tmp_path: P
     topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
     send_lines(_lines(f"{tag}-old", 40), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
     assert _worker(engine, kafka_bootstrap, topics, group).run(install_signals=False).ingested == 40
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        admin.delete_topics([topics.transfers, topics.disclosures])
-        assert wait_until(lambda: topics.transfers not in admin.list_topics(), 10)
-    finally:
-        admin.close()
+    delete_topics(kafka_bootstrap, [topics.transfers, topics.disclosures])
     send_lines(_lines(f"{tag}-new", 60), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
     totals = _worker(engine, kafka_bootstrap, topics, group).run(install_signals=False)
     assert totals.ingested == 60 and table_counts(engine)["event"] == 100

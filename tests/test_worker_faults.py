@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumers.worker import Worker, WorkerConfig
 from registry.intake.ingest import Ingestor
@@ -24,7 +24,7 @@ from registry.stream.kafka import send_lines
 from registry.stream.status import EndOffsets, group_status
 
 from .conftest import table_counts
-from .faults import proxied_broker, wait_until
+from .faults import delete_topics, proxied_broker
 from .helpers import transfer
 from .test_kafka import FAST_GROUP, _declared_db, _topics
 
@@ -149,12 +149,7 @@ def test_a_deleted_and_re_created_topic_is_read_again_from_its_start(declared: s
     send_lines([orjson.dumps(transfer(f"{tag}-old-{i}")) for i in range(12)], bootstrap=kafka_bootstrap, topics=topics,
                mode="structured", partitions=1)
     assert Worker(declared, config).run(install_signals=False).ingested == 12
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        admin.delete_topics([topics.transfers, topics.disclosures])
-        assert wait_until(lambda: topics.transfers not in admin.list_topics(), 10)
-    finally:
-        admin.close()
+    delete_topics(kafka_bootstrap, [topics.transfers, topics.disclosures])
     # fewer records than before, one of them an old event sent again
     again = [orjson.dumps(transfer(f"{tag}-new-{i}")) for i in range(4)] + [orjson.dumps(transfer(f"{tag}-old-3"))]
     send_lines(again, bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
