@@ -166,8 +166,11 @@ def test_a_deleted_and_re_created_topic_is_read_again_from_its_start(declared: s
         logging.getLogger("registry.consumer").removeHandler(logs)
     assert totals.model_dump() == {"ingested": 4, "duplicates": 1, "dead_lettered": 0}
     assert table_counts(declared)["event"] == 16
-    assert [{k: v for k, v in line.items() if k != "topic_id"} for line in logs.lines if line["event"] == "offsets_reset"] == [
-        {"event": "offsets_reset", "topic": topics.transfers, "partition": 0, "stored_offset": 12, "end_offset": 5, "reset_to": 0}]
+    # (the end logged is the broker's answer at that instant: the topic id may trigger the reset
+    # before this member's fetches raised tansu's short ListOffsets end to the high watermark)
+    assert [{k: v for k, v in line.items() if k not in ("topic_id", "end_offset")} for line in logs.lines
+            if line["event"] == "offsets_reset"] == [
+        {"event": "offsets_reset", "topic": topics.transfers, "partition": 0, "stored_offset": 12, "reset_to": 0}]
     after = group_status(declared, group, topics, kafka_bootstrap)
     assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [5]
 
