@@ -221,8 +221,9 @@ class Worker:
                     break
                 try:
                     polled = consumer.poll(timeout_ms=int(remaining * 1000), max_records=limit - len(self._batch))
-                except (UnsupportedCodecError, CorruptRecordError) as exc:
-                    # not an outage: the same batch comes back on every retry (a silent stall)
+                except (UnsupportedCodecError, CorruptRecordError, UnicodeDecodeError) as exc:
+                    # not an outage: the same batch comes back on every retry (a silent stall).
+                    # UnicodeDecodeError: kafka-python decodes header *names* as UTF-8 while parsing
                     raise UndecodableBatchError(
                         f"cannot decode a fetched record batch: {exc.__class__.__name__}: {exc} (the worker reads gzip, "
                         "snappy, lz4 and zstd with the packages python-snappy, lz4 and zstandard installed)") from None
