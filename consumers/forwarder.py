@@ -18,8 +18,9 @@ from typing import Any, Iterable, Mapping
 from kafka import KafkaProducer
 
 from registry.intake.ingest import DeadRecord
+from registry.model.events import MAX_EVENT_BYTES
 
-__all__ = ["ACK_TIMEOUT_SECONDS", "DeadLetterForwarder", "dlq_headers"]
+__all__ = ["ACK_TIMEOUT_SECONDS", "DeadLetterForwarder", "dlq_headers", "dlq_value"]
 
 ACK_TIMEOUT_SECONDS = 30.0  # one ack; a broker gone longer is an outage (the batch is retried)
 
@@ -35,7 +36,7 @@ class DeadLetterForwarder:
         """Send the records not yet acknowledged, with the message keys they arrived with, and
         wait for each ack (a failure propagates: the batch is retried)."""
         pending = {_where(d): d for d in dead}
-        futures = [(where, self.producer.send(self.topic, key=keys.get(where), value=d.record.value, headers=dlq_headers(d)))
+        futures = [(where, self.producer.send(self.topic, key=_key(keys.get(where), d), value=dlq_value(d), headers=dlq_headers(d)))
                    for where, d in pending.items() if where not in self._acked]
         failure: Exception | None = None
         for where, future in futures:  # every ack is awaited, so one failure does not resend the others
@@ -57,8 +58,23 @@ def _where(dead: DeadRecord) -> Where:
     return dead.record.topic, dead.record.partition, dead.record.offset
 
 
+def _key(key: Any, dead: DeadRecord) -> Any:
+    """The original key; an unkeyed tombstone is forwarded with an empty key (the client refuses
+    a record with neither key nor value)."""
+    return b"" if key is None and dead.record.value is None else key
+
+
+def dlq_value(dead: DeadRecord) -> bytes | None:
+    """The original value, cut to its first 1 MiB (contract §3): a record the broker accepted at
+    any size must not become a dead letter the producer cannot send (the worker would retry it
+    as an outage for ever). A tombstone stays a tombstone."""
+    value = dead.record.value
+    return value if value is None or len(value) <= MAX_EVENT_BYTES else value[:MAX_EVENT_BYTES]
+
+
 def dlq_headers(dead: DeadRecord) -> list[tuple[str, bytes]]:
     r = dead.record
+    truncated = [("dlq_truncated", str(len(r.value)).encode())] if r.value is not None and len(r.value) > MAX_EVENT_BYTES else []
     return [*(r.headers or ()), ("dlq_reason", dead.reason.encode()), ("dlq_detail", dead.detail[:1000].encode()),
             ("dlq_topic", (r.topic or "").encode()), ("dlq_partition", str(r.partition).encode()),
-            ("dlq_offset", str(r.offset).encode())]
+            ("dlq_offset", str(r.offset).encode()), *truncated]

@@ -108,9 +108,9 @@ class StopConditions:
     def reached_max(self) -> bool:
         return self.max_events is not None and self.seen >= self.max_events
 
-    def idle(self) -> bool:
-        """No record for the idle time (the lag still decides)."""
-        return self.idle_seconds is not None and self.clock() - self._last_record >= self.idle_seconds
+    def idle(self, longer: float = 0.0) -> bool:
+        """No record for the idle time (plus ``longer``; the lag still decides)."""
+        return self.idle_seconds is not None and self.clock() - self._last_record >= self.idle_seconds + longer
 
     def should_stop(self, lag: int | None) -> bool:
         """Idle, and the group's total lag known to be 0."""

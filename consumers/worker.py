@@ -12,30 +12,33 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import resource
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError, UnsupportedCodecError
+from kafka.structs import MemberState, OffsetAndMetadata
 from sqlalchemy.engine import Engine
 
 from consumers.forwarder import DeadLetterForwarder
 from consumers.offsets import AppliedOffsets, StopConditions
-from registry.exceptions import BrokerError, StoreError
+from registry.exceptions import BrokerError, StoreError, UndecodableBatchError
 from registry.intake.ingest import Ingestor, IngestResult, few_collections
 from registry.model.events import RawRecord
 from registry.stream import jsonlog, metrics
 from registry.stream.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
-from registry.stream.lag import Partition, group_lag, offsets_ahead, rewind_stored, stored_offsets
+from registry.stream.lag import (Partition, adopt_topic_id, group_lag, offsets_ahead, rewind_stored, stored_offsets,
+                                 stored_topic_ids)
 from registry.model.retry import Outage, is_broker_outage, is_db_outage
-from registry.stream.status import BrokerOffsets, EndOffsets
+from registry.stream.status import BrokerOffsets, list_offsets
 
-__all__ = ["WorkerConfig", "Worker"]
+__all__ = ["WorkerConfig", "Worker", "Stopped"]
 
 log = logging.getLogger("registry.consumer")
 
@@ -55,6 +58,22 @@ EMPTY_LAG_EVERY = 2.0  # seconds between lag checks while polls bring nothing (h
 # at start, give up a bootstrap attempt after 10 s (default 30 s) so --outage-timeout stays close.
 RECONNECT: dict[str, Any] = {"reconnect_backoff_max_ms": 2000, "bootstrap_timeout_ms": 10_000}
 
+# After SIGTERM/SIGINT (contract §3: the worker ends within 10 s, whatever it waits on): a join in
+# flight may finish until SETTLE_SECONDS, closing the clients takes at most CLOSE_SECONDS each,
+# and if anything still blocks (a broker call that ignores its timeout) the process exits at
+# FORCE_SECONDS: the open transaction, if any, rolls back and its offsets stay uncommitted.
+SETTLE_SECONDS = 5.0
+CLOSE_SECONDS = 1.5
+FORCE_SECONDS = 9.0
+# --stop-when-idle S: a worker still joining at S waits this much longer for its join (closing
+# mid-join leaves the test broker's group stuck for the next member), then stops anyway.
+IDLE_JOIN_GRACE = 4.0
+
+
+class Stopped(Exception):
+    """A stop was asked while the worker waited out an outage: the batch in hand is dropped
+    uncommitted (it is read again by whoever holds its partitions next)."""
+
 
 @dataclass
 class WorkerConfig:
@@ -66,7 +85,9 @@ class WorkerConfig:
     batch_seconds: float = 0.5
     stop_when_idle: float | None = None
     max_events: int | None = None
-    session_timeout_ms: int = 45000
+    # Kafka's pre-3.0 default. The test broker's first join takes about half the session timeout
+    # (measured: ~23 s at 45 s, ~5 s at 10 s), and a killed member holds its partitions this long.
+    session_timeout_ms: int = 10000
     heartbeat_interval_ms: int = 3000
     # How long the broker may hold a fetch. Kafka's 500 ms default let the test broker (tansu)
     # hold fetches with data ready: measured, consume and a bare loop alike stalled ~500 ms now
@@ -85,23 +106,44 @@ class Worker:
         self._stop = False
         self.offsets = AppliedOffsets.of_store(engine, config.group)
         self.stops = StopConditions(config.stop_when_idle, config.max_events)
-        self.outage = Outage(config.outage_timeout, lambda e: is_db_outage(e) or is_broker_outage(e))
+        self._stop_event = threading.Event()
+        self._signals = False
+        self._stop_asked: float | None = None
+        self.outage = Outage(config.outage_timeout, lambda e: is_db_outage(e) or is_broker_outage(e), sleep=self._pause)
         self._batch: list[Any] = []  # records in hand: kept across retries of an outage
         self._polled: list[tuple[TopicPartition, list[Any]]] = []  # polled, not yet checked against the store
         self._last_lag = 0.0
         self._applied = 0
         self._applied_now = False
-        self._ends = EndOffsets(self.bootstrap)
+        self.membership = _Membership(self.offsets)
 
     def stop(self, *_: Any) -> None:
-        """Finish the batch in hand, commit, then leave (SIGTERM / SIGINT)."""
+        """Finish the batch in hand, commit, then leave (SIGTERM / SIGINT). A wait for an outage
+        ends at once (``Stopped``); a process started with signals exits at FORCE_SECONDS at the
+        latest."""
+        if self._stop_asked is None:
+            self._stop_asked = time.monotonic()
+            if self._signals:
+                watchdog = threading.Timer(FORCE_SECONDS, _force_exit)
+                watchdog.daemon = True
+                watchdog.start()
         self._stop = True
+        self._stop_event.set()
+
+    def _pause(self, seconds: float) -> None:
+        """The outage backoff, cut short by a stop."""
+        if self._stop_event.wait(seconds):
+            raise Stopped()
 
     def run(self, install_signals: bool = True) -> IngestResult:
         if install_signals:
+            self._signals = True
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         jsonlog.setup()
+        if self._stop:  # asked while the process was starting: nothing started, nothing to finish
+            log.info("stopped", extra={"fields": {**self.totals.model_dump(), "detail": "stop asked before the start"}})
+            return self.totals
         if self.config.metrics_port is not None:
             metrics.serve(self.config.metrics_port)
         try:
@@ -109,13 +151,21 @@ class Worker:
             ingestor = self.outage.call(lambda: Ingestor(self.engine), "database")
             consumer, producer = self.outage.call(self._clients, "broker")
             forwarder = DeadLetterForwarder(producer, self.config.topics.dead_letter)
+            clean = False
             try:
                 with few_collections():  # polled records and batches are many short-lived objects
                     self._loop(consumer, forwarder, ingestor)
+                clean = True
+            except Stopped:
+                log.info("stopped_waiting", extra={"fields": {"detail": "a stop ended an outage retry; the batch in hand was not committed"}})
+                clean = True
             finally:
-                producer.close(timeout=5)
-                consumer.close(autocommit=False)
-                self._ends.close()
+                if clean:
+                    self._settle(consumer)
+                producer.close(timeout=CLOSE_SECONDS)
+                consumer.close(autocommit=False, timeout_ms=int(CLOSE_SECONDS * 1000))
+        except Stopped:
+            log.info("stopped_waiting", extra={"fields": {"detail": "stopped before the clients were ready"}})
         except KafkaError as exc:
             # the batch in hand was rolled back (or committed with its offsets): nothing is lost
             raise BrokerError(f"Kafka failed: {exc.__class__.__name__}: {exc}") from None
@@ -129,11 +179,15 @@ class Worker:
             bootstrap_servers=self.bootstrap, group_id=self.config.group, max_poll_records=self.config.batch_size,
             session_timeout_ms=self.config.session_timeout_ms, heartbeat_interval_ms=self.config.heartbeat_interval_ms,
             fetch_max_wait_ms=self.config.fetch_max_wait_ms,
-            # a batch held through a database outage must not cost the membership
-            max_poll_interval_ms=int(max(300, self.config.outage_timeout + 60) * 1000), **CONSUMER_SETTINGS, **RECONNECT,
+            # Also the rebalance timeout: how long the broker waits for members to rejoin before a
+            # new one gets partitions. A batch held through a longer database outage costs the
+            # membership (its commit fails; the offsets in the store keep the redelivery out).
+            max_poll_interval_ms=max(30_000, 3 * self.config.session_timeout_ms), **CONSUMER_SETTINGS, **RECONNECT,
         )
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_REQUEST_BYTES, **RECONNECT)
-        consumer.subscribe([self.config.topics.transfers, self.config.topics.disclosures], listener=_Forget(self.offsets))
+        self.membership.began()
+        log.info("subscribed", extra={"fields": {"group": self.config.group, "session_timeout_ms": self.config.session_timeout_ms}})
+        consumer.subscribe([self.config.topics.transfers, self.config.topics.disclosures], listener=self.membership)
         return consumer, producer
 
     def _loop(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
@@ -151,8 +205,10 @@ class Worker:
             since = time.monotonic() - self._last_lag
             # busy: every lag_every; nothing polled (idle, or the broker gone): every 2 s
             if idle or since >= self.config.lag_every or (not self._applied_now and since >= EMPTY_LAG_EVERY):
-                if self.stops.should_stop(self._group_lag(consumer)) and idle:
+                lag = self._group_lag(consumer)
+                if idle and self.stops.should_stop(lag) and (_stable(consumer) or self.stops.idle(IDLE_JOIN_GRACE)):
                     break
+            self.membership.note_wait(consumer)
 
     def _collect(self, consumer: KafkaConsumer, limit: int) -> None:
         """Poll until the batch is full or its time is up; drop records the store already holds.
@@ -163,7 +219,14 @@ class Worker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                polled = consumer.poll(timeout_ms=int(remaining * 1000), max_records=limit - len(self._batch))
+                try:
+                    polled = consumer.poll(timeout_ms=int(remaining * 1000), max_records=limit - len(self._batch))
+                except (UnsupportedCodecError, CorruptRecordError, UnicodeDecodeError) as exc:
+                    # not an outage: the same batch comes back on every retry (a silent stall).
+                    # UnicodeDecodeError: kafka-python decodes header *names* as UTF-8 while parsing
+                    raise UndecodableBatchError(
+                        f"cannot decode a fetched record batch: {exc.__class__.__name__}: {exc} (the worker reads gzip, "
+                        "snappy, lz4 and zstd with the packages python-snappy, lz4 and zstandard installed)") from None
                 self._polled = list(polled.items())
             while self._polled:
                 tp, records = self._polled[0]
@@ -172,24 +235,33 @@ class Worker:
 
     def _group_lag(self, consumer: KafkaConsumer) -> int | None:
         """The group's total lag (store offsets vs end offsets); None while either side does not
-        answer (such a failure counts toward the outage timeout). Partitions whose log ends below
+        answer (such a failure counts toward the outage timeout). Partitions of a re-created topic
+        (its id differs from the one stored with the offsets) and partitions whose log ends below
         the offsets held for them are read again from their start first."""
         self._last_lag = time.monotonic()
+        topics = [self.config.topics.transfers, self.config.topics.disclosures]
         try:
             # Offsets first, then the broker's ends: ends only grow unless the log was lost, so an
             # offset read before them and past them is a real sign. (The other way round, another
             # member applying records meanwhile looked like a re-created topic.)
             stored = stored_offsets(self.engine, self.config.group)
+            stored_ids = stored_topic_ids(self.engine, self.config.group)
             cached = self.offsets.known()
-            broker = self._ends.read([self.config.topics.transfers, self.config.topics.disclosures])
+            broker, ids = _broker_offsets(consumer, topics)
             held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in stored.keys() | cached.keys()}
             ahead = offsets_ahead(held, broker.ends, broker.confirmed)
+            for p, known in stored_ids.items():
+                if known is not None and ids.get(p[0]) not in (None, known) and p in broker.ends:
+                    ahead[p] = held.get(p, stored[p])  # re-created: whatever its length
+            for topic, topic_id in ids.items():
+                if topic_id is not None and any(stored_ids.get(p, "") is None for p in stored if p[0] == topic):
+                    adopt_topic_id(self.engine, self.config.group, topic, topic_id)
             # Only the member holding a partition rewinds it (its cached floor alone decides what is
             # skipped); another one's counts as lag from the log start until its owner does.
             mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
             rewind = {p: n for p, n in ahead.items() if p in mine}
             if rewind:
-                self._read_again(consumer, rewind, stored, broker)
+                self._read_again(consumer, rewind, stored, broker, ids)
                 stored = stored_offsets(self.engine, self.config.group)
             lags = group_lag({**stored, **{p: broker.starts.get(p, 0) for p in ahead if p not in rewind}}, broker.ends)
         except Exception as exc:
@@ -202,20 +274,32 @@ class Worker:
         return sum(lags.values())
 
     def _read_again(self, consumer: KafkaConsumer, ahead: dict[Partition, int], stored: dict[Partition, int],
-                    broker: BrokerOffsets) -> None:
-        """The topic was deleted and re-created, or the broker lost its log: the offsets held for
-        these partitions of ours are past its end, and every record below them would be skipped as
-        applied. Rewind the stored offset to the log start (unless it moved meanwhile), forget the
-        cached floor and seek there; the ``(source, id)`` dedupe absorbs what is read twice."""
+                    broker: BrokerOffsets, ids: dict[str, str | None]) -> None:
+        """The topic was deleted and re-created, or the broker lost its log: every record below
+        the offsets held for these partitions of ours would be skipped as applied. Rewind the
+        stored offset to the log start (unless it moved meanwhile) with the topic's new id, forget
+        the cached floor and seek there; the ``(source, id)`` dedupe absorbs what is read twice."""
         for p, held in ahead.items():
             start, end = broker.starts.get(p, 0), broker.ends[p]
             log.warning("offsets_reset", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": held,
-                                                           "end_offset": end, "reset_to": start}})
-            if stored.get(p, 0) > end:
-                rewind_stored(self.engine, self.config.group, p, stored[p], start)
+                                                           "end_offset": end, "reset_to": start, "topic_id": ids.get(p[0])}})
+            if p in stored:
+                rewind_stored(self.engine, self.config.group, p, stored[p], start, ids.get(p[0]))
             self.offsets.forget(p)
             consumer.seek(TopicPartition(*p), max(start, self.offsets.floor(p)))
         self._polled = [(tp, records) for tp, records in self._polled if (tp.topic, tp.partition) not in ahead]
+
+    def _settle(self, consumer: KafkaConsumer) -> None:
+        """Before closing: let a join in flight finish (bounded), so that the member leaves the
+        group instead of vanishing mid-join (the test broker then kept the group waiting for it:
+        the next member received nothing for minutes). Records polled meanwhile are not applied
+        (nor committed): the next holder of their partitions reads them."""
+        until = (self._stop_asked or time.monotonic()) + SETTLE_SECONDS
+        if _mid_join(consumer):
+            consumer.pause(*consumer.assignment())
+        while _mid_join(consumer) and time.monotonic() < until:
+            consumer.poll(timeout_ms=200)
+            consumer.pause(*consumer.assignment())
 
     def _apply(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
         batch = self._batch
@@ -245,18 +329,83 @@ class Worker:
                                             "peak_rss_mb": peak_rss_mb()}})
 
 
-class _Forget(ConsumerRebalanceListener):
-    """On any rebalance, forget the cached store offsets: another member may have moved them.
-    (Runs on kafka-python's network thread, so it only clears a dict.)"""
+class _Membership(ConsumerRebalanceListener):
+    """On any rebalance, forget the cached store offsets: another member may have moved them; and
+    log how long each join took (``joined``, ``join_s``) and, every 10 s, a join still waiting.
+    (Callbacks run on kafka-python's network thread, so they only touch memory and the log.)"""
 
     def __init__(self, offsets: AppliedOffsets) -> None:
         self.offsets = offsets
+        self._since: float | None = None
+        self._told = 0.0
+
+    def began(self) -> None:
+        self._since = self._told = time.monotonic()
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.offsets.forget()
+        self.began()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.offsets.forget()
+        waited = round(time.monotonic() - self._since, 1) if self._since is not None else None
+        self._since = None
+        log.info("joined", extra={"fields": {"partitions": len(assigned), "join_s": waited}})
+
+    def note_wait(self, consumer: KafkaConsumer) -> None:
+        if self._since is not None and time.monotonic() - self._told >= 10 and not _stable(consumer):
+            self._told = time.monotonic()
+            log.info("joining", extra={"fields": {"waited_s": round(self._told - self._since, 1)}})
+
+
+def _coordinator_state(consumer: KafkaConsumer) -> str | None:
+    return getattr(getattr(consumer, "_coordinator", None), "state", None)
+
+
+def _stable(consumer: KafkaConsumer) -> bool:
+    """The member holds its assignment (kafka-python's coordinator state; unknown counts as yes)."""
+    state = _coordinator_state(consumer)
+    return state is None or state == MemberState.STABLE
+
+
+def _mid_join(consumer: KafkaConsumer) -> bool:
+    return _coordinator_state(consumer) == MemberState.REBALANCING
+
+
+def _broker_offsets(consumer: KafkaConsumer, topics: list[str]) -> tuple[BrokerOffsets, dict[str, str | None]]:
+    """End and log start offsets asked of the broker (ListOffsets: no record is read, no second
+    consumer), and each topic's id where the broker reports one (Metadata v10+, Kafka 2.8+; the
+    test broker does too). Ends of our own partitions are raised to the high watermark our own
+    fetches saw: tansu 0.6.0 answers ListOffsets with the last batch's base offset + 1 (measured:
+    500 records in one batch moved the end by 1). Only ends known exactly count as confirmed
+    (what a log that ends below the stored offset is judged by): a high watermark, or an empty log."""
+    partitions, ends, starts = list_offsets(consumer, topics)
+    mine = consumer.assignment()
+    confirmed = set()
+    for tp in partitions:
+        seen = consumer.highwater(tp) if tp in mine else None
+        if seen is not None:
+            ends[tp] = max(ends.get(tp, 0), int(seen))
+            confirmed.add((tp.topic, tp.partition))
+        elif ends.get(tp, 0) == 0:
+            confirmed.add((tp.topic, tp.partition))
+    cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
+    ids = {}
+    for topic in topics:
+        topic_id = cluster.topic_id(topic) if cluster is not None and hasattr(cluster, "topic_id") else None
+        ids[topic] = str(topic_id) if topic_id is not None and topic_id.int != 0 else None
+    return BrokerOffsets(ends={(tp.topic, tp.partition): n for tp, n in sorted(ends.items())},
+                         starts={(tp.topic, tp.partition): n for tp, n in sorted(starts.items())},
+                         confirmed=frozenset(confirmed)), ids
+
+
+def _force_exit() -> None:
+    """The stop took longer than the contract allows: leave now (the database rolls back what was
+    not committed; nothing committed is lost)."""
+    log.warning("forced_stop", extra={"fields": {"after_s": FORCE_SECONDS}})
+    for handler in logging.getLogger("registry").handlers:
+        handler.flush()
+    os._exit(0)
 
 
 def peak_rss_mb() -> int:

@@ -9,6 +9,8 @@
     ├── StoreError             the database cannot be opened or migrated
     ├── LedgerError            the disclosure ledger does not verify (``disclosures head``); exit 1
     └── BrokerError            Kafka cannot be reached or refuses a request
+        └── UndecodableBatchError  a fetched record batch cannot be read (a codec missing, a
+                                   corrupt batch): retrying never helps, the worker stops
 
 Library code raises these and never calls ``sys.exit``; the CLI maps them to exit codes.
 """
@@ -25,6 +27,7 @@ __all__ = [
     "StoreError",
     "LedgerError",
     "BrokerError",
+    "UndecodableBatchError",
 ]
 
 
@@ -83,3 +86,8 @@ class LedgerError(RegistryError):
 
 class BrokerError(RegistryError):
     """Kafka cannot be reached or refuses a request."""
+
+
+class UndecodableBatchError(BrokerError):
+    """A record batch the Kafka client cannot decode (compression codec not installed, corrupt
+    batch): not an outage, so the worker names it and stops instead of retrying."""

@@ -178,3 +178,15 @@ def wait_until(predicate: object, timeout: float, every: float = 0.2) -> bool:
             return True
         time.sleep(every)
     return False
+
+
+def delete_topics(bootstrap: str, names: list[str], timeout: float = 15) -> None:
+    """Delete topics and wait until the broker no longer lists them."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics(names)
+        assert wait_until(lambda: names[0] not in admin.list_topics(), timeout)
+    finally:
+        admin.close()

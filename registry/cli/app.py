@@ -31,4 +31,10 @@ for group in (intake, stream, questions, published, disclosures, ledger, history
 
 
 def main() -> None:
+    import sys
+
+    if "consume" in sys.argv[1:]:
+        from registry.stream.held import hold_signals
+
+        hold_signals()  # a SIGTERM while the worker starts stops it cleanly (exit 0)
     app()

@@ -67,7 +67,7 @@ def consume(
     stop_when_idle: Annotated[Optional[float], typer.Option(help="Exit after this many seconds without events.")] = None,
     max_events: Annotated[Optional[int], typer.Option(min=1, help="Exit after this many events.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction at most.")] = 2000,
-    session_timeout_ms: Annotated[int, typer.Option(help="Consumer-group session timeout.")] = 45000,
+    session_timeout_ms: Annotated[int, typer.Option(help="Consumer-group session timeout (a killed member holds its partitions this long).")] = 10000,
     heartbeat_interval_ms: Annotated[int, typer.Option(help="Consumer-group heartbeat interval.")] = 3000,
     bootstrap_servers: BootstrapOpt = None,
     transfers_topic: TransfersOpt = Topics.transfers,
@@ -86,7 +86,13 @@ def consume(
                           partitions=partitions, batch_size=batch_size, stop_when_idle=stop_when_idle, max_events=max_events,
                           session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
                           outage_timeout=outage_timeout, metrics_port=metrics_port)
-    totals = Worker(open_db(), config).run()
+    from registry.stream.held import asked, hold_signals
+
+    hold_signals()
+    worker = Worker(open_db(), config)
+    if asked():
+        worker.stop()
+    totals = worker.run()
     emit(totals, as_json, lambda r: print_counts("consume", r))
 
 

@@ -375,9 +375,10 @@ def _write_dead(conn: Connection, bulk: Bulk, dead: list[DeadRecord]) -> None:
     now = bulk.time(datetime.now(timezone.utc))
     rows = {}
     for d in dead:
-        digest = hashlib.sha256(d.record.value)
+        # a tombstone has no value, a header may have none (the hash of others is as before)
+        digest = hashlib.sha256(d.record.value if d.record.value is not None else b"\0<tombstone>")
         for name, value in d.record.headers or ():  # binary mode: the identity is in the headers
-            digest.update(b"\0" + name.encode() + b"=" + bytes(value))
+            digest.update(b"\0" + name.encode() + (b"=" + bytes(value) if value is not None else b"\1"))
         raw_hash = digest.hexdigest()
         payload, headers = stored_copy(d.record)
         rows[raw_hash] = (raw_hash, d.reason, d.detail[:2000], payload, headers,

@@ -4,6 +4,7 @@ against the compiled schemas and the taxonomy, and the contract's dead-letter re
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Iterable, Iterator, Sequence
@@ -28,6 +29,8 @@ __all__ = [
     "EventValidator",
     "stored_copy",
     "lines_of",
+    "payload_hash",
+    "loads_strict",
 ]
 
 TRANSFER = "registry.transfer.v1"
@@ -51,7 +54,7 @@ Headers = Sequence[tuple[str, bytes]]
 class RawRecord:
     """Bytes as they arrived, and where from (topic/partition/offset, or file line)."""
 
-    value: bytes
+    value: bytes | None  # None: a tombstone (a Kafka record without a value)
     headers: Headers | None = None
     topic: str | None = None
     partition: int | None = None
@@ -78,10 +81,50 @@ def lines_of(stream: Iterable[bytes], origin: str | None = None) -> Iterator[Raw
 
 
 def _header_map(headers: Headers | None) -> dict[str, str]:
+    """Header names lower-cased, values as text. A name given twice (in any case: ``ce_id`` and
+    ``CE_ID``) is refused as invalid_json: one of the values would shadow the other, unchecked.
+    A CloudEvents attribute or content type that is not UTF-8 is refused (invalid_envelope):
+    replacing its bytes would merge distinct ids. Other headers (tracing ids may be binary) are
+    read with replacement, for the identifier scan only."""
     out: dict[str, str] = {}
     for name, value in headers or ():
-        out[name.lower()] = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+        lowered = name.lower()
+        if lowered in out:
+            raise EventError("invalid_json", f"header {mask_text(name)!r} is given twice (names differ only in case)",
+                             f"headers.{mask_text(lowered)}")
+        if value is None:
+            out[lowered] = ""
+        elif isinstance(value, (bytes, bytearray)):
+            try:
+                out[lowered] = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                if lowered.startswith("ce_") or lowered == "content-type":
+                    raise EventError("invalid_envelope", f"header {mask_text(name)!r} is not UTF-8",
+                                     f"headers.{mask_text(lowered)}") from None
+                out[lowered] = bytes(value).decode("utf-8", "replace")
+        else:
+            out[lowered] = str(value)
     return out
+
+
+def loads_strict(raw: bytes) -> Any:
+    """``orjson.loads``, refusing an object with a duplicate key (contract §1: a parser keeping
+    one of the values would check another event than the bytes stored). orjson keeps the last
+    value silently, so colons are counted: re-serialising what was parsed keeps every colon of
+    the input but those of the members a duplicate dropped (each at least its own separator).
+    Only an escaped colon (``\\u003a``) adds one back: then the strings are cut out first and
+    the members counted exactly."""
+    value = orjson.loads(raw)
+    if isinstance(value, (dict, list)) and b":" in raw:
+        again = orjson.dumps(value)
+        if b"\\u003" in raw.lower():
+            raw, again = _JSON_STRING.sub(b"", raw), _JSON_STRING.sub(b"", again)
+        if raw.count(b":") != again.count(b":"):
+            raise EventError("invalid_json", "an object has a duplicate key")
+    return value
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # with its escapes
 
 
 def _is_binary(headers: dict[str, str]) -> bool:
@@ -107,6 +150,8 @@ class EventValidator:
 
     def decode(self, record: RawRecord) -> Event:
         """The validated event, or EventError with the reason code."""
+        if record.value is None:
+            raise EventError("invalid_json", "a record without a value (tombstone)")
         if len(record.value) > MAX_EVENT_BYTES:
             raise EventError("too_large", f"{len(record.value)} bytes is over the 1 MiB limit")
         envelope, binary, headers = self._envelope_of(record)
@@ -158,13 +203,10 @@ class EventValidator:
         for name in _COUNTS:  # JSON Schema takes 7.0 for an integer: counted and summed as 7, exactly
             if isinstance(data.get(name), float):
                 data[name] = int(data[name])
-        # The payload hash ignores key order and whitespace: a redelivery re-serialised by another
-        # client is still a duplicate, not a conflict.
-        digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
-        digest.update(f"|{kind}|{envelope['time']}".encode())
+        digest = payload_hash(kind, moment, data)
         return Event(
             source=envelope["source"], id=envelope["id"], type=kind, time=moment, data=data,
-            payload_hash=digest.hexdigest(), body=orjson.dumps(envelope) if binary else record.value,
+            payload_hash=digest, body=orjson.dumps(envelope) if binary else record.value,  # type: ignore[arg-type]
         )
 
     def check_data(self, kind: str, data: dict[str, Any], prefix: str = "data.") -> None:
@@ -226,7 +268,7 @@ class EventValidator:
         headers = _header_map(record.headers)
         binary = _is_binary(headers)
         try:
-            value = orjson.loads(record.value)
+            value = loads_strict(record.value)  # type: ignore[arg-type]  # decode refused None
         except orjson.JSONDecodeError as exc:
             raise EventError("invalid_json", f"not JSON: {exc}") from None
         if not binary:
@@ -244,6 +286,28 @@ class EventValidator:
         for i, key in enumerate(data.get("data_subjects", ())):
             if key not in self.subjects:
                 raise EventError("unknown_subject_category", f"unknown data subject category {key!r}", f"data.data_subjects[{i}]")
+
+
+_DATA_TIMES = ("received_at", "disclosed_at", "confirmed_at")
+
+
+def payload_hash(kind: str, moment: datetime, data: dict[str, Any]) -> str:
+    """The hash of the canonical event (contract §2): its type, its time as a UTC instant and its
+    data as parsed values (keys sorted, no whitespace, the data's own times as UTC instants too).
+    A redelivery re-serialised by another client (``Z`` or ``+00:00``, key order, whitespace,
+    binary or structured mode) hashes the same; a different payload does not."""
+    canonical = data
+    times = [name for name in _DATA_TIMES if isinstance(data.get(name), str)]
+    if times:
+        canonical = dict(data)
+        for name in times:
+            try:
+                canonical[name] = parse_time(data[name]).isoformat()
+            except (ValueError, OverflowError):
+                pass  # not a time: hashed as given
+    digest = hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS))
+    digest.update(f"|{kind}|{moment.isoformat()}".encode())
+    return digest.hexdigest()
 
 
 def _remember(shapes: set[Any], shape: Any) -> None:
@@ -321,13 +385,15 @@ def stored_copy(record: RawRecord, limit: int = 4096) -> tuple[str, str | None]:
     """What a dead-letter row keeps (payload, headers as JSON): the original itself where it holds
     no raw identifier, so that a replay is exactly the original event; else a copy with only the
     identifiers masked (structure-aware: ids, dates and numbers stay as they were). Oversized or
-    unparseable bytes keep at most ``limit`` characters of masked text."""
-    headers = orjson.dumps([[mask_text(k), mask_text(bytes(v).decode("utf-8", "replace"))] for k, v in record.headers]).decode() \
-        if record.headers else None
+    unparseable bytes keep at most ``limit`` characters of masked text; a tombstone keeps ``""``."""
+    headers = orjson.dumps([[mask_text(k), mask_text(bytes(v).decode("utf-8", "replace") if v is not None else "")]
+                            for k, v in record.headers]).decode() if record.headers else None
+    if record.value is None:
+        return "", headers
     if len(record.value) > MAX_EVENT_BYTES:
         return mask_unparsed(record.value[:limit].decode("utf-8", "replace")), headers
     try:
-        masked, findings = scrub(orjson.loads(record.value))
-    except orjson.JSONDecodeError:
+        masked, findings = scrub(loads_strict(record.value))
+    except (orjson.JSONDecodeError, EventError):
         return mask_unparsed(record.value[:limit].decode("utf-8", "replace")), headers
     return (orjson.dumps(masked).decode() if findings else record.value.decode("utf-8")), headers

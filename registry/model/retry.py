@@ -50,9 +50,9 @@ def is_db_outage(exc: BaseException) -> bool:
 def is_broker_outage(exc: BaseException) -> bool:
     from kafka.errors import KafkaError
 
-    from registry.exceptions import BrokerError
+    from registry.exceptions import BrokerError, UndecodableBatchError
 
-    return isinstance(exc, (KafkaError, BrokerError))
+    return isinstance(exc, (KafkaError, BrokerError)) and not isinstance(exc, UndecodableBatchError)
 
 
 def on_conflict(fn: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:

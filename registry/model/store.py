@@ -239,6 +239,9 @@ class ConsumerOffset(SQLModel, table=True):
     topic: str = Field(primary_key=True)
     partition: int = Field(primary_key=True)
     next_offset: int = _big()
+    # the broker's id of the topic these offsets belong to (null: not known yet, or a broker
+    # without topic ids): a topic deleted and re-created under its name gets a new one
+    topic_id: Optional[str] = None
 
 
 def monday(day: date) -> date:

@@ -7,18 +7,20 @@ import hmac
 import ipaddress
 import os
 import re
+import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from registry.exceptions import ConfigError
 
-__all__ = ["subject_ref", "is_subject_ref", "looks_like_raw_identifier", "identifier_in", "mask_text", "mask_unparsed", "Finding", "scrub"]
+__all__ = ["subject_ref", "is_subject_ref", "looks_like_raw_identifier", "identifier_in", "mask_text", "mask_unparsed", "normalised", "Finding", "scrub"]
 
 SUBJECT_KEY_ENV = "REGISTRY_SUBJECT_KEY"
 _REF = re.compile(r"^[0-9a-f]{64}$")
 # A whole value that is a phone number: optional +, 7-15 digits, common separators.
 _PHONE_VALUE = re.compile(r"^\+?[\d][\d ().-]{5,20}\d$")
-_PHONE_IN_TEXT = re.compile(r"\+\d[\d ().-]{6,18}\d")
+_PHONE_IN_TEXT = re.compile(r"\+\d[\d ()./-]{6,18}\d")
 # A value with two or more capitalised words and nothing else reads as a person's name.
 _NAME_VALUE = re.compile(r"^[A-Z][a-z'-]+(?: [A-Z][a-z'-]+)+$")
 
@@ -57,7 +59,7 @@ def looks_like_raw_identifier(value: str) -> str | None:
 _LOCAL_STOP = frozenset(" \t\r\n\f\v@\"(),:;<>[]\\'`")
 _DOMAIN_STOP = _LOCAL_STOP | frozenset("/?#!&=*{}|")
 _DOMAIN = re.compile(r"[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+")
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|0?[1-9]?\d)"
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|0{0,2}[1-9]?\d)"  # leading zeros too: 192.168.001.010
 # Not inside a longer run of digits and dots (1.2.3.4.5 is a version, not an address); letters
 # and underscores may touch it (ip_10.0.0.1).
 _DOTTED = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
@@ -130,18 +132,55 @@ def _spans(text: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
-def identifier_in(text: str) -> str | None:
-    """The kind of the first raw identifier inside ``text`` (``email``, ``ip``, ``phone``), or
-    None. Applied to every string of an event, keys included. Phones count only in their
-    international form (``+`` and 7–15 digits): bare digit runs are ids, counts and dates."""
+def normalised(text: str) -> str:
+    """The view of ``text`` an identifier may hide behind (contract §1): Unicode NFKC (fullwidth
+    ``＠``, ``＋``), format characters removed (zero-width space, soft hyphen) and percent-decoding
+    (``erin%40example.com``, also when encoded twice). Plain ASCII without ``%`` is its own view."""
+    if text.isascii() and "%" not in text:
+        return text
+    view = text
+    for _ in range(3):  # %2540 → %40 → @; a bound, so hostile input cannot loop
+        view = "".join(c for c in unicodedata.normalize("NFKC", view) if unicodedata.category(c) != "Cf")
+        if "%" not in view:
+            break
+        decoded = urllib.parse.unquote(view, errors="replace")
+        if decoded == view:
+            break
+        view = decoded
+    return view
+
+
+def _kind_in(text: str) -> str | None:
     if _GATE.isdisjoint(text):
         return None
     spans = _spans(text)
     return spans[0][2] if spans else None
 
 
+def identifier_in(text: str) -> str | None:
+    """The kind of the first raw identifier inside ``text`` or its normalised view (``email``,
+    ``ip``, ``phone``), or None. Applied to every string of an event, keys included. Phones count
+    only in their international form (``+`` and 7–15 digits): bare digit runs are ids, counts and
+    dates."""
+    kind = _kind_in(text)
+    if kind is None and not (text.isascii() and "%" not in text):
+        kind = _kind_in(normalised(text))
+    return kind
+
+
 def mask_text(text: str) -> str:
-    """``text`` with every raw identifier inside it replaced by ``[redacted:KIND]``."""
+    """``text`` with every raw identifier inside it replaced by ``[redacted:KIND]``; a text whose
+    identifier shows only in its normalised view is masked whole (its spans in the original are
+    not known)."""
+    masked = _mask_spans(text)
+    if not (masked.isascii() and "%" not in masked):
+        kind = _kind_in(normalised(masked))
+        if kind is not None:
+            return f"[redacted:{kind}]"
+    return masked
+
+
+def _mask_spans(text: str) -> str:
     if _GATE.isdisjoint(text):
         return text
     out, end = [], 0

@@ -98,7 +98,7 @@ def send_lines(lines: Iterable[bytes], *, bootstrap: str, topics: Topics, mode: 
     count = 0
     try:
         for record in lines_of(lines):
-            kind, key, value, headers = to_kafka(record.value, mode)
+            kind, key, value, headers = to_kafka(record.value or b"", mode)  # lines are never tombstones
             producer.send(topics.for_type(kind), key=key, value=value, headers=headers)
             count += 1
         producer.flush()

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from registry.model.store import ConsumerOffset, table
 
-__all__ = ["Partition", "stored_offsets", "group_lag", "offsets_ahead", "rewind_stored"]
+__all__ = ["Partition", "stored_offsets", "stored_topic_ids", "adopt_topic_id", "group_lag", "offsets_ahead", "rewind_stored"]
 
 Partition = tuple[str, int]  # (topic, partition)
 
@@ -42,11 +42,31 @@ def offsets_ahead(held: Mapping[Partition, int], ends: Mapping[Partition, int], 
     return {p: n for p, n in sorted(held.items()) if p in ends and p in confirmed and n > ends[p]}
 
 
-def rewind_stored(engine: Engine, group: str, p: Partition, seen: int, to: int) -> bool:
-    """Set ``p``'s stored next offset back to ``to``, if it is still ``seen`` (another member may
-    have rewound it, and applied records since). The only write that moves an offset back."""
+def stored_topic_ids(engine: Engine, group: str) -> dict[Partition, str | None]:
+    """The broker's topic id each stored offset of ``group`` belongs to (None: not known)."""
+    t = table(ConsumerOffset)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.topic, t.c.partition, t.c.topic_id).where(t.c.group_id == group))
+        return {(topic, partition): topic_id for topic, partition, topic_id in rows}
+
+
+def adopt_topic_id(engine: Engine, group: str, topic: str, topic_id: str) -> None:
+    """Rows of ``topic`` written without a topic id (new partitions, or offsets stored before ids
+    were kept) take the id the broker reports now."""
     t = table(ConsumerOffset)
     with engine.begin() as conn:
+        conn.execute(sa.update(t).where(t.c.group_id == group, t.c.topic == topic, t.c.topic_id.is_(None)).values(topic_id=topic_id))
+
+
+def rewind_stored(engine: Engine, group: str, p: Partition, seen: int, to: int, topic_id: str | None = None) -> bool:
+    """Set ``p``'s stored next offset back to ``to`` (and its topic id to the new topic's), if it
+    is still ``seen`` (another member may have rewound it, and applied records since). The only
+    write that moves an offset back."""
+    t = table(ConsumerOffset)
+    values: dict[str, object] = {"next_offset": to}
+    if topic_id is not None:
+        values["topic_id"] = topic_id
+    with engine.begin() as conn:
         done = conn.execute(sa.update(t).where(t.c.group_id == group, t.c.topic == p[0], t.c.partition == p[1],
-                                               t.c.next_offset == seen).values(next_offset=to))
+                                               t.c.next_offset == seen).values(**values))
     return bool(done.rowcount)

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from .kafka import Topics, bootstrap_servers
 
-__all__ = ["PartitionStatus", "GroupStatus", "BrokerOffsets", "EndOffsets", "RecentOffsets", "group_status", "broker_offsets"]
+__all__ = ["PartitionStatus", "GroupStatus", "BrokerOffsets", "EndOffsets", "RecentOffsets", "group_status", "broker_offsets", "list_offsets"]
 
 log = logging.getLogger("registry.status")
 END_OFFSETS_TIMEOUT_MS = 5000
@@ -105,14 +105,7 @@ class EndOffsets:
         from kafka.errors import KafkaTimeoutError
 
         probe = self._client()
-        partitions = []
-        for topic in topics:
-            ids = probe.partitions_for_topic(topic)
-            if not ids:
-                raise KafkaTimeoutError(f"no partitions known for {topic}")  # metadata not there: lag unknown
-            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
-        ends = {tp: int(n) for tp, n in probe.end_offsets(partitions, timeout_ms=self.timeout_ms).items()}
-        starts = {tp: int(n) for tp, n in probe.beginning_offsets(partitions, timeout_ms=self.timeout_ms).items()}
+        partitions, ends, starts = list_offsets(probe, topics, self.timeout_ms)
         filled = [tp for tp in partitions if ends.get(tp, 0) > 0]
         pending = set(filled)  # an end counts as confirmed once reading from it reached the log's end
         if filled:
@@ -142,6 +135,24 @@ class EndOffsets:
                 probe.close(autocommit=False)
             except Exception:  # closing a client whose broker is gone: nothing to keep
                 pass
+
+
+def list_offsets(client: Any, topics: Iterable[str], timeout_ms: int = END_OFFSETS_TIMEOUT_MS) -> tuple[list[Any], dict[Any, int], dict[Any, int]]:
+    """(every partition of ``topics``, their end offsets, their log start offsets) as a Kafka
+    client's ListOffsets answers them (no record is read). KafkaTimeoutError while a topic's
+    metadata is not there (the lag is unknown then)."""
+    from kafka import TopicPartition
+    from kafka.errors import KafkaTimeoutError
+
+    partitions = []
+    for topic in topics:
+        found = client.partitions_for_topic(topic)
+        if not found:
+            raise KafkaTimeoutError(f"no partitions known for {topic}")
+        partitions += [TopicPartition(topic, p) for p in sorted(found)]
+    ends = {tp: int(n) for tp, n in client.end_offsets(partitions, timeout_ms=timeout_ms).items()}
+    starts = {tp: int(n) for tp, n in client.beginning_offsets(partitions, timeout_ms=timeout_ms).items()}
+    return partitions, ends, starts
 
 
 def broker_offsets(bootstrap: str | None, topics: Iterable[str], timeout_ms: int = END_OFFSETS_TIMEOUT_MS) -> BrokerOffsets | None:

@@ -1,0 +1,206 @@
+"""Records and situations that must not stop a worker, through the real broker (issue 26,
+contract v3 §3): tombstones, a 10 MiB record, a re-created topic with a longer log, restarts and
+signals in every state, and batches compressed by a librdkafka producer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from kafka import KafkaProducer
+
+from consumers.worker import Worker, WorkerConfig
+from registry.exceptions import UndecodableBatchError
+from registry.intake.deadletters import list_dead_letters
+from registry.model.events import MAX_EVENT_BYTES
+from registry.stream.kafka import Topics, ensure_topics, send_lines
+from registry.stream.status import group_status
+
+from .conftest import ROOT, table_counts
+from .faults import delete_topics
+from .helpers import transfer
+from .test_kafka import FAST_GROUP, _consume_cli, _dead_letter_topic, _declared_db, _topics
+
+
+def _group() -> str:
+    return f"g{uuid.uuid4().hex[:6]}"
+
+
+def _lines(tag: str, n: int) -> list[bytes]:
+    return [orjson.dumps(transfer(f"{tag}-{i}")) for i in range(n)]
+
+
+def _worker(engine: sa.Engine, bootstrap: str, topics: Topics, group: str, **extra: Any) -> Worker:
+    config = WorkerConfig(bootstrap=bootstrap, group=group, topics=topics, partitions=1,
+                          **{"stop_when_idle": 2.0, **FAST_GROUP, **extra})
+    return Worker(engine, config)
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
+    """Sent as they are, unkeyed (a tombstone keyed, as compacted topics have them)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=32 * 1024 * 1024)
+    for value in values:
+        producer.send(topic, key=b"k" if value is None else None, value=value,
+                      headers=[("content-type", b"application/cloudevents+json")])
+    producer.flush()
+    producer.close()
+
+
+def test_a_tombstone_is_dead_lettered_once_and_the_partition_moves_on(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Finding 1: a null value crashed every run on the same batch and re-forwarded its dead letters."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    ensure_topics(kafka_bootstrap, topics, 1)
+    _produce(kafka_bootstrap, topics.transfers, [_lines(tag, 1)[0], None, b"{not json", _lines(f"{tag}b", 1)[0]])
+    first = _worker(engine, kafka_bootstrap, topics, group).run(install_signals=False)
+    assert first.model_dump() == {"ingested": 2, "duplicates": 0, "dead_lettered": 2}
+    again = _worker(engine, kafka_bootstrap, topics, group).run(install_signals=False)
+    assert again.model_dump() == {"ingested": 0, "duplicates": 0, "dead_lettered": 0}
+    forwarded = _dead_letter_topic(kafka_bootstrap, topics.dead_letter, 3)
+    assert len(forwarded) == 2 and sorted(dict(r.headers)["dlq_reason"] for r in forwarded) == [b"invalid_json"] * 2
+    assert [r.value for r in forwarded if dict(r.headers)["dlq_offset"] == b"1"] == [None]
+    assert {d.reason for d in list_dead_letters(engine)} == {"invalid_json"}
+
+
+def test_a_10_mib_record_is_too_large_and_its_dead_letter_record_is_cut(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Finding 2: the forwarder re-sent 10 MiB (over its 8 MiB cap): an outage retried for 300 s."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    ensure_topics(kafka_bootstrap, topics, 1)
+    huge = b'{"pad":"' + b"x" * (10 * MAX_EVENT_BYTES) + b'"}'
+    _produce(kafka_bootstrap, topics.transfers, [huge, _lines(tag, 1)[0]])
+    started = time.monotonic()
+    totals = _worker(engine, kafka_bootstrap, topics, group, outage_timeout=20).run(install_signals=False)
+    assert totals.model_dump() == {"ingested": 1, "duplicates": 0, "dead_lettered": 1}
+    assert time.monotonic() - started < 30
+    [record] = _dead_letter_topic(kafka_bootstrap, topics.dead_letter, 1)
+    headers = dict(record.headers)
+    assert headers["dlq_reason"] == b"too_large" and headers["dlq_truncated"] == str(len(huge)).encode()
+    assert len(record.value) == MAX_EVENT_BYTES and record.value == huge[:MAX_EVENT_BYTES]
+
+
+def test_a_re_created_topic_with_a_longer_log_is_read_from_its_start(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Finding 3: 40 consumed, topic deleted, 60 new published: the first 40 were skipped as
+    applied (the new log is longer than the stored offset), and status said lag 0."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    send_lines(_lines(f"{tag}-old", 40), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+    assert _worker(engine, kafka_bootstrap, topics, group).run(install_signals=False).ingested == 40
+    delete_topics(kafka_bootstrap, [topics.transfers, topics.disclosures])
+    send_lines(_lines(f"{tag}-new", 60), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+    totals = _worker(engine, kafka_bootstrap, topics, group).run(install_signals=False)
+    assert totals.ingested == 60 and table_counts(engine)["event"] == 100
+    after = group_status(engine, group, topics, kafka_bootstrap)
+    assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [60]
+
+
+def _stops_within(process: Any, seconds: float) -> float:
+    started = time.monotonic()
+    try:
+        process.wait(timeout=seconds)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return time.monotonic() - started
+
+
+def test_an_idle_stop_then_a_restart_in_the_same_group_consumes_everything(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Finding 4: `--max-events 1 --stop-when-idle 3` on empty topics took 24.6 s, and a worker
+    started next in that group sat in its join for minutes (the first had left mid-join). With
+    the CLI's default session timeout, as an operator runs it."""
+    db, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    ensure_topics(kafka_bootstrap, topics, 3)
+
+    def consume(*extra: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "registry", "--db", db, "--json", "consume", "--group", group,
+                                 "--bootstrap-servers", kafka_bootstrap, "--transfers-topic", topics.transfers,
+                                 "--disclosures-topic", topics.disclosures, "--dead-letter-topic", topics.dead_letter, *extra],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    first = consume("--max-events", "1", "--stop-when-idle", "3")
+    took = _stops_within(first, 60)
+    assert first.returncode == 0, first.stderr.read() if first.stderr else ""
+    assert took < 3 + 5 + 2, took  # + 2: interpreter start and imports
+    send_lines(_lines(tag, 2000), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=3)
+    second = consume("--stop-when-idle", "3")
+    took = _stops_within(second, 10 + 10 + 3 + 10)  # session timeout + 10 s to join, the idle time, margin
+    assert second.stdout is not None
+    assert second.returncode == 0 and orjson.loads(second.stdout.read())["ingested"] == 2000, took
+
+
+@pytest.mark.parametrize("state", ["joining", "polling", "outage"])
+def test_sigterm_ends_a_worker_within_10_s_in_any_state(tmp_path: Path, kafka_bootstrap: str, state: str) -> None:
+    """Finding 4: SIGTERM did not end a worker waiting in its join, nor one retrying an outage."""
+    db, _ = _declared_db(tmp_path)
+    topics, group = _topics(), _group()
+    bootstrap = kafka_bootstrap
+    if state == "outage":
+        from registry.stream.devbroker import free_port
+
+        bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens: bootstrap retried as an outage
+    else:
+        ensure_topics(kafka_bootstrap, topics, 3)
+    worker = _consume_cli(db, bootstrap, topics, group)
+    wanted = {"joining": '"subscribed"', "polling": '"joined"', "outage": '"retry"'}[state]
+    assert worker.stderr is not None
+    fd = worker.stderr.fileno()
+    os.set_blocking(fd, False)
+    seen, deadline = "", time.monotonic() + 60
+    while time.monotonic() < deadline and wanted not in seen:
+        try:
+            seen += os.read(fd, 65536).decode("utf-8", "replace")
+        except BlockingIOError:
+            time.sleep(0.05)
+    assert wanted in seen, seen
+    if state == "joining":
+        assert '"joined"' not in seen
+    worker.send_signal(signal.SIGTERM)
+    took = _stops_within(worker, 15)
+    assert took < 10 and worker.returncode == 0, (took, worker.returncode)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_batches_compressed_by_a_librdkafka_producer_are_read(tmp_path: Path, kafka_bootstrap: str, codec: str) -> None:
+    """Finding 9: lz4, snappy and zstd batches from confluent-kafka: nothing recorded, no exit."""
+    from confluent_kafka import Producer
+
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    ensure_topics(kafka_bootstrap, topics, 1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "compression.type": codec, "linger.ms": 20})
+    for line in _lines(tag, 200):
+        producer.produce(topics.transfers, value=line, headers=[("content-type", b"application/cloudevents+json")])
+    assert producer.flush(20) == 0
+    totals = _worker(engine, kafka_bootstrap, topics, group).run(install_signals=False)
+    assert totals.ingested == 200
+
+
+def test_a_batch_the_client_cannot_decode_is_a_named_error(tmp_path: Path, kafka_bootstrap: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a codec package the worker stops at once naming the cause (it retried silently)."""
+    from confluent_kafka import Producer
+    from kafka.record import default_records
+
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    ensure_topics(kafka_bootstrap, topics, 1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "compression.type": "zstd", "linger.ms": 20})
+    for line in _lines(tag, 20):
+        producer.produce(topics.transfers, value=line)
+    assert producer.flush(20) == 0
+    monkeypatch.setattr(default_records.codecs, "has_zstd", lambda: False)
+    started = time.monotonic()
+    with pytest.raises(UndecodableBatchError, match="zstd"):
+        _worker(engine, kafka_bootstrap, topics, group, outage_timeout=60).run(install_signals=False)
+    assert time.monotonic() - started < 20
