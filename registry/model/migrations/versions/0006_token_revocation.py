@@ -5,7 +5,7 @@ Existing tokens are live and never used as far as the store knows; existing sess
 token (revoking ends them by the token's name).
 
 Revision ID: 0006
-Revises: 0004 (the lead re-chains it to 0005 at merge)
+Revises: 0005
 Create Date: 2026-12-06
 """
 from alembic import op
@@ -14,7 +14,7 @@ import sqlmodel
 
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
