@@ -151,6 +151,7 @@ def test_a_re_serialised_redelivery_is_a_duplicate(declared: sa.Engine) -> None:
     assert list_dead_letters(declared)[0].reason == "conflicting_duplicate"
 
 
+@pytest.mark.empty_store
 def test_migration_0005_rehashes_stored_events_canonically(db_url: str, manifest) -> None:  # type: ignore[no-untyped-def]
     """A store written with the old hash (raw time text) accepts the re-serialised redelivery as
     a duplicate once migrated."""
