@@ -268,3 +268,21 @@ def test_page_work_runs_off_the_event_loop() -> None:
     assert coroutines == {("/disclosures", "POST"), ("/disclosures/new", "POST")}
 
     assert "run_in_threadpool(_log_from_form" in inspect.getsource(disclosure_pages.disclosures_submit)
+
+
+def test_a_duplicate_key_in_one_posted_event_dead_letters_that_event_only(web: tuple[TestClient, dict[str, str]],
+                                                                          declared: sa.Engine) -> None:
+    # contract §1: a parser keeping the last of two values would check another event than the
+    # bytes sent; the HTTP path gives each event's own bytes to the same checks as the consumer
+    from .conftest import all_text
+
+    client, tokens = web
+    good = orjson.dumps(transfer("http-dup-ok")).decode()
+    twice = orjson.dumps(transfer("http-dup-bad"))[:-1].decode() + ', "subject": "carol.http@example.com", "subject": "ok"}'
+    body = f"[ {good} ,\n{twice}]".encode()
+    answer = client.post("/api/events", content=body, headers={"Authorization": f"Bearer {tokens['service']}",
+                                                               "Content-Type": "application/json"})
+    assert answer.status_code == 200 and answer.json() == {"ingested": 1, "duplicates": 0, "dead_lettered": 1}
+    dead = call(client, "GET", "/api/dead-letters", tokens["auditor"]).json()
+    assert [d["reason"] for d in dead if "http-dup-bad" in d["payload"]] == ["invalid_json"]
+    assert "carol.http@example.com" not in all_text(declared)
