@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
-from registry.model.declarations import versions
+from registry.model.declarations import in_force_at, versions
 from registry.model.manifest import Manifest
 from registry.model.taxonomy import covers
 from registry.model.times import format_time, parse_time
@@ -191,6 +191,7 @@ def published_list(engine: Engine, as_of: datetime | None = None) -> list[Listed
     """``subprocessors list``: the published recipients at ``as_of`` (default now)."""
     moment = as_of or datetime.now(timezone.utc)
     with engine.connect() as conn:
+        in_force_at(conn, as_of)  # an --as-of before the first version took effect: no list then
         ordered = effect_order(conn)
         found = observations(conn, None, as_of)
     return published_list_of(ordered, found, moment)
