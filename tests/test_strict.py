@@ -228,14 +228,15 @@ def test_manifests_diff_of_a_version_past_the_range_is_one_line(store: str, a: s
 
 AS_OF_COMMANDS = [["recipients", "--category", "user"], ["recipient", "stripe"], ["drift"], ["subject", "a" * 64],
                   ["subprocessors"], ["subprocessors", "list", "--format", "json"], ["subprocessors", "list"],
-                  ["ropa", "--format", "json"], ["notice"], ["diagram", "--format", "dot"]]
+                  ["ropa", "--format", "json"], ["notice"], ["diagram", "--format", "dot"], ["report", "--out", "{tmp}/r"],
+                  ["export", "fides", "--out", "{tmp}/f"]]
 
 
 @pytest.mark.parametrize("command", AS_OF_COMMANDS)
-def test_an_as_of_before_the_first_version_is_exit_2_on_every_command(store: str, command: list[str]) -> None:
+def test_an_as_of_before_the_first_version_is_exit_2_on_every_command(store: str, command: list[str], tmp_path: Path) -> None:
     """--as-of before any manifest version took effect: not an empty answer ("nobody received
     it", "stripe is undeclared") but the RoPA's one line."""
-    code, out, err = cli(store, *command, "--as-of", "2020-01-01")
+    code, out, err = cli(store, *[a.replace("{tmp}", str(tmp_path)) for a in command], "--as-of", "2020-01-01")
     assert one_line_error(code, err) == ("error: no manifest version was in force at 2020-01-01T00:00:00Z "
                                          "(see `registry manifests`)") and out == ""
 
