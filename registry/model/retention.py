@@ -11,7 +11,10 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-__all__ = ["Kind", "KINDS", "parse_period", "period_start", "horizon"]
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+__all__ = ["Kind", "KINDS", "parse_period", "period_start", "horizon", "purged_before"]
 
 Kind = Literal["events", "subject_refs", "dead_letters"]
 KINDS: tuple[Kind, ...] = ("events", "subject_refs", "dead_letters")
@@ -55,3 +58,12 @@ def horizon(kind: Kind, now: datetime, text: str) -> datetime:
         day = start.replace(hour=0, minute=0, second=0, microsecond=0)
         return day - timedelta(days=day.weekday())
     return start
+
+
+def purged_before(conn: Connection, kind: Kind) -> datetime | None:
+    """Everything of ``kind`` before this was removed by retention (None: nothing ever was)."""
+    from .store import RetentionMark, table
+
+    mark = table(RetentionMark)
+    found = conn.execute(sa.select(mark.c.purged_before).where(mark.c.kind == kind)).scalar()
+    return None if found is None else found.astimezone(timezone.utc)
