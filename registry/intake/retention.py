@@ -76,13 +76,12 @@ def apply_retention(engine: Engine, now: datetime | None = None, dry_run: bool =
 def _events(conn: Connection, before: datetime, dry_run: bool) -> tuple[int, bool]:
     bulk = bulk_for(conn)
     removed, dropped = 0, False
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and not dry_run:
         for month, name in sorted(event_partitions(conn).items()):
             if next_month(month) <= before:
                 removed += int(conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one())
-                if not dry_run:
-                    conn.exec_driver_sql(f"DROP TABLE {name}")
-                    dropped = True
+                conn.exec_driver_sql(f"DROP TABLE {name}")
+                dropped = True
     if dry_run:
         removed += int(conn.exec_driver_sql(f"SELECT count(*) FROM event WHERE time < {bulk.mark}", (bulk.time(before),)).scalar_one())
     else:
