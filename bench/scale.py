@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import uuid
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,6 +42,7 @@ from registry.model.manifest import RegistryRetention, load_manifest  # noqa: E4
 from registry.model.store import open_store  # noqa: E402
 from registry.model.subjects import subject_ref  # noqa: E402
 from registry.stream.kafka import Topics, send_lines  # noqa: E402
+from bench.queries import timed  # noqa: E402
 
 MANIFEST = ROOT / "examples" / "blausen" / "manifest.yaml"
 
@@ -88,16 +88,6 @@ def sizes(conn: sa.Connection) -> dict[str, int]:
         key = "event" if name.startswith("event_p") else name
         out[key] = out.get(key, 0) + int(size)
     return out
-
-
-def timed(runs: int, fn: Callable[[int], object]) -> tuple[float, float]:
-    samples = []
-    for i in range(runs):
-        start = time.perf_counter()
-        fn(i)
-        samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[max(int(len(samples) * 0.95) - 1, 0)]
 
 
 def queries(url: str, span: timedelta, runs: int) -> None:

@@ -7,22 +7,11 @@ import uuid
 from collections import Counter
 
 import orjson
-from kafka import KafkaConsumer
 
 from registry.stream.emitter import Emitter
 from registry.stream.kafka import Topics, send_lines, to_kafka
 
-
-def _read(bootstrap: str, topic: str, expected: int) -> list:  # type: ignore[type-arg]
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
-                             consumer_timeout_ms=5000)
-    records = []
-    for record in consumer:
-        records.append(record)
-        if len(records) >= expected:
-            break
-    consumer.close()
-    return records
+from .test_kafka import _dead_letter_topic  # reads any topic from its start
 
 
 def _transfer(i: int, recipient: str = "stripe") -> bytes:
@@ -49,7 +38,7 @@ def test_one_recipient_spreads_over_all_partitions(kafka_bootstrap: str) -> None
                                 legal_basis="consent")
         emit.disclosure(request_id="SUB-9", authority="Court", authority_country="US", instrument="subpoena",
                         received_at="2026-03-02T09:00:00Z", outcome="pending", notice="pending")
-    records = _read(kafka_bootstrap, topics.transfers, 401)
+    records = _dead_letter_topic(kafka_bootstrap, topics.transfers, 401)
     assert len(records) == 401
     keys = {r.key for r in records}
     assert f"//services/web/{emitted}".encode() in keys
@@ -57,4 +46,4 @@ def test_one_recipient_spreads_over_all_partitions(kafka_bootstrap: str) -> None
     shares = Counter(r.partition for r in records)
     # one recipient, 401 events: every one of the 8 partitions gets some, none more than a quarter
     assert len(shares) == 8 and max(shares.values()) <= 401 // 4, shares
-    assert [r.key for r in _read(kafka_bootstrap, topics.disclosures, 1)] == [b"SUB-9"]
+    assert [r.key for r in _dead_letter_topic(kafka_bootstrap, topics.disclosures, 1)] == [b"SUB-9"]
