@@ -228,6 +228,7 @@ def test_cli_retention_apply_and_a_sub_hour_bound_exit_2(db_url: str, tmp_path: 
     assert good.exit_code == 0, good.output
 
 
+@pytest.mark.empty_store
 def test_migration_0007_keeps_a_store_with_data(db_url: str, manifest: Manifest) -> None:
     """A store at 0004 holding events and aggregates: after the upgrade every row is there (shard 0),
     the answers are unchanged, and on PostgreSQL the events sit in their month partitions."""
