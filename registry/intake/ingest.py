@@ -23,10 +23,11 @@ from registry.model.manifest import RegistryRetention
 from registry.model.partitions import ensure_partitions, forget_partitions
 from registry.model.retention import horizon
 from registry.model.events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
-from registry.model.store import EventRow, ManifestVersion, monday, table
+from registry.model.store import EventRow, ManifestVersion, table
 from registry.model.subjects import mask_text
 from registry.model import retry
 
+from .aggregates import aggregate
 from .writes import Bulk, bulk_for
 
 __all__ = ["IngestResult", "DeadRecord", "BatchOutcome", "Ingestor", "ingest_records", "lines_of"]
@@ -216,7 +217,8 @@ def plan_events(fresh: list[tuple[RawRecord, Event]], bulk: Bulk) -> Plan:
                 event_rows=[(e.source, e.id, e.type, stamp, e.data.get("recipient"), e.payload_hash, e.body.decode())
                             for e, stamp in zip(events, stamps)])
     # the aggregate shard is the Kafka partition: one owner at a time, so no two workers share a row
-    _aggregate(plan, bulk, [(e, stamp, record.partition or 0) for (record, e), stamp in zip(fresh, stamps) if e.type == TRANSFER])
+    plan.day_rows, plan.hour_rows, plan.subject_rows = aggregate(
+        bulk, [(e, stamp, record.partition or 0) for (record, e), stamp in zip(fresh, stamps) if e.type == TRANSFER])
     plan.disclosures = [(e.time, e.data, e.source) for e in sorted((e for e in events if e.type == DISCLOSURE), key=lambda e: e.time)]
     return plan
 
@@ -346,57 +348,6 @@ _SUBJECT_COLUMNS = ("week", "subject_ref", "recipient", "source", "purpose", "ca
                     "last_seen")
 _SUBJECT_KEYS = _SUBJECT_COLUMNS[:7]
 _DEAD_COLUMNS = ("raw_hash", "reason", "detail", "payload", "headers", "topic", "partition", "offset", "received_at", "status")
-
-
-def _aggregate(plan: Plan, bulk: Bulk, transfers: list[tuple[Event, Any, int]]) -> None:
-    """The batch's flows per hour and day and its subject index, as rows in key order (so that
-    concurrent writers take row locks in the same order). A flow row is keyed by the event's whole
-    signature, its category set included, so each event adds to exactly one row (contract §1:
-    a row listing several categories counts the event once). ``stamp`` is the event time in the
-    store's form, which orders like the time itself. Day rows are summed from the hour rows."""
-    hours: dict[tuple[Any, ...], list[Any]] = {}
-    subjects: dict[tuple[str, ...], list[Any]] = {}
-    for e, stamp, shard in transfers:
-        d = e.data
-        categories = ",".join(sorted(set(d["data_categories"])))
-        recipient, purpose = d["recipient"], d["purpose"]
-        _tally(hours, (bulk.hour(e.time, stamp), e.source, recipient, categories, purpose, d["legal_basis"],
-                       d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", ""), shard),
-               d.get("record_count", 1), stamp)
-        refs = d.get("subject_refs")
-        if refs:
-            week = bulk.day(monday(e.time.date()))
-            for ref in set(refs):
-                _tally(subjects, (week, ref, recipient, e.source, purpose, categories, shard), 0, stamp)
-    days: dict[tuple[Any, ...], list[Any]] = {}
-    for key, counts in hours.items():
-        _merge(days, (key[0][:10] if bulk.sqlite else key[0].date(), *key[1:]), counts)
-    plan.day_rows = [(*k, *v) for k, v in sorted(days.items())]
-    plan.hour_rows = [(*k, *v) for k, v in sorted(hours.items())]
-    plan.subject_rows = [(*k, v[0], v[2], v[3]) for k, v in sorted(subjects.items())]
-
-
-def _tally(table: dict[Any, list[Any]], key: Any, records: int, moment: Any) -> None:
-    row = table.get(key)
-    if row is None:
-        table[key] = [1, records, moment, moment]
-    else:
-        row[0] += 1
-        row[1] += records
-        if moment < row[2]:
-            row[2] = moment
-        if moment > row[3]:
-            row[3] = moment
-
-
-def _merge(table: dict[Any, list[Any]], key: Any, counts: list[Any]) -> None:
-    row = table.get(key)
-    if row is None:
-        table[key] = list(counts)
-    else:
-        row[0] += counts[0]
-        row[1] += counts[1]
-        row[2], row[3] = min(row[2], counts[2]), max(row[3], counts[3])
 
 
 def _write_dead(conn: Connection, bulk: Bulk, dead: list[DeadRecord]) -> None:
