@@ -41,7 +41,8 @@ from registry.model.declarations import declare  # noqa: E402
 from registry.model.manifest import RegistryRetention, load_manifest  # noqa: E402
 from registry.model.store import open_store  # noqa: E402
 from registry.model.subjects import subject_ref  # noqa: E402
-from registry.stream.kafka import Topics, send_lines  # noqa: E402
+from registry.stream.kafka import send_lines  # noqa: E402
+from bench.consume import broker_and_topics  # noqa: E402
 from bench.queries import timed  # noqa: E402
 
 MANIFEST = ROOT / "examples" / "blausen" / "manifest.yaml"
@@ -162,13 +163,7 @@ def main() -> None:
     print(f"events {args.events:,} over {args.span_minutes:g} minutes, {args.workers} workers, {args.partitions} partitions; {url}")
     try:
         with ExitStack() as stack:
-            bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-            if not bootstrap:
-                from registry.stream.devbroker import embedded_broker
-
-                bootstrap = stack.enter_context(embedded_broker())
-            tag = uuid.uuid4().hex[:6]
-            topics = Topics(f"scale{tag}.transfers", f"scale{tag}.disclosures", f"scale{tag}.dead-letter")
+            bootstrap, topics = broker_and_topics(stack, "scale")
             started = time.perf_counter()
             sent = send_lines((line for line, _ in generate(args.events, seed=1, span=span)), bootstrap=bootstrap, topics=topics,
                               mode="structured", partitions=args.partitions)
