@@ -307,3 +307,9 @@ def test_subject_as_of_over_sharded_index_rows_equals_brute_force(engine: sa.Eng
     monday_start = datetime.combine(monday((NOW - timedelta(days=22)).date()), datetime.min.time(), tzinfo=timezone.utc)
     for s in SUBJECTS:  # a Monday 00:00 cuts no week: answered from the index alone
         subject(engine, s, as_of=monday_start)
+
+
+def test_a_dry_run_against_a_missing_store_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "registy.db"
+    result = CliRunner().invoke(app, ["--db", f"sqlite:///{path}", "retention", "apply", "--dry-run"])
+    assert result.exit_code == 2 and "no store" in result.stderr and not path.exists()

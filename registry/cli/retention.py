@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, command, emit, open_db, print_counts
+from .options import JsonOpt, command, emit, open_db, print_counts, read_db
 
 __all__ = ["app"]
 
@@ -25,5 +25,6 @@ def apply(dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what wo
     """Remove events, subject index rows and dead letters older than their horizons."""
     from registry.intake.retention import apply_retention
 
-    result = apply_retention(open_db(), dry_run=dry_run)
+    # a dry run only reads: like every reading command it never creates or migrates a store
+    result = apply_retention(read_db() if dry_run else open_db(), dry_run=dry_run)
     emit(result, as_json, lambda r: print_counts("retention (dry run: nothing removed)" if dry_run else "retention", r))
