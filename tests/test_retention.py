@@ -313,3 +313,23 @@ def test_a_dry_run_against_a_missing_store_creates_nothing(tmp_path: Path) -> No
     path = tmp_path / "registy.db"
     result = CliRunner().invoke(app, ["--db", f"sqlite:///{path}", "retention", "apply", "--dry-run"])
     assert result.exit_code == 2 and "no store" in result.stderr and not path.exists()
+
+
+def test_the_worker_applies_retention_when_it_starts(tmp_path: Path, kafka_bootstrap: str, manifest: Manifest) -> None:
+    """`consume` runs the hourly retention hook: its first loop removes what is past the horizon."""
+    import uuid
+
+    from consumers.worker import Worker, WorkerConfig
+    from registry.stream.kafka import Topics
+
+    engine = open_store(f"sqlite:///{tmp_path / 'registry.db'}")
+    declare(engine, manifest)
+    Ingestor(engine).ingest([record(transfer("old", time=(NOW - timedelta(days=40)).isoformat())),
+                             record(transfer("new", time=(NOW - timedelta(days=1)).isoformat()))])
+    declare(engine, _with_retention(manifest, events="30 days"))
+    tag = uuid.uuid4().hex[:8]
+    topics = Topics(f"r{tag}.transfers", f"r{tag}.disclosures", f"r{tag}.dead-letter")
+    Worker(engine, WorkerConfig(bootstrap=kafka_bootstrap, group=f"g{tag}", topics=topics, stop_when_idle=2,
+                                session_timeout_ms=6000, heartbeat_interval_ms=1000)).run(install_signals=False)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT event_id FROM event").scalars().all() == ["new"]
