@@ -120,6 +120,15 @@ def _snapshot(request_id: str, outcome: str, **more: Any) -> dict[str, Any]:
     return data
 
 
+def _in_force_from_january(engine: sa.Engine, manifest: Any) -> sa.Engine:
+    """A store whose manifest is in force before the --as-of times these tests ask about: before
+    the first version every --as-of question is an InputError (review of issue 21)."""
+    from registry.model.declarations import declare
+
+    declare(engine, manifest, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    return engine
+
+
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -129,7 +138,8 @@ def _append(engine: sa.Engine, *snapshots: tuple[str, dict[str, Any]]) -> None:
         append_snapshots(conn, [(_at(moment), data, "test") for moment, data in snapshots])
 
 
-def test_as_of_reads_the_signed_time_not_the_column_beside_it(declared: sa.Engine) -> None:
+def test_as_of_reads_the_signed_time_not_the_column_beside_it(engine: sa.Engine, manifest: Any) -> None:
+    declared = _in_force_from_january(engine, manifest)
     _append(declared, ("2026-03-10T10:00:00Z", _snapshot("REQ-1", "pending")), ("2026-03-10T10:00:00Z", _snapshot("REQ-2", "pending")),
             ("2026-03-10T12:00:00Z", _snapshot("REQ-2", "no_data")))
     as_of = _at("2026-03-10T11:00:00Z")
@@ -158,7 +168,8 @@ def test_the_current_state_is_the_newest_instant_then_the_chain(declared: sa.Eng
     assert list_disclosures(declared)[0][0].outcome == "challenged"
 
 
-def test_as_of_compares_instants_written_with_offsets(declared: sa.Engine) -> None:
+def test_as_of_compares_instants_written_with_offsets(engine: sa.Engine, manifest: Any) -> None:
+    declared = _in_force_from_january(engine, manifest)
     _append(declared, ("2026-03-10T10:00:00Z", _snapshot("REQ-1", "pending")))
     with declared.connect() as conn:
         body = conn.exec_driver_sql("SELECT body FROM ledger_entry").scalar_one()

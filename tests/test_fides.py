@@ -130,8 +130,10 @@ def test_fideslang_3x_files_map_as_documented() -> None:
         "v3/systems.yml:system[3].privacy_declarations[1].legal_basis_for_processing",
         "v3/systems.yml:system[1].third_country_transfers", "v3/systems.yml:system[2].third_country_transfers",
         "v3/systems.yml:system[3].third_country_transfers", "v3/systems.yml:system[2].legal_basis_for_transfers[1]",
-        "v3/dataset.yml:dataset[0]"}
+        "v3/dataset.yml:dataset[0]", "v3/systems.yml:system[4]"}
     assert "assumed the controller's (IE)" in unmapped["v3/systems.yml:system[1].third_country_transfers"]
+    # review of issue 21: the internal CRM declares nothing; it was dropped without a word
+    assert "with no privacy declarations: left out" in unmapped["v3/systems.yml:system[4]"]
 
 
 @pytest.mark.parametrize("version", ["v1", "v3"])
@@ -233,6 +235,9 @@ def manifests(draw: st.DrawFn, exact: bool = False) -> Manifest:
     extensions = draw(st.sampled_from([{}, {"data_categories": [{"key": "user.custom_id", "parent": "user", "name": "Custom id"}]},
                                        {"data_subjects": [{"key": "member", "parent": None, "description": "A club member"}],
                                         "data_uses": [{"key": "analytics.club", "parent": "analytics"}]}]))
+    # names and descriptions of extensions absent, empty or in any script (an empty one once came back as null)
+    extensions = {kind: [{k: v for k, v in {**e, "name": draw(maybe), "description": draw(maybe)}.items()
+                          if v is not None or k == "parent"} for e in items] for kind, items in extensions.items()}
     uses = _USES + [e["key"] for e in extensions.get("data_uses", [])]
     categories = _CATEGORIES + [e["key"] for e in extensions.get("data_categories", [])]
     subjects = _SUBJECTS + [e["key"] for e in extensions.get("data_subjects", [])]
@@ -305,10 +310,24 @@ def test_import_of_export_declares_exactly_the_manifest(m: Manifest, tmp_path_fa
     files = fides_resources(m)
     _validate_with_fideslang(files)
     again = import_fides([_write(files, tmp_path_factory.mktemp("fides"))]).manifest
-    diff = diff_manifests(m, again, 1, 2)
-    assert diff.controller == {} and diff.recipients == KeyedChanges(added=[], removed=[], changed=[])
-    assert diff.activities == KeyedChanges(added=[], removed=[], changed=[])
-    assert again.model_dump() == m.model_dump()
+    # the whole stored body, taxonomy extensions included (`manifests diff` does not compare those)
+    engine = _round_trip_store(tmp_path_factory)
+    versions = (declare(engine, m).version, declare(engine, again).version)
+    with engine.connect() as conn:
+        bodies = [conn.execute(sa.text("SELECT body FROM manifest_version WHERE version = :v"), {"v": v}).scalar_one() for v in versions]
+    assert orjson.loads(bodies[1]) == orjson.loads(bodies[0])
+
+
+_STORES: dict[str, sa.Engine] = {}
+
+
+def _round_trip_store(factory: pytest.TempPathFactory) -> sa.Engine:
+    """One store for every example of the property (a store per example would cost seconds)."""
+    if "store" not in _STORES:
+        from registry.model.store import open_store
+
+        _STORES["store"] = open_store(f"sqlite:///{factory.mktemp('roundtrip') / 'registry.db'}")
+    return _STORES["store"]
 
 
 ISSUE_21_MANIFEST = """\
@@ -369,3 +388,42 @@ def test_a_wrong_shape_is_reported_not_raised(tmp_path: Path, system: dict[str, 
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     reasons = [u["reason"] for u in orjson.loads(result.stdout)["unmapped"]]
     assert any(r.startswith(("not a list", "not a mapping", "not a privacy declaration")) for r in reasons)
+
+
+def test_an_extension_s_empty_name_and_description_come_back_empty(tmp_path: Path) -> None:
+    m = manifest_from_document({"controller": {"name": "C", "country": "IE"}, "recipients": [], "activities": [],
+                                "taxonomy": {"data_categories": [{"key": "user.custom_id", "parent": "user", "name": "",
+                                                                  "description": ""}]}})
+    again = import_fides([_write(fides_resources(m), tmp_path / "fides")]).manifest
+    assert again.model_dump()["taxonomy"] == m.model_dump()["taxonomy"]
+
+
+def _import(tmp_path: Path, document: Any) -> tuple[int, str, str]:
+    (tmp_path / "s.yml").write_text(yaml.safe_dump(document))
+    result = CliRunner().invoke(app, ["--json", "import", "fides", str(tmp_path / "s.yml")])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_every_skipped_system_is_reported(tmp_path: Path) -> None:
+    """A system entry that is no mapping, one without a fides_key, and one of the controller's
+    own services without privacy declarations were dropped without a word; a third party without
+    declarations is still a recipient."""
+    code, out, err = _import(tmp_path, {"system": [5, {"name": "no key"}, {"fides_key": "web", "name": "Web"},
+                                                   {"fides_key": "stripe", "name": "Stripe", "vendor_id": "gvl.1"}]})
+    assert code == 0, err
+    summary = orjson.loads(out)
+    notes = {u["path"].split(":", 1)[1]: u["reason"] for u in summary["unmapped"] if ":" in u["path"]}
+    assert notes["system[0]"].startswith("not a system resource")
+    assert notes["system[1].fides_key"].startswith("a system needs a fides_key")
+    assert notes["system[2]"].startswith("a system of the controller's own") and "no privacy declarations" in notes["system[2]"]
+    assert summary["recipients"] == 1
+
+
+def test_a_shape_error_names_the_resource_in_words(tmp_path: Path) -> None:
+    code, out, err = _import(tmp_path, {"organization": [{"fides_key": "o", "controller": "str"}],
+                                        "data_category": [{"fides_key": "user.custom", "tags": 5}]})
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.strip().startswith(f"error: {tmp_path / 's.yml'}:data_category[0]: a field holds a value of a shape fideslang does not allow")
+    assert "TypeError" not in err and "PATH" not in err
+    code, out, err = _import(tmp_path, {"organization": [{"fides_key": "o", "controller": "str"}]})
+    assert code == 0 and any(u["path"].endswith("organization[0].controller") for u in orjson.loads(out)["unmapped"]), err

@@ -342,3 +342,23 @@ def test_disclosure_rows_carry_their_warnings(declared: sa.Engine) -> None:
     assert "GDPR Art. 48" in by_id["US-1"][0] and "overdue" in by_id["US-1"][1]
     assert warnings == by_id["US-1"]
     assert list_disclosures(declared, today=date(2026, 3, 15))[0][1].warnings == [by_id["US-1"][0]]
+
+
+def test_two_deleted_entries_are_counted_from_the_largest_anchor(declared: sa.Engine, key: Path, anchor_file: Path) -> None:
+    """Review of issue 21: the anchor file holds heads of 1, 2 and 3 entries; with 2 deleted the
+    message is about the largest head past the table (3), not the first one (2)."""
+    for rid in ("R-1", "R-2", "R-3"):
+        log_disclosure(declared, snap(request_id=rid))
+    _exec(declared, "DELETE FROM ledger_entry WHERE seq > 1")
+    result = verify(declared)
+    assert (result.ok, result.entries, result.first_bad, result.anchored) == (False, 1, None, False)
+    assert "records 3 entries but the table holds 1: the newest 2 were deleted" in (result.reason or ""), result.reason
+
+
+def test_first_bad_is_the_request_the_signed_body_names(signed: sa.Engine) -> None:
+    """Review of issue 21: the request_id column is outside the hash; an edited column makes the
+    entry not fit, and verify names the request its body (what was signed) states."""
+    _exec(signed, "UPDATE ledger_entry SET request_id = 'R-9' WHERE seq = 2")
+    result = verify(signed)
+    assert (result.ok, result.entries, result.first_bad) == (False, 2, "R-2")
+    assert "entry 2 (R-2) does not fit" in (result.reason or "")

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from registry.exceptions import InputError
 from registry.answers.drift import drift
 from registry.answers.notices import changes, published_list
 from registry.answers.overview import overview
@@ -248,6 +249,12 @@ def test_the_list_as_of_each_versions_dates_equals_brute_force(scenario: tuple[s
     moments = {d for _, d, _ in VERSIONS} if which == "declared" else {e for _, _, e in VERSIONS} if which == "effective" \
         else {e - timedelta(seconds=1) for _, _, e in VERSIONS} | {t("2026-12-01")}
     for moment in sorted(moments):
+        if moment < min(d for _, d, _ in VERSIONS):
+            # review of issue 21: before anything was declared nothing was published, which is
+            # not an empty list
+            with pytest.raises(InputError, match="nothing was published then"):
+                published_list(engine, moment)
+            continue
         got = [(r.recipient, r.country, r.categories, r.in_force_since, r.status, r.first_seen, r.last_seen)
                for r in published_list(engine, moment)]
         assert got == _expected_list(moment, events), moment

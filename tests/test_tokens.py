@@ -85,3 +85,30 @@ def test_migration_0006_keeps_tokens_and_sessions(db_url: str) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM web_session").scalar_one() == 0
     assert list_tokens(engine)[0].revoked is True
+
+
+def test_a_revoke_between_lookup_and_session_start_leaves_no_live_session(db_url: str) -> None:
+    """/login looks the token up and starts the session in two transactions: a revoke in between
+    must not leave a 12-hour session signed in with a revoked token."""
+    engine = open_store(db_url)
+    token = create_token(engine, "auditor", "audra").token
+    owner = lookup_token(engine, token)
+    assert owner is not None
+    revoke_token(engine, "audra")
+    session_id, _ = start_session(engine, owner)
+    assert find_session(engine, session_id) is None
+
+
+def test_a_second_live_token_of_one_name_is_refused(db_url: str) -> None:
+    """`tokens revoke NAME` revokes by name: two live tokens of one name could not be told apart."""
+    def cli(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, ["--db", db_url, "--json", *args])
+        return result.exit_code, result.stdout, result.stderr
+
+    assert cli("tokens", "create", "--role", "legal", "--name", "lena")[0] == 0
+    code, out, err = cli("tokens", "create", "--role", "admin", "--name", "lena")
+    assert code == 2 and out == "" and err.strip() == (
+        "error: --name: a live token is already named 'lena': choose another name, or revoke it first")
+    assert [t.name for t in list_tokens(open_store(db_url))] == ["lena"]
+    assert cli("tokens", "revoke", "lena")[0] == 0
+    assert cli("tokens", "create", "--role", "admin", "--name", "lena")[0] == 0  # a revoked name may be used again

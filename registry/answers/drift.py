@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
 
-from registry.model.declarations import in_force
+from registry.model.declarations import in_force_at
 from registry.model.manifest import Activity, Manifest
 from registry.model.taxonomy import covers
 from registry.model.times import format_time
@@ -56,7 +56,7 @@ def drift(engine: Engine, since: datetime | None = None, until: datetime | None 
     check_window(since, until, as_of)
     with engine.connect() as conn:
         found = observations(conn, since, cut(until, as_of))
-        manifest = in_force(conn, as_of)
+        manifest = in_force_at(conn, as_of)
         late = notice_rows(conn, since, until, as_of)
     return drift_of(manifest, found) + late
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
+from registry.exceptions import InputError
 from registry.model.declarations import versions
 from registry.model.manifest import Manifest
 from registry.model.taxonomy import covers
@@ -34,7 +35,7 @@ from registry.model.times import format_time, parse_time
 
 from .flows import Observation, observations
 
-__all__ = ["Version", "NOTICE_FIELDS", "ChangeNotice", "Notice", "ListedRecipient", "LateFlow", "effect_order",
+__all__ = ["nothing_published_message", "Version", "NOTICE_FIELDS", "ChangeNotice", "Notice", "ListedRecipient", "LateFlow", "effect_order",
            "recipient_state", "notices_of", "changes", "change_notices", "published_list", "published_list_of",
            "late_flows"]
 
@@ -193,7 +194,15 @@ def published_list(engine: Engine, as_of: datetime | None = None) -> list[Listed
     with engine.connect() as conn:
         ordered = effect_order(conn)
         found = observations(conn, None, as_of)
+    # before any version was declared nothing was published: not an empty list. Once one is
+    # declared, even before it takes effect, the list holds its recipients as announced (§8).
+    if as_of is not None and not any(v.declared_at <= moment for v in ordered):
+        raise InputError(nothing_published_message(moment), "--as-of")
     return published_list_of(ordered, found, moment)
+
+
+def nothing_published_message(moment: datetime) -> str:
+    return f"no manifest declared by {format_time(moment)}: nothing was published then"
 
 
 def published_list_of(ordered: list[Version], found: list[Observation], moment: datetime) -> list[ListedRecipient]:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from registry.exceptions import InputError
 from registry.ledger.disclosures import current_disclosures, signed_snapshots
-from registry.model.declarations import in_force
+from registry.model.declarations import in_force_at
 from registry.model.events import TRANSFER
 from registry.model.retention import purged_before
 from registry.model.store import EventRow, FlowDay, SubjectFlow, monday, table
@@ -62,7 +62,7 @@ def recipients_of(engine: Engine, category: str, since: datetime | None = None, 
     with engine.connect() as conn:
         check_category(conn, category)
         found = observations(conn, since, cut(until, as_of), category=category)
-        manifest = in_force(conn, as_of)
+        manifest = in_force_at(conn, as_of)
     g = build_graph(manifest, found)
     by_recipient: dict[str, list[Observation]] = {}
     for o in found:
@@ -103,7 +103,7 @@ def recipient_detail(engine: Engine, key: str, since: datetime | None = None, un
     with engine.connect() as conn:
         check_recipient(conn, key)
         found = observations(conn, since, cut(until, as_of), recipient=key)
-        manifest = in_force(conn, as_of)
+        manifest = in_force_at(conn, as_of)
     flows = per_category(found)
     merged: dict[tuple[str, str, str, str], Flow] = {}
     for f in flows:
@@ -173,7 +173,7 @@ def subject(engine: Engine, ref: str, as_of: datetime | None = None) -> SubjectA
             d = table(FlowDay)
             covered = conn.execute(sa.select(sa.func.min(d.c.first_seen)).where(d.c.day == first)).scalar()
         disclosures = _disclosures_of(conn, ref, as_of)
-        manifest = in_force(conn, as_of)
+        manifest = in_force_at(conn, as_of)
     grouped: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         grouped.setdefault((row.recipient, row.source), []).append(row)
@@ -265,7 +265,7 @@ class SubprocessorRow(BaseModel):
 
 
 def subprocessor_chains(engine: Engine, as_of: datetime | None = None) -> list[SubprocessorRow]:
-    manifest = in_force(engine, as_of)
+    manifest = in_force_at(engine, as_of)
     if manifest is None:
         return []
     g = build_graph(manifest)

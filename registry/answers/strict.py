@@ -14,11 +14,12 @@ from sqlalchemy.engine import Connection
 
 from registry.exceptions import InputError
 from registry.model.declarations import versions
+from registry.model.events import REASONS
 from registry.model.store import FlowDay, table
 from registry.model.taxonomy import covers, default_taxonomy, valid_key
 from registry.model.times import format_time
 
-__all__ = ["check_window", "check_category", "check_recipient", "did_you_mean"]
+__all__ = ["check_window", "check_category", "check_recipient", "check_reason", "did_you_mean"]
 
 
 def did_you_mean(key: str, known: Iterable[str]) -> str:
@@ -33,6 +34,12 @@ def check_window(since: datetime | None, until: datetime | None, as_of: datetime
         raise InputError(f"the window is empty: since ({format_time(since)}) must be before until ({format_time(until)})")
     if since is not None and as_of is not None and since >= as_of:
         raise InputError(f"the window is empty: since ({format_time(since)}) must be before as_of ({format_time(as_of)})")
+
+
+def check_reason(reason: str | None, name: str) -> None:
+    """A dead-letter reason to filter by: an unknown one would always answer "none"."""
+    if reason is not None and reason not in REASONS:
+        raise InputError(f"unknown reason {reason!r}{did_you_mean(reason, REASONS)}: the reasons are {', '.join(REASONS)}", name)
 
 
 def _observed(conn: Connection, column: str) -> set[str]:

@@ -56,7 +56,7 @@ def disclosures_list(
     from registry.ledger import disclosures
 
     if due_within is not None and not 0 <= due_within <= 24 * 366 * 100:
-        raise InputError("hours from 0 upwards", "--due-within")
+        raise InputError(f"a number of hours from 0 to {24 * 366 * 100} (100 years): {due_within:g}", "--due-within")
     rows, warnings = disclosures.list_disclosures(read_db(), open_, overdue, due_within=due_within)
     emit(rows, as_json, lambda r: print_table(r, ["request_id", "authority", "authority_country", "instrument", "emergency",
                                              "received_at", "due_at", "outcome", "notice", "notice_due", "versions"]))

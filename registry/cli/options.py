@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
 
-__all__ = ["out", "err", "Globals", "JsonOpt", "SinceOpt", "UntilOpt", "AsOfOpt", "OutOpt", "command", "open_db", "read_db", "emit",
+__all__ = ["out", "err", "Globals", "JsonOpt", "SinceOpt", "UntilOpt", "AsOfOpt", "OutOpt", "command", "open_db", "read_db", "existing_db", "emit",
            "print_counts", "print_table", "open_lines", "as_of_bound", "bound", "write_out"]
 
 out = Console()
@@ -92,6 +92,13 @@ def read_db() -> Engine:
     from registry.model.store import open_store_readonly
 
     return open_store_readonly(Globals.db)
+
+
+def existing_db() -> Engine:
+    """The store for a command that changes one but must not create it (``tokens revoke``)."""
+    from registry.model.store import open_existing_store
+
+    return open_existing_store(Globals.db)
 
 
 def _jsonable(value: Any) -> Any:

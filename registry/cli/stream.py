@@ -130,8 +130,10 @@ def dead_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List dead letters with their reason."""
+    from registry.answers.strict import check_reason
     from registry.intake import deadletters
 
+    check_reason(reason, "--reason")
     rows = deadletters.list_dead_letters(read_db(), reason, include_replayed=all_)
 
     def render(items: list[deadletters.DeadLetterView]) -> None:

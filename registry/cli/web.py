@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Globals, JsonOpt, command, emit, open_db, out, print_table, read_db
+from .options import Globals, JsonOpt, command, emit, existing_db, open_db, out, print_table, read_db
 
 __all__ = ["app"]
 
@@ -41,10 +41,10 @@ def tokens_list(as_json: JsonOpt = False) -> None:
 @command
 def tokens_revoke(name: Annotated[str, typer.Argument(metavar="NAME", help="The token's name (see tokens list).")],
                   as_json: JsonOpt = False) -> None:
-    """Revoke the token(s) of this name; their page sessions end at once."""
+    """Revoke the token of this name; its page sessions end at once."""
     from registry.web.tokens import revoke_token
 
-    emit(revoke_token(open_db(), name), as_json, lambda r: out.print(f"revoked {r.name}; its sessions are ended"))
+    emit(revoke_token(existing_db(), name), as_json, lambda r: out.print(f"revoked {r.name}; its sessions are ended"))
 
 
 @app.command()

@@ -49,6 +49,7 @@ def manifest_yaml(manifest: Manifest) -> str:
 def read_resources(paths: Iterable[str | Path], notes: list[Unmapped]) -> Resources:
     """Every Fides resource in the files (folders: their ``*.yml``/``*.yaml``, recursively), by
     kind, each with the path it is reported under (``file:system[2]``)."""
+    paths = list(paths)
     found: Resources = {kind: [] for kind in RESOURCE_KINDS}
     for given in paths:
         path = Path(given)
@@ -67,12 +68,20 @@ def read_resources(paths: Iterable[str | Path], notes: list[Unmapped]) -> Resour
                 notes.append(Unmapped(path=str(file), reason="not a Fides resource file (no mapping of resource kinds)"))
                 continue
             for kind, items in document.items():
-                if kind in RESOURCE_KINDS and isinstance(items, list):
-                    found[kind] += [(f"{file}:{kind}[{i}]", item) for i, item in enumerate(items) if isinstance(item, dict)]
-                else:
+                if kind not in RESOURCE_KINDS:
                     notes.append(Unmapped(path=f"{file}:{kind}", reason="not a Fides resource kind"))
+                elif not isinstance(items, list):
+                    notes.append(Unmapped(path=f"{file}:{kind}", reason=f"not a list of {kind} resources: left out"))
+                else:
+                    for i, item in enumerate(items):
+                        if isinstance(item, dict):
+                            found[kind].append((f"{file}:{kind}[{i}]", item))
+                        else:
+                            notes.append(Unmapped(path=f"{file}:{kind}[{i}]",
+                                                  reason=f"not a {kind} resource (a mapping of fides_key, name, ...): left out"))
     if not any(found.values()):
-        raise InputError("no Fides resources (organization, system, dataset, data_category, data_use, data_subject) found", "PATH")
+        raise InputError("no Fides resources (organization, system, dataset, data_category, data_use, data_subject) found",
+                         ", ".join(str(p) for p in paths))
     return found
 
 
@@ -82,7 +91,10 @@ def import_fides(paths: Iterable[str | Path]) -> Imported:
     importer = Importer(resources, notes)
     try:
         document = build_manifest(importer)
-    except (AttributeError, TypeError, KeyError) as exc:
-        # a shape no check above foresaw: one line naming it, not a traceback (contract §6)
-        raise InputError(f"a Fides resource has a shape fideslang does not allow ({exc.__class__.__name__}: {exc})", "PATH") from None
+    except KeyError as exc:
+        # a shape no check above foresaw: one line naming where, in words, not a traceback (contract §6)
+        raise InputError(f"the field {exc.args[0]} is missing, and fideslang requires it", importer.where) from None
+    except (AttributeError, TypeError):
+        raise InputError("a field holds a value of a shape fideslang does not allow (such as a list or a number where a "
+                         "mapping or a text belongs)", importer.where) from None
     return Imported(manifest=manifest_from_document(document), unmapped=importer.notes)

@@ -86,6 +86,8 @@ class Importer:
     use_basis: dict[str, str] = field(default_factory=dict)
     # Fides key → the key its extension was declared under (renamed, re-parented)
     renamed: dict[Kind, dict[str, str]] = field(default_factory=lambda: {kind: {} for _, kind in TAXONOMY_KINDS})
+    # the resource being read: a shape nothing foresaw is reported there, not as "somewhere"
+    where: str = "the Fides files"
 
     def note(self, path: str, reason: str) -> None:
         self.notes.append(Unmapped(path=path, reason=reason))
@@ -108,6 +110,7 @@ class Importer:
         pending: list[tuple[Kind, str, dict[str, Any]]] = []
         for resource_kind, kind in TAXONOMY_KINDS:
             for path, res in self.resources[resource_kind]:
+                self.where = path
                 self.leftovers(path, res, _TAXONOMY_FIELDS)
                 key = str(res.get("fides_key") or "")
                 if resource_kind == "data_use" and res.get("legal_basis"):
@@ -124,6 +127,7 @@ class Importer:
                 pending.append((kind, path, res))
         # parents first: a child of another extension needs its parent in the taxonomy
         for kind, path, res in sorted(pending, key=lambda p: str(p[2]["fides_key"]).count(".")):
+            self.where = path
             fides_key = str(res["fides_key"])
             raw_parent = res.get("parent_key") or next((t[len(PARENT_TAG):] for t in res.get("tags") or [] if t.startswith(PARENT_TAG)), None)
             parent = self._parent(kind, str(raw_parent), path) if raw_parent else None
@@ -133,7 +137,8 @@ class Importer:
             if key != upgrade_prefix(kind, fides_key):  # a plain fideslang rename maps silently, as references do
                 why = "the registry's keys have no hyphens" if "-" in fides_key else "under the parent it has in fideslang 2.x/3.x"
                 self.note(path, f"{fides_key} is declared as {key} ({why})")
-            ext = {"key": key, "parent": parent, **{k: res[k] for k in ("name", "description") if res.get(k)}}
+            # an empty name or description is a value the manifest declared (issue 21 round trip)
+            ext = {"key": key, "parent": parent, **{k: res[k] for k in ("name", "description") if res.get(k) is not None}}
             try:
                 self.taxonomy = self.taxonomy.extend({kind: [_term(ext)]})
             except ValueError as exc:
@@ -174,8 +179,12 @@ class Importer:
         for path, _ in orgs[1:]:
             self.note(path, "only the first organization is the controller")
         path, org = orgs[0]
+        self.where = path
         self.leftovers(path, org, _ORG_FIELDS)
         contact = org.get("controller") or {}
+        if not isinstance(contact, dict):
+            self.note(f"{path}.controller", "not a mapping of name, address, email and phone: left out")
+            contact = {}
         name = contact.get("name") or org.get("name") or str(org.get("fides_key") or "(unnamed organization)")
         country = next((t[len(COUNTRY_TAG):] for t in org.get("tags") or [] if t.startswith(COUNTRY_TAG)), None)
         if country is None and contact.get("address"):

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from registry.answers.flows import Observation, observations
 from registry.exceptions import InputError
-from registry.model.declarations import in_force
+from registry.model.declarations import in_force, no_manifest_message
 from registry.model.manifest import Activity, Manifest
 from registry.model.transfers import EEA
 
@@ -171,7 +171,7 @@ def export_fides(engine: Engine, out_dir: Path, observed: bool = False, as_of: d
     with engine.connect() as conn:
         manifest = in_force(conn, as_of)
         if manifest is None:
-            raise InputError("no manifest declared yet: run `registry declare FILE` first")
+            raise InputError(no_manifest_message(as_of))
         found = observations(conn, until=as_of) if observed else []
     files = fides_resources(manifest, found)
     try:

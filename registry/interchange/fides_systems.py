@@ -79,6 +79,10 @@ def build_manifest(imp: Importer) -> dict[str, Any]:
     controller = imp.controller()
     systems = []
     for path, res in imp.resources["system"]:
+        imp.where = path
+        if not isinstance(res.get("fides_key"), str) or not res["fides_key"]:
+            imp.note(f"{path}.fides_key", "a system needs a fides_key (a text such as stripe): this system is left out")
+            continue
         _shapes(imp, path, res)
         meta = _mapping(_mapping(res.get("meta")).get("dataflow_registry"))
         kind = meta.get("kind") or ("recipient" if is_recipient(res) else "source")
@@ -94,6 +98,7 @@ def build_manifest(imp: Importer) -> dict[str, Any]:
 
     parts: list[Part] = []
     for path, res, meta, kind in systems:
+        imp.where = path
         imp.leftovers(path, res, SYSTEM_FIELDS, _SYSTEM_DEFAULTS)
         for key in _mapping(res.get("meta")):
             if key != "dataflow_registry":
@@ -108,12 +113,20 @@ def build_manifest(imp: Importer) -> dict[str, Any]:
             if not isinstance(decl, dict):
                 continue  # reported by _shapes
             decl = {k: v for k, v in decl.items() if not (k in _DECLARATION_LISTS and v is not None and not isinstance(v, list))}
-            where = f"{path}.privacy_declarations[{j}]"
+            where = imp.where = f"{path}.privacy_declarations[{j}]"
             imp.leftovers(where, decl, DECLARATION_FIELDS)
             dm = meta_parts[j] if j < len(meta_parts) and isinstance(meta_parts[j], dict) else {}
             part = _part(imp, where, decl, dm, res, kind, own, system_egress, system_ingress, keys, sources)
             if part is not None:
                 parts.append(part)
+    used = {s for p in parts for s in p.sources}
+    for path, res, _, kind in systems:
+        # one of the controller's own services that declares nothing and that no declaration names
+        # as its source: it adds nothing to the manifest, and says so
+        if kind == "source" and sources[str(res["fides_key"])] not in used \
+                and not any(isinstance(d, dict) for d in _list(res.get("privacy_declarations"))):
+            imp.note(path, "a system of the controller's own (not a third party: no vendor_id, third-party system_type, "
+                           "processor responsibility or third_country_transfers) with no privacy declarations: left out")
     # a recipient's kind follows from the data uses it receives data for, wherever declared
     recipients = [_recipient(imp, path, res, meta, keys, controller["country"],
                              [p.purpose for p in parts if keys[str(res["fides_key"])] in p.recipients])

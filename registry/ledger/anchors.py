@@ -125,6 +125,7 @@ def check_anchors(anchors: Anchors, hashes: list[str], request_ids: list[str], k
                              "for the table as it is now and hide any entry deleted since the lost heads were written")
     if not anchors.heads:
         return None, None, None
+    beyond: tuple[int, str] | None = None  # the largest anchored head past the table's end
     for anchored, where in sorted(anchors.heads, key=lambda item: item[0].entries):
         n = anchored.entries
         if key is not None and anchored.signature is not None and not signature_valid(key, anchored.signature,
@@ -138,10 +139,13 @@ def check_anchors(anchors: Anchors, hashes: list[str], request_ids: list[str], k
                 return False, request_ids[n - 1], (f"entry {n} ({request_ids[n - 1]}) is not the one {where} recorded: "
                                                    "the ledger was rewritten up to there")
         elif chain_ok:
-            return False, None, (f"{where} records {n} entries but the table holds {len(hashes)}: "
-                                 f"the newest {n - len(hashes)} were deleted")
+            # the largest one says how many are missing; the smallest would understate it
+            beyond = (n, where)
         else:
             return False, None, f"{where} records {n} entries, beyond the broken entry"
+    if beyond is not None:
+        n, where = beyond
+        return False, None, f"{where} records {n} entries but the table holds {len(hashes)}: the newest {n - len(hashes)} were deleted"
     return True, None, None
 
 

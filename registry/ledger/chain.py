@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
+import orjson
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
@@ -129,7 +130,7 @@ def _walk(engine: Engine, key: Ed25519PublicKey | None) -> _Chain:
     with engine.connect() as conn:
         for row in conn.execute(sa.select(_T).order_by(_T.c.seq)):
             n = len(chain.hashes) + 1
-            where = f"entry {n} ({row.request_id})"
+            where = f"entry {n} ({_stated_request_id(row)})"
             if not entry_fits(row, prev, n):
                 chain.problem = f"{where} does not fit the hash chain: edited, moved, or an entry before it was deleted"
             elif key is not None and row.signature is None and chain.signed:
@@ -137,7 +138,7 @@ def _walk(engine: Engine, key: Ed25519PublicKey | None) -> _Chain:
             elif key is not None and row.signature is not None and not signature_valid(key, row.signature, row.hash.encode("ascii")):
                 chain.problem = f"{where} has a signature the configured public key does not verify"
             if chain.problem:
-                chain.first_bad = row.request_id
+                chain.first_bad = _stated_request_id(row)
                 return chain
             if row.signature is None:
                 chain.unsigned += 1
@@ -147,6 +148,18 @@ def _walk(engine: Engine, key: Ed25519PublicKey | None) -> _Chain:
             chain.request_ids.append(row.request_id)
             prev = row.hash
     return chain
+
+
+def _stated_request_id(row: Any) -> str:
+    """The request id the entry's body states: the ``request_id`` column beside it is outside the
+    hash, so an edited column must not decide which request verify names. The column only when
+    the body states none (it is not even JSON)."""
+    try:
+        stated = orjson.loads(row.body)
+    except orjson.JSONDecodeError:
+        return str(row.request_id)
+    found = stated.get("request_id") if isinstance(stated, dict) else None
+    return found if isinstance(found, str) else str(row.request_id)
 
 
 LEGACY_ENV = "REGISTRY_LEDGER_LEGACY_UNSIGNED"

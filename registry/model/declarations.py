@@ -15,10 +15,13 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
+from registry.exceptions import InputError
+
 from .manifest import Manifest
 from .store import ActivityRow, ManifestVersion, RecipientRow, table
+from .times import format_time
 
-__all__ = ["DeclareResult", "declare", "current_manifest", "in_force", "newest_declared", "VersionInfo", "versions",
+__all__ = ["DeclareResult", "declare", "current_manifest", "in_force", "in_force_at", "no_manifest_message", "newest_declared", "VersionInfo", "versions",
            "manifest_version"]
 
 
@@ -64,6 +67,22 @@ def in_force(bind: Engine | Connection, at: datetime | None = None) -> Manifest 
     body = _scalar(bind, sa.select(m.c.body).where(m.c.effective_from <= moment)
                    .order_by(m.c.effective_from.desc(), m.c.version.desc()).limit(1))
     return _parsed(str(body)) if body else None
+
+
+def no_manifest_message(as_of: datetime | None) -> str:
+    if as_of is None:
+        return "no manifest declared yet: run `registry declare FILE` first"
+    return f"no manifest version was in force at {format_time(as_of)} (see `registry manifests`)"
+
+
+def in_force_at(bind: Engine | Connection, as_of: datetime | None) -> Manifest | None:
+    """The manifest a question with ``--as-of`` answers against. Before the first version took
+    effect there is none, and "nothing was declared then" is not the same answer as "nobody
+    received anything": an InputError, as the RoPA gives. Without ``as_of``: ``in_force`` now."""
+    manifest = in_force(bind, as_of)
+    if manifest is None and as_of is not None:
+        raise InputError(no_manifest_message(as_of))
+    return manifest
 
 
 def current_manifest(bind: Engine | Connection) -> Manifest | None:

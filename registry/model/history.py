@@ -15,8 +15,11 @@ from .declarations import VersionInfo, manifest_version, versions
 from .manifest import Manifest
 from .times import parse_time
 
-__all__ = ["VersionInfo", "list_versions", "Changes", "KeyedChanges", "ManifestDiff", "diff_manifests", "diff_versions",
+__all__ = ["VERSION_MAX", "VersionInfo", "list_versions", "Changes", "KeyedChanges", "ManifestDiff", "diff_manifests", "diff_versions",
            "HistoryEntry", "history"]
+
+
+VERSION_MAX = 2_147_483_647  # manifest versions are 32-bit integers on PostgreSQL
 
 
 class Changed(BaseModel):
@@ -74,6 +77,10 @@ def diff_manifests(old: Manifest | None, new: Manifest, from_version: int | None
 
 
 def diff_versions(engine: Engine, a: int, b: int) -> ManifestDiff:
+    # checked before the query: a number past 64 bits is an OverflowError in the driver, not an answer
+    for number, name in ((a, "A"), (b, "B")):
+        if not 1 <= number <= VERSION_MAX:
+            raise InputError(f"no manifest version {number}: versions are whole numbers from 1 to {VERSION_MAX}", name)
     old, new = manifest_version(engine, a), manifest_version(engine, b)
     if old is None:
         raise InputError(f"no manifest version {a}", "A")

@@ -283,17 +283,22 @@ def database_url(url: str | None = None) -> str:
     return url or os.environ.get("REGISTRY_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
-def _normalise(url: str) -> str:
+def _normalise(url: str) -> str | sa.engine.URL:
     # Plain postgresql:// URLs should use psycopg 3, the driver this package installs.
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     if "://" not in url:
-        # contract §6: `--db PATH` without a scheme is a SQLite file
-        return "sqlite:///" + url
+        # contract §6: `--db PATH` without a scheme is a SQLite file. Built, never parsed: in
+        # "sqlite:///" + path a ? would start a query string and a %41 would be decoded.
+        return sa.engine.URL.create("sqlite", database=url)
     return url
 
 
-def _sqlite_file(url: str) -> str | None:
+def _shown(url: str | sa.engine.URL) -> str:
+    return url.render_as_string(hide_password=True) if isinstance(url, sa.engine.URL) else url
+
+
+def _sqlite_file(url: str | sa.engine.URL) -> str | None:
     """The file of a SQLite URL (None for memory or another database)."""
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
@@ -306,9 +311,9 @@ def open_store_readonly(url: str | None = None) -> Engine:
     """An engine for commands that only read: it never creates, migrates or locks a store. A
     SQLite file is opened read-only (``mode=ro``); a missing one, a store that was never
     migrated, or one at an older schema is an InputError that says what to run."""
-    url = _normalise(database_url(url))
+    target = _normalise(database_url(url))
     try:
-        path = _sqlite_file(url)
+        path = _sqlite_file(target)
         if path is not None:
             if not Path(path).is_file():
                 raise InputError(f"no store at {path}: run registry declare first")
@@ -319,10 +324,10 @@ def open_store_readonly(url: str | None = None) -> Engine:
                                       creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
             sa_event.listen(engine, "connect", _sqlite_readonly_pragmas)
         else:
-            engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+            engine = sa.create_engine(target, future=True, pool_pre_ping=True)
         _check_schema(engine, path or engine.url.render_as_string(hide_password=True))
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot open the store at {url}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
+        raise StoreError(f"cannot open the store at {_shown(target)}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
     return engine
 
 
@@ -353,15 +358,35 @@ def _sqlite_readonly_pragmas(dbapi_connection: Any, _record: Any) -> None:
 @lru_cache(maxsize=8)
 def open_store(url: str | None = None) -> Engine:
     """An engine on a migrated store (cached per URL within a process)."""
-    url = _normalise(database_url(url))
+    target = _normalise(database_url(url))
     try:
-        engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+        engine = sa.create_engine(target, future=True, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             sa_event.listen(engine, "connect", _sqlite_pragmas)
         migrate(engine)
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot open the store at {url}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
+        raise StoreError(f"cannot open the store at {_shown(target)}: {exc.__class__.__name__}: {exc.args[0] if exc.args else ''}") from None
     return engine
+
+
+def open_existing_store(url: str | None = None) -> Engine:
+    """An engine for a command that changes a store but has no business creating one (``tokens
+    revoke``): a missing store is the same InputError a read gives, and nothing is created."""
+    target = _normalise(database_url(url))
+    path = _sqlite_file(target)
+    if path is not None and not Path(path).is_file():
+        raise InputError(f"no store at {path}: run registry declare first")
+    if path is None:
+        probe = sa.create_engine(target, poolclass=sa.pool.NullPool)
+        try:
+            with probe.connect() as conn:
+                if not sa.inspect(conn).has_table("alembic_version"):
+                    raise InputError(f"no store at {_shown(target)}: run registry declare first")
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the store at {_shown(target)}: {exc.__class__.__name__}") from None
+        finally:
+            probe.dispose()
+    return open_store(url)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -29,7 +29,10 @@ def parse_bound(text: str | None, name: str = "since") -> datetime | None:
             moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
         else:
             moment = parse_time(text)
-    except (ValueError, OverflowError) as exc:
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 is a real time, but in UTC it falls before year 1
+        raise InputError(f"must lie in the years {FIRST_YEAR} to {LAST_YEAR}: {text!r}", name) from None
+    except ValueError as exc:
         # fromisoformat says "day is out of range for month" for 2026-02-30: a real date is wanted
         why = "not a date on the calendar" if "range" in str(exc) else "not an RFC 3339 time (2026-03-01T09:00:00Z) or a date (2026-03-01)"
         raise InputError(f"{why}: {text!r}", name) from None

@@ -20,7 +20,7 @@ import pycountry
 from jinja2 import Environment, select_autoescape
 from sqlalchemy.engine import Engine
 
-from registry.answers.notices import ListedRecipient, Notice, change_notices, effect_order, notices_of, published_list
+from registry.answers.notices import ListedRecipient, Notice, change_notices, effect_order, nothing_published_message, notices_of, published_list
 from registry.exceptions import InputError
 from registry.model.declarations import versions
 from registry.model.manifest import Manifest
@@ -76,7 +76,7 @@ def list_document(engine: Engine, fmt: str, as_of: datetime | None = None, publi
     # every part of the document as published at ``moment``: only the versions declared by then
     known = [v for v in effect_order(engine) if v.declared_at <= moment]
     if not known:
-        raise InputError(f"no manifest declared by {format_time(moment)}: nothing was published then", "--as-of")
+        raise InputError(nothing_published_message(moment), "--as-of")
     in_force = [v for v in known if v.effective_from <= moment]
     manifest = (in_force or sorted(known, key=lambda v: v.number))[-1].manifest
     notices = notices_of(known)

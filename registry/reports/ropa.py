@@ -18,7 +18,7 @@ from registry.answers.drift import DriftRow, drift_of, notice_rows
 from registry.answers.flows import Observation, cut, observations
 from registry.answers.graph import build_graph, subprocessors
 from registry.exceptions import InputError
-from registry.model.declarations import in_force
+from registry.model.declarations import in_force, no_manifest_message
 from registry.model.history import HistoryEntry, history
 from registry.model.manifest import Activity, Manifest
 from registry.model.taxonomy import Taxonomy, covers
@@ -91,12 +91,6 @@ def build_ropa(engine: Engine, role: Role = "controller", as_of: datetime | None
     record = ropa_of(manifest, found, role)
     return record.model_copy(update={"as_of": format_time(as_of) if as_of else None, "history": history(engine, as_of),
                                      "undeclared": record.undeclared + late}), manifest
-
-
-def no_manifest_message(as_of: datetime | None) -> str:
-    if as_of is None:
-        return "no manifest declared yet: run `registry declare FILE` first"
-    return f"no manifest version was in force at {format_time(as_of)} (see `registry manifests`)"
 
 
 def ropa_of(manifest: Manifest, flows: list[Observation], role: Role = "controller") -> Ropa:

@@ -13,6 +13,7 @@ from registry import reports
 from registry.answers import drift as drift_mod
 from registry.answers import notices
 from registry.answers import questions
+from registry.answers.strict import check_reason
 from registry.exceptions import InputError
 from registry.intake import deadletters
 from registry.intake.ingest import Ingestor, IngestResult, few_collections
@@ -37,7 +38,6 @@ Reader = Annotated[TokenOwner, Depends(allow(*READ))]
 # before any work: an out-of-range value is a 422, never a value only the database refuses (500).
 _TIME_LEN = 40  # the longest RFC 3339 time: 2026-03-01T09:00:00.123456789+01:00 and some
 _KEY_LEN = 200  # taxonomy and recipient keys
-_VERSION_MAX = 2_147_483_647  # manifest versions are 32-bit integers on PostgreSQL
 Since = Annotated[str | None, Query(description="Window start, inclusive (RFC 3339 or YYYY-MM-DD)", max_length=_TIME_LEN)]
 Until = Annotated[str | None, Query(description="Window end, exclusive (RFC 3339 or YYYY-MM-DD)", max_length=_TIME_LEN)]
 AsOf = Annotated[str | None, Query(description="Answer as it stood then: the manifest in force at T, events before T",
@@ -45,7 +45,7 @@ AsOf = Annotated[str | None, Query(description="Answer as it stood then: the man
 Key = Annotated[str, Path(min_length=1, max_length=_KEY_LEN)]
 Category = Annotated[str, Query(description="Data category key; covers every key under it", min_length=1, max_length=_KEY_LEN)]
 OptionalKey = Annotated[str | None, Query(min_length=1, max_length=_KEY_LEN)]
-Version = Annotated[int, Query(ge=1, le=_VERSION_MAX, description="A manifest version")]
+Version = Annotated[int, Query(ge=1, le=history.VERSION_MAX, description="A manifest version")]
 _MEDIA = {"md": "text/markdown; charset=utf-8", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
           "json": "application/json", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
           "svg": "image/svg+xml", "png": "image/png", "dot": "text/vnd.graphviz"}
@@ -183,6 +183,7 @@ def report_package(request: Request, _: Reader, year: Annotated[int, Query(ge=1,
 
 @router.get("/dead-letters", response_model=list[deadletters.DeadLetterView])
 def dead_letters(request: Request, _: Reader, reason: Annotated[str | None, Query(max_length=64)] = None) -> Any:
+    check_reason(reason, "reason")
     return deadletters.list_dead_letters(request.app.state.engine, reason)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -70,7 +71,12 @@ def create_app(db_url: str | None = None, public: bool = False, public_url: str 
         detail = []
         for path, message in getattr(exc, "problems", None) or [(exc.path, exc.message)]:
             parts = [int(p) if p.isdigit() else p for p in _PART.findall(path or "")]
-            loc = ["body", *(parts[1:] if parts[:1] == ["body"] else parts)]
+            # a query parameter's problem is located in the query, as FastAPI's own 422s are
+            name = str(parts[0]).lower() if parts else ""
+            if name and name in request.query_params:
+                loc: list[Any] = ["query", name, *parts[1:]]
+            else:
+                loc = ["body", *(parts[1:] if parts[:1] == ["body"] else parts)]
             detail.append({"loc": loc, "msg": message, "type": "value_error"})
         return JSONResponse({"detail": detail}, status_code=422)
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from registry.model.store import WebSession, table
+from registry.model.store import ApiToken, WebSession, table
 
 from .tokens import TokenOwner
 
@@ -20,6 +20,7 @@ __all__ = ["SESSION_COOKIE", "LIFETIME", "PageSession", "start_session", "find_s
 SESSION_COOKIE = "registry_session"
 LIFETIME = timedelta(hours=12)  # one working day: a forgotten browser does not stay signed in overnight
 _T = table(WebSession)
+_TOKEN = table(ApiToken)
 
 
 class PageSession(BaseModel):
@@ -48,9 +49,13 @@ def find_session(engine: Engine, session_id: str | None) -> PageSession | None:
     """The live session of a cookie value; None when unknown, ended or expired."""
     if not session_id:
         return None
+    # the token is checked on every read, not only at sign-in: /login looks the token up and starts
+    # the session in two transactions, and a revoke between them must still end the session
     with engine.connect() as conn:
         row = conn.execute(sa.select(_T.c.role, _T.c.name, _T.c.csrf_token, _T.c.expires_at)
-                           .where(_T.c.id_hash == _hash(session_id))).first()
+                           .select_from(_T.outerjoin(_TOKEN, _TOKEN.c.id == _T.c.token_id))
+                           .where(_T.c.id_hash == _hash(session_id),
+                                  sa.or_(_T.c.token_id.is_(None), _TOKEN.c.revoked_at.is_(None)))).first()
     if row is None or _aware(row.expires_at) <= datetime.now(timezone.utc):
         return None
     return PageSession(role=row.role, name=row.name, csrf_token=row.csrf_token)

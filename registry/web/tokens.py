@@ -50,6 +50,9 @@ class Revoked(BaseModel):
     revoked: bool
 
 
+_T = table(ApiToken)
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -60,12 +63,14 @@ def create_token(engine: Engine, role: str, name: str | None = None) -> CreatedT
     token = "drt_" + secrets.token_urlsafe(32)
     name = name or f"{role}-{secrets.token_hex(3)}"
     with engine.begin() as conn:
+        # names are how tokens are revoked: two live tokens of one name could not be told apart
+        if conn.execute(sa.select(_T.c.id).where(_T.c.name == name, _T.c.revoked_at.is_(None))).first() is not None:
+            raise InputError(f"a live token is already named {name!r}: choose another name, or revoke it first", "--name")
         conn.execute(sa.insert(ApiToken), [{"token_hash": _hash(token), "role": role, "name": name,
                                             "created_at": datetime.now(timezone.utc)}])
     return CreatedToken(token=token, role=role, name=name)
 
 
-_T = table(ApiToken)
 _USE_STEP = timedelta(minutes=1)  # last_used_at to the minute: most requests only read
 
 
