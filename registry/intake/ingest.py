@@ -21,7 +21,7 @@ from registry.ledger.chain import append_snapshots
 from registry.model.declarations import newest_declared
 from registry.model.manifest import RegistryRetention
 from registry.model.partitions import ensure_partitions, forget_partitions
-from registry.model.retention import horizon
+from registry.model.retention import horizon, purged_before
 from registry.model.events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
 from registry.model.store import EventRow, ManifestVersion, table
 from registry.model.subjects import mask_text
@@ -84,11 +84,14 @@ class Ingestor:
         self._version: int | None = -1
         self.validator = EventValidator()
         self.retention: RegistryRetention | None = None
+        self.purged_before: datetime | None = None
         self.refresh()
 
     def refresh(self) -> None:
-        """Rebuild the validator if a newer manifest version was declared since the last batch."""
+        """Rebuild the validator if a newer manifest version was declared since the last batch,
+        and re-read where retention removed events (another process may have run it)."""
         with self.engine.connect() as conn:
+            self.purged_before = purged_before(conn, "events")
             version = conn.execute(sa.select(sa.func.max(table(ManifestVersion).c.version))).scalar()
             if version != self._version:
                 manifest = newest_declared(conn)
@@ -108,20 +111,26 @@ class Ingestor:
                     refused.append(DeadRecord(record, exc.reason, str(exc)))
                 except Exception as exc:  # noqa: BLE001  a check that failed unforeseen must not stop the stream
                     refused.append(DeadRecord(record, "invalid_data", f"could not be validated ({type(exc).__name__})"))
-        if self.retention is not None and self.retention.events is not None:
-            decoded = self.refuse_too_old(decoded, refused, self.retention.events)
-        return decoded, refused
+        return self.refuse_too_old(decoded, refused), refused
 
-    @staticmethod
-    def refuse_too_old(decoded: list[tuple[RawRecord, Event]], refused: list[DeadRecord], period: str) -> list[tuple[RawRecord, Event]]:
+    def refuse_too_old(self, decoded: list[tuple[RawRecord, Event]], refused: list[DeadRecord]) -> list[tuple[RawRecord, Event]]:
         """Contract §6: an event older than the events horizon could no longer be deduplicated
-        (its original may have been removed), so it is refused as ``too_old``."""
-        oldest = horizon("events", datetime.now(timezone.utc), period)
+        (its original may have been removed), so it is refused as ``too_old``. The horizon is the
+        later of the current manifest's and where retention already removed events: lengthening
+        the period (or removing ``registry_retention``) does not bring removed originals back,
+        so a redelivery of one would otherwise be counted a second time."""
+        period = self.retention.events if self.retention is not None else None
+        limits = [(self.purged_before, "where retention already removed events")] if self.purged_before else []
+        if period is not None:
+            limits.append((horizon("events", datetime.now(timezone.utc), period), f"the events retention period ({period})"))
+        if not limits:
+            return decoded
+        oldest, why = max(limits, key=lambda limit: limit[0])
         kept = []
         for record, event in decoded:
             if event.time < oldest:
                 refused.append(DeadRecord(record, "too_old", f"event time {event.time.isoformat()} is before the events retention "
-                                                             f"horizon {oldest.isoformat()} ({period})"))
+                                                             f"horizon {oldest.isoformat()} ({why})"))
             else:
                 kept.append((record, event))
         return kept
