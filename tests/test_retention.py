@@ -236,6 +236,40 @@ def test_postgres_drops_whole_month_partitions(postgres_url: str, manifest: Mani
     assert Ingestor(engine).ingest([record(transfer("late", time="2026-01-12T00:00:00Z"))]).dead_lettered == 1
 
 
+def test_the_hourly_hook_gives_up_a_partition_a_reader_holds_and_drops_it_next_run(postgres_url: str, manifest: Manifest) -> None:
+    """Review of issue 23 (f.py): DROP TABLE of a month partition waited without limit behind a
+    long reader, so the worker's hourly hook neither polled nor committed."""
+    import time
+    import threading
+
+    from registry.model.partitions import event_partitions, month_of, partition_name
+
+    engine = open_store(postgres_url)
+    declare(engine, manifest)
+    old = NOW - timedelta(days=70)
+    assert Ingestor(engine).ingest([record(transfer("f-old", time=old.isoformat()))]).ingested == 1
+    declare(engine, _with_retention(manifest, events="30 days"))
+    name = partition_name(month_of(old))
+    reader = engine.connect()
+    reader.begin()
+    reader.exec_driver_sql("SELECT count(*) FROM event").scalar()  # a long report or pg_dump: ACCESS SHARE on event
+    results: list[Any] = []
+    started = time.monotonic()
+    hook = threading.Thread(target=lambda: results.append(HourlyRetention(engine, clock=lambda: 0.0).maybe_apply()), daemon=True)
+    hook.start()
+    hook.join(15)
+    elapsed = time.monotonic() - started
+    reader.rollback()
+    reader.close()
+    assert not hook.is_alive() and elapsed < 10, f"the hook was still waiting after {elapsed:.1f} s"
+    assert results[0] is not None and results[0].events_removed == 1  # the rows went by DELETE; the drop waits
+    with engine.connect() as conn:
+        assert name in event_partitions(conn).values()
+    assert apply_retention(engine).events_removed == 0  # the next run, the reader gone, drops the empty month
+    with engine.connect() as conn:
+        assert name not in event_partitions(conn).values()
+
+
 def test_cli_retention_apply_and_a_sub_hour_bound_exit_2(db_url: str, tmp_path: Path, manifest: Manifest) -> None:
     engine = open_store(db_url)
     declare(engine, manifest)
