@@ -371,6 +371,23 @@ def test_subject_as_of_over_sharded_index_rows_equals_brute_force(engine: sa.Eng
         subject(engine, s, as_of=monday_start)
 
 
+def test_subject_as_of_inside_the_purged_subject_index_exits_2(db_url: str, manifest: Manifest) -> None:
+    """Review of issue 23: ``subject --as-of T`` with T before ``covered_since`` answered empty
+    transfers (every index row before T was removed), which reads as "no transfers then"."""
+    engine = open_store(db_url)
+    declare(engine, manifest)
+    _ingest(engine, _events(120, seed=22, days=60))
+    declare(engine, _with_retention(manifest, events="20 days", subject_refs="30 days"))
+    apply_retention(engine, now=NOW)
+    covered = datetime.fromisoformat(subject(engine, SUBJECTS[0]).covered_since or "")
+    runner = CliRunner()
+    for at in (covered - timedelta(days=7), covered):  # a Monday 00:00 too: nothing before it is indexed
+        bad = runner.invoke(app, ["--db", db_url, "subject", SUBJECTS[0], "--as-of", format_time(at)])
+        assert bad.exit_code == 2 and "subject refs retention" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.output
+    good = runner.invoke(app, ["--db", db_url, "--json", "subject", SUBJECTS[0], "--as-of", format_time(covered + timedelta(days=7))])
+    assert good.exit_code == 0, good.output
+
+
 def test_a_dry_run_against_a_missing_store_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "registy.db"
     result = CliRunner().invoke(app, ["--db", f"sqlite:///{path}", "retention", "apply", "--dry-run"])
