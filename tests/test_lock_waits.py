@@ -144,3 +144,44 @@ def test_two_workers_never_wait_on_each_others_aggregate_rows(postgres_url: str,
     assert {k: int(v) for k, v in subjects.items()} == dict(Counter(e["data"]["subject_refs"][0] for e in events))
     assert offsets == {p: 1500 for p in range(4)}
 
+
+
+def test_two_writers_of_one_key_with_two_times_store_one_event(postgres_url: str, manifest) -> None:  # type: ignore[no-untyped-def]
+    """Review of issue 23 (e.py): the unique key holds ``time``, so two transactions that both
+    looked up ``(source, id)`` before either committed stored it twice, with two times. Now the
+    second waits for the first and dead-letters its event as a conflicting duplicate."""
+    from registry.intake.ingest import apply_isolating
+    from registry.model.partitions import ensure_partitions
+
+    engine = open_store(postgres_url)
+    declare(engine, manifest)
+    first = START + timedelta(hours=1)
+    a = transfer("dup-1", time=first.isoformat(), recipient="mailchimp")
+    b = transfer("dup-1", time=(first + timedelta(minutes=5)).isoformat(), recipient="mailchimp")
+    ingestor = Ingestor(engine)
+    (dec_a, _), (dec_b, _) = (ingestor.decode([RawRecord(value=orjson.dumps(e), topic="t", partition=p, offset=1)])
+                              for p, e in ((0, a), (1, b)))
+    ensure_partitions(engine, [first])
+    applied_a, outcomes = threading.Event(), {}
+
+    def writer(name: str, decoded: Any, wait_for: threading.Event | None) -> None:
+        with engine.connect() as conn, conn.begin():
+            if wait_for is not None:
+                wait_for.wait(10)
+            outcomes[name] = apply_isolating(conn, decoded, [])
+            if wait_for is None:
+                applied_a.set()
+                time.sleep(0.5)  # writer b now looks the key up while a's insert is not yet committed
+
+    threads = [threading.Thread(target=writer, args=("a", dec_a, None)), threading.Thread(target=writer, args=("b", dec_b, applied_a))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert outcomes["a"].result.model_dump() == {"ingested": 1, "duplicates": 0, "dead_lettered": 0}
+    assert outcomes["b"].result.model_dump() == {"ingested": 0, "duplicates": 0, "dead_lettered": 1}
+    assert [d.reason for d in outcomes["b"].dead] == ["conflicting_duplicate"]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM event WHERE event_id = 'dup-1'").scalar() == 1
+        assert conn.exec_driver_sql("SELECT sum(events) FROM flow_hour WHERE recipient = 'mailchimp'").scalar() == 1
+        assert conn.exec_driver_sql("SELECT reason FROM dead_letter").scalars().all() == ["conflicting_duplicate"]

@@ -256,7 +256,9 @@ def apply_batch(conn: Connection, decoded: list[tuple[RawRecord, Event]], dead: 
                 offsets: Sequence[tuple[str, str, int, int]] = (), write_dead: bool = True) -> BatchOutcome:
     """Write one batch of decoded events inside the caller's transaction."""
     bulk = bulk_for(conn)
-    fresh, duplicates, conflicts = split_batch(decoded, _existing_hashes(conn, {(e.source, e.id) for _, e in decoded}))
+    keys = {(e.source, e.id) for _, e in decoded}
+    claim_keys(conn, keys)
+    fresh, duplicates, conflicts = split_batch(decoded, _existing_hashes(conn, keys))
     return write_plan(conn, plan_events(fresh, bulk), duplicates, dead + conflicts, offsets, write_dead)
 
 
@@ -327,6 +329,18 @@ def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRec
     bulk.run(conn, bulk.insert_sql("consumer_offset", ("group_id", "topic", "partition", "next_offset"),
                                    keys=("group_id", "topic", "partition"), highest=("next_offset",)), offsets)
     return BatchOutcome(IngestResult(ingested=len(plan.event_rows), duplicates=duplicates, dead_lettered=len(dead)), dead)
+
+
+def claim_keys(conn: Connection, keys: set[tuple[str, str]]) -> None:
+    """PostgreSQL: the unique key of the partitioned ``event`` holds ``time``, so two writers that
+    look up one ``(source, id)`` at once and both find nothing would both insert it (with two
+    times). An advisory lock per key, taken in sorted order (no deadlock between two batches),
+    makes the second wait for the first to commit; its lookup, a new statement, then sees it."""
+    if conn.dialect.name != "postgresql" or not keys:
+        return
+    locks = sorted({int.from_bytes(hashlib.blake2b(f"{source}\0{event_id}".encode(), digest_size=8).digest(), "big", signed=True)
+                    for source, event_id in keys})
+    conn.exec_driver_sql("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", (locks,))
 
 
 def _existing_hashes(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
