@@ -142,10 +142,12 @@ class Ingestor:
         next_offset) are stored in the same transaction: effects and position commit together.
         ``before_commit`` runs inside it (the worker forwards there the dead letters only the
         database could find: if that fails, nothing of the batch is kept)."""
-        isolate = False
+        isolate = coarse = False
 
         def transaction() -> BatchOutcome:
             with few_collections(), self.engine.begin() as conn:
+                if coarse:
+                    conn.execution_options(registry_coarse_claim=True)
                 apply = apply_isolating if isolate else apply_batch
                 outcome = apply(conn, decoded, list(refused), offsets)
                 if before_commit is not None:
@@ -166,6 +168,11 @@ class Ingestor:
                 if isolate:
                     raise
                 isolate = True
+            except sa.exc.OperationalError as exc:
+                # the shared lock table was full (many writers at once): claim the key space whole
+                if coarse or retry.sqlstate(exc) != _OUT_OF_LOCK_SLOTS:
+                    raise
+                coarse = True
             except sa.exc.IntegrityError:
                 # Another worker inserted one of these events meanwhile (a rebalance overlap), or
                 # retention in another process dropped a month partition this one thought was there: redo.
@@ -331,15 +338,28 @@ def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRec
     return BatchOutcome(IngestResult(ingested=len(plan.event_rows), duplicates=duplicates, dead_lettered=len(dead)), dead)
 
 
+DEDUPE_LOCK_KEY = 0x5245_4744  # "REGD": held shared by per-key claims, exclusive by a coarse one
+# Advisory locks take slots in PostgreSQL's shared lock table (max_locks_per_transaction ×
+# max_connections: 6,400 by default, shared by every session): a batch with more keys than this
+# claims the whole key space at once instead (it waits for, and holds off, other writers' claims)
+KEY_LOCKS_AT_MOST = 2500
+_OUT_OF_LOCK_SLOTS = "53200"  # out_of_memory: the shared lock table is full
+
+
 def claim_keys(conn: Connection, keys: set[tuple[str, str]]) -> None:
     """PostgreSQL: the unique key of the partitioned ``event`` holds ``time``, so two writers that
     look up one ``(source, id)`` at once and both find nothing would both insert it (with two
     times). An advisory lock per key, taken in sorted order (no deadlock between two batches),
-    makes the second wait for the first to commit; its lookup, a new statement, then sees it."""
+    makes the second wait for the first to commit; its lookup, a new statement, then sees it.
+    Measured: about 6 % of a PostgreSQL file ingest, no bytes stored (README, *Retention*)."""
     if conn.dialect.name != "postgresql" or not keys:
+        return
+    if len(keys) > KEY_LOCKS_AT_MOST or conn.get_execution_options().get("registry_coarse_claim"):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({DEDUPE_LOCK_KEY})")
         return
     locks = sorted({int.from_bytes(hashlib.blake2b(f"{source}\0{event_id}".encode(), digest_size=8).digest(), "big", signed=True)
                     for source, event_id in keys})
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({DEDUPE_LOCK_KEY})")
     conn.exec_driver_sql("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", (locks,))
 
 

@@ -23,6 +23,7 @@ from registry.model.partitions import event_partitions, forget_partitions, next_
 from registry.model.retention import KINDS, Kind, horizon, purged_before
 from registry.model.store import RetentionMark, monday, table
 from registry.model.times import format_time
+from registry.model import retry
 
 from .writes import bulk_for
 
@@ -76,7 +77,7 @@ def apply_retention(engine: Engine, now: datetime | None = None, dry_run: bool =
                 with conn.begin_nested():
                     count, dropped_here = _REMOVERS[kind](conn, moment, dry_run)
             except sa.exc.OperationalError as exc:
-                if _code(exc) not in _GAVE_UP:
+                if retry.sqlstate(exc) not in _GAVE_UP:
                     raise
                 # nothing of this step happened (its savepoint is rolled back) and no mark moves
                 log.warning("retention_skipped", extra={"kind": kind, "reason": _first_line(exc)})
@@ -102,7 +103,7 @@ def _events(conn: Connection, before: datetime, dry_run: bool) -> tuple[int, boo
                         count = int(conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one())
                         conn.exec_driver_sql(f"DROP TABLE {name}")
                 except sa.exc.OperationalError as exc:
-                    if _code(exc) not in _GAVE_UP:
+                    if retry.sqlstate(exc) not in _GAVE_UP:
                         raise
                     # this month stays for now; the DELETE below may still empty it row by row
                     log.warning("retention_skipped", extra={"kind": "events", "partition": name, "reason": _first_line(exc)})
@@ -114,10 +115,6 @@ def _events(conn: Connection, before: datetime, dry_run: bool) -> tuple[int, boo
     else:
         removed += conn.exec_driver_sql(f"DELETE FROM event WHERE time < {bulk.mark}", (bulk.time(before),)).rowcount
     return removed, dropped
-
-
-def _code(exc: sa.exc.OperationalError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
 
 
 def _first_line(exc: BaseException) -> str:
