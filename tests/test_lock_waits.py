@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import pytest
 import sqlalchemy as sa
 
 from registry.intake.ingest import Ingestor
@@ -144,3 +145,75 @@ def test_two_workers_never_wait_on_each_others_aggregate_rows(postgres_url: str,
     assert {k: int(v) for k, v in subjects.items()} == dict(Counter(e["data"]["subject_refs"][0] for e in events))
     assert offsets == {p: 1500 for p in range(4)}
 
+
+
+@pytest.mark.parametrize("claim", ["per_key", "coarse"])
+def test_two_writers_of_one_key_with_two_times_store_one_event(postgres_url: str, manifest, claim: str,  # type: ignore[no-untyped-def]
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of issue 23 (e.py): the unique key holds ``time``, so two transactions that both
+    looked up ``(source, id)`` before either committed stored it twice, with two times. Now the
+    second waits for the first and dead-letters its event as a conflicting duplicate (per-key
+    locks, or the whole key space for a batch with more keys than lock slots allow)."""
+    from registry.intake import ingest
+    from registry.intake.ingest import apply_isolating
+
+    if claim == "coarse":
+        monkeypatch.setattr(ingest, "KEY_LOCKS_AT_MOST", 0)
+    from registry.model.partitions import ensure_partitions
+
+    engine = open_store(postgres_url)
+    declare(engine, manifest)
+    first = START + timedelta(hours=1)
+    a = transfer("dup-1", time=first.isoformat(), recipient="mailchimp")
+    b = transfer("dup-1", time=(first + timedelta(minutes=5)).isoformat(), recipient="mailchimp")
+    ingestor = Ingestor(engine)
+    (dec_a, _), (dec_b, _) = (ingestor.decode([RawRecord(value=orjson.dumps(e), topic="t", partition=p, offset=1)])
+                              for p, e in ((0, a), (1, b)))
+    ensure_partitions(engine, [first])
+    applied_a, outcomes = threading.Event(), {}
+
+    def writer(name: str, decoded: Any, wait_for: threading.Event | None) -> None:
+        with engine.connect() as conn, conn.begin():
+            if wait_for is not None:
+                wait_for.wait(10)
+            outcomes[name] = apply_isolating(conn, decoded, [])
+            if wait_for is None:
+                applied_a.set()
+                time.sleep(0.5)  # writer b now looks the key up while a's insert is not yet committed
+
+    threads = [threading.Thread(target=writer, args=("a", dec_a, None)), threading.Thread(target=writer, args=("b", dec_b, applied_a))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert outcomes["a"].result.model_dump() == {"ingested": 1, "duplicates": 0, "dead_lettered": 0}
+    assert outcomes["b"].result.model_dump() == {"ingested": 0, "duplicates": 0, "dead_lettered": 1}
+    assert [d.reason for d in outcomes["b"].dead] == ["conflicting_duplicate"]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM event WHERE event_id = 'dup-1'").scalar() == 1
+        assert conn.exec_driver_sql("SELECT sum(events) FROM flow_hour WHERE recipient = 'mailchimp'").scalar() == 1
+        assert conn.exec_driver_sql("SELECT reason FROM dead_letter").scalars().all() == ["conflicting_duplicate"]
+
+
+def test_a_full_lock_table_falls_back_to_one_claim(postgres_url: str, manifest, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL's shared lock table is finite: when the per-key claim finds it full (53200),
+    the batch is rerun claiming the key space whole, and nothing is lost or counted twice. (The
+    table is not really filled here: it is shared by every database of the server.)"""
+    from registry.intake import ingest
+
+    engine = open_store(postgres_url)
+    declare(engine, manifest)
+    real, calls = ingest.claim_keys, []
+
+    def claim(conn: sa.Connection, keys: set[tuple[str, str]]) -> None:
+        calls.append(bool(conn.get_execution_options().get("registry_coarse_claim")))
+        if len(calls) == 1:
+            conn.exec_driver_sql("DO $$ BEGIN RAISE EXCEPTION 'out of shared memory' USING ERRCODE = '53200'; END $$")
+        real(conn, keys)
+
+    monkeypatch.setattr(ingest, "claim_keys", claim)
+    records, events = _records(40)
+    assert Ingestor(engine).ingest(records).model_dump() == {"ingested": 40, "duplicates": 0, "dead_lettered": 0}
+    assert calls == [False, True]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM event").scalar() == len(events)

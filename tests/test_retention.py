@@ -20,10 +20,12 @@ from typer.testing import CliRunner
 from registry.answers.questions import recipient_detail, recipients_of, subject
 from registry.cli import app
 from registry.exceptions import InputError
+from registry.intake.deadletters import replay
 from registry.intake.ingest import Ingestor
 from registry.intake.retention import HourlyRetention, apply_retention
 from registry.model.declarations import declare
 from registry.model.manifest import Manifest, RegistryRetention
+from registry.model.events import RawRecord
 from registry.model.store import monday, open_store
 from registry.model.times import format_time
 
@@ -170,6 +172,32 @@ def test_too_old_events_are_dead_letters_and_old_dead_letters_go(engine: sa.Engi
     assert table_counts(engine)["dead_letter"] == 0
 
 
+def test_a_removed_event_is_not_counted_again_after_the_period_is_lengthened(engine: sa.Engine, manifest: Manifest) -> None:
+    """Review of issue 23 (d.py): the too_old check used only the current manifest's horizon, so
+    an event retention had removed was ingested a second time once the period grew or
+    ``registry_retention`` was removed."""
+    declare(engine, manifest)
+    old = (NOW - timedelta(days=60)).replace(minute=0, second=0)
+    event = transfer("old-1", time=old.isoformat(), recipient="mailchimp", data_categories=["user.contact.email"],
+                     purpose="marketing.communications.email")
+    ingestor = Ingestor(engine)  # a long-running worker: its refresh must see the purge mark
+    assert ingestor.ingest([RawRecord(value=orjson.dumps(event), partition=0)]).ingested == 1
+    declare(engine, _with_retention(manifest, events="30 days"))
+    assert apply_retention(engine).events_removed == 1
+    assert ingestor.ingest([RawRecord(value=orjson.dumps(event), partition=1)]).model_dump() == {"ingested": 0, "duplicates": 0, "dead_lettered": 1}
+    declare(engine, _with_retention(manifest, events="90 days"))
+    assert ingestor.ingest([RawRecord(value=orjson.dumps(event), partition=1)]).dead_lettered == 1
+    declare(engine, manifest)
+    assert Ingestor(engine).ingest([RawRecord(value=orjson.dumps(event), partition=2)]).dead_lettered == 1
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT reason FROM dead_letter").scalars().all() == ["too_old"]
+        conn.exec_driver_sql("UPDATE dead_letter SET reason = 'unknown_category'")  # as if refused for another reason
+        conn.commit()
+    assert replay(engine).model_dump() == {"replayed": 1, "ingested": 0, "still_dead": 1}
+    counted = [r.events for r in recipients_of(engine, "user.contact", old, old + timedelta(hours=1)) if r.recipient == "mailchimp"]
+    assert counted == [1]
+
+
 def test_hourly_retention_runs_once_an_hour_and_never_raises(engine: sa.Engine, manifest: Manifest) -> None:
     declare(engine, _with_retention(manifest, events="30 days"))
     clock = [0.0]
@@ -203,9 +231,43 @@ def test_postgres_drops_whole_month_partitions(postgres_url: str, manifest: Mani
     # whole hours over the dropped months are still answered from the aggregates
     assert [(r.recipient, r.events) for r in recipients_of(engine, "user", since=datetime(2026, 1, 1, tzinfo=timezone.utc))] == \
         [("google-analytics", 6)]
-    # a later event of a dropped month (retention since lengthened) gets its partition again
+    # a later event of a dropped month stays refused once retention is removed: its original may be gone
     declare(engine, manifest)
-    assert Ingestor(engine).ingest([record(transfer("late", time="2026-01-12T00:00:00Z"))]).ingested == 1
+    assert Ingestor(engine).ingest([record(transfer("late", time="2026-01-12T00:00:00Z"))]).dead_lettered == 1
+
+
+def test_the_hourly_hook_gives_up_a_partition_a_reader_holds_and_drops_it_next_run(postgres_url: str, manifest: Manifest) -> None:
+    """Review of issue 23 (f.py): DROP TABLE of a month partition waited without limit behind a
+    long reader, so the worker's hourly hook neither polled nor committed."""
+    import time
+    import threading
+
+    from registry.model.partitions import event_partitions, month_of, partition_name
+
+    engine = open_store(postgres_url)
+    declare(engine, manifest)
+    old = NOW - timedelta(days=70)
+    assert Ingestor(engine).ingest([record(transfer("f-old", time=old.isoformat()))]).ingested == 1
+    declare(engine, _with_retention(manifest, events="30 days"))
+    name = partition_name(month_of(old))
+    reader = engine.connect()
+    reader.begin()
+    reader.exec_driver_sql("SELECT count(*) FROM event").scalar()  # a long report or pg_dump: ACCESS SHARE on event
+    results: list[Any] = []
+    started = time.monotonic()
+    hook = threading.Thread(target=lambda: results.append(HourlyRetention(engine, clock=lambda: 0.0).maybe_apply()), daemon=True)
+    hook.start()
+    hook.join(15)
+    elapsed = time.monotonic() - started
+    reader.rollback()
+    reader.close()
+    assert not hook.is_alive() and elapsed < 10, f"the hook was still waiting after {elapsed:.1f} s"
+    assert results[0] is not None and results[0].events_removed == 1  # the rows went by DELETE; the drop waits
+    with engine.connect() as conn:
+        assert name in event_partitions(conn).values()
+    assert apply_retention(engine).events_removed == 0  # the next run, the reader gone, drops the empty month
+    with engine.connect() as conn:
+        assert name not in event_partitions(conn).values()
 
 
 def test_cli_retention_apply_and_a_sub_hour_bound_exit_2(db_url: str, tmp_path: Path, manifest: Manifest) -> None:
@@ -307,6 +369,23 @@ def test_subject_as_of_over_sharded_index_rows_equals_brute_force(engine: sa.Eng
     monday_start = datetime.combine(monday((NOW - timedelta(days=22)).date()), datetime.min.time(), tzinfo=timezone.utc)
     for s in SUBJECTS:  # a Monday 00:00 cuts no week: answered from the index alone
         subject(engine, s, as_of=monday_start)
+
+
+def test_subject_as_of_inside_the_purged_subject_index_exits_2(db_url: str, manifest: Manifest) -> None:
+    """Review of issue 23: ``subject --as-of T`` with T before ``covered_since`` answered empty
+    transfers (every index row before T was removed), which reads as "no transfers then"."""
+    engine = open_store(db_url)
+    declare(engine, manifest)
+    _ingest(engine, _events(120, seed=22, days=60))
+    declare(engine, _with_retention(manifest, events="20 days", subject_refs="30 days"))
+    apply_retention(engine, now=NOW)
+    covered = datetime.fromisoformat(subject(engine, SUBJECTS[0]).covered_since or "")
+    runner = CliRunner()
+    for at in (covered - timedelta(days=7), covered):  # a Monday 00:00 too: nothing before it is indexed
+        bad = runner.invoke(app, ["--db", db_url, "subject", SUBJECTS[0], "--as-of", format_time(at)])
+        assert bad.exit_code == 2 and "subject refs retention" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.output
+    good = runner.invoke(app, ["--db", db_url, "--json", "subject", SUBJECTS[0], "--as-of", format_time(covered + timedelta(days=7))])
+    assert good.exit_code == 0, good.output
 
 
 def test_a_dry_run_against_a_missing_store_creates_nothing(tmp_path: Path) -> None:

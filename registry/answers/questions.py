@@ -151,6 +151,11 @@ def subject(engine: Engine, ref: str, as_of: datetime | None = None) -> SubjectA
     if not is_subject_ref(ref):
         raise InputError("a subject ref is 64 lowercase hex characters (see `registry subject-ref`)", "REF")
     with engine.connect() as conn:
+        covered = purged_before(conn, "subject_refs")
+        if as_of is not None and covered is not None and as_of <= covered:
+            # every index row before as_of is gone: an empty list would read as "no transfers"
+            raise InputError(f"--as-of {format_time(as_of)} is inside the period whose subject refs retention removed "
+                             f"(before {format_time(covered)}): this subject's transfers then are no longer known", "--as-of")
         # the index is keyed by week first (so a batch's inserts land together): one seek per week
         # of data. Two statements: SQLite answers a lone min() or max() from the index, both by a scan.
         first: date | None = conn.execute(sa.select(sa.func.min(table(FlowDay).c.day))).scalar()
@@ -168,7 +173,6 @@ def subject(engine: Engine, ref: str, as_of: datetime | None = None) -> SubjectA
         rows: list[Any] = list(conn.execute(query, {"ref": ref})) if weeks else []
         if as_of is not None:
             rows = _cut_rows(conn, ref, rows, as_of)
-        covered = purged_before(conn, "subject_refs")
         if covered is None and first is not None:
             d = table(FlowDay)
             covered = conn.execute(sa.select(sa.func.min(d.c.first_seen)).where(d.c.day == first)).scalar()

@@ -97,8 +97,7 @@ def replay(engine: Engine) -> ReplayResult:
                 still_dead += 1
                 _mark(conn, row.id, status="dead", reason=exc.reason, detail=str(exc))
         too_old: list[DeadRecord] = []
-        if ingestor.retention is not None and ingestor.retention.events is not None:
-            passing = ingestor.refuse_too_old(passing, too_old, ingestor.retention.events)
+        passing = ingestor.refuse_too_old(passing, too_old)
         outcome = apply_isolating(conn, passing, [], write_dead=False)
         outcome.dead.extend(too_old)
         ingested = outcome.result.ingested

@@ -21,7 +21,7 @@ from registry.ledger.chain import append_snapshots
 from registry.model.declarations import newest_declared
 from registry.model.manifest import RegistryRetention
 from registry.model.partitions import ensure_partitions, forget_partitions
-from registry.model.retention import horizon
+from registry.model.retention import horizon, purged_before
 from registry.model.events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
 from registry.model.store import EventRow, ManifestVersion, table
 from registry.model.subjects import mask_text
@@ -84,11 +84,14 @@ class Ingestor:
         self._version: int | None = -1
         self.validator = EventValidator()
         self.retention: RegistryRetention | None = None
+        self.purged_before: datetime | None = None
         self.refresh()
 
     def refresh(self) -> None:
-        """Rebuild the validator if a newer manifest version was declared since the last batch."""
+        """Rebuild the validator if a newer manifest version was declared since the last batch,
+        and re-read where retention removed events (another process may have run it)."""
         with self.engine.connect() as conn:
+            self.purged_before = purged_before(conn, "events")
             version = conn.execute(sa.select(sa.func.max(table(ManifestVersion).c.version))).scalar()
             if version != self._version:
                 manifest = newest_declared(conn)
@@ -108,20 +111,26 @@ class Ingestor:
                     refused.append(DeadRecord(record, exc.reason, str(exc)))
                 except Exception as exc:  # noqa: BLE001  a check that failed unforeseen must not stop the stream
                     refused.append(DeadRecord(record, "invalid_data", f"could not be validated ({type(exc).__name__})"))
-        if self.retention is not None and self.retention.events is not None:
-            decoded = self.refuse_too_old(decoded, refused, self.retention.events)
-        return decoded, refused
+        return self.refuse_too_old(decoded, refused), refused
 
-    @staticmethod
-    def refuse_too_old(decoded: list[tuple[RawRecord, Event]], refused: list[DeadRecord], period: str) -> list[tuple[RawRecord, Event]]:
+    def refuse_too_old(self, decoded: list[tuple[RawRecord, Event]], refused: list[DeadRecord]) -> list[tuple[RawRecord, Event]]:
         """Contract §6: an event older than the events horizon could no longer be deduplicated
-        (its original may have been removed), so it is refused as ``too_old``."""
-        oldest = horizon("events", datetime.now(timezone.utc), period)
+        (its original may have been removed), so it is refused as ``too_old``. The horizon is the
+        later of the current manifest's and where retention already removed events: lengthening
+        the period (or removing ``registry_retention``) does not bring removed originals back,
+        so a redelivery of one would otherwise be counted a second time."""
+        period = self.retention.events if self.retention is not None else None
+        limits = [(self.purged_before, "where retention already removed events")] if self.purged_before else []
+        if period is not None:
+            limits.append((horizon("events", datetime.now(timezone.utc), period), f"the events retention period ({period})"))
+        if not limits:
+            return decoded
+        oldest, why = max(limits, key=lambda limit: limit[0])
         kept = []
         for record, event in decoded:
             if event.time < oldest:
                 refused.append(DeadRecord(record, "too_old", f"event time {event.time.isoformat()} is before the events retention "
-                                                             f"horizon {oldest.isoformat()} ({period})"))
+                                                             f"horizon {oldest.isoformat()} ({why})"))
             else:
                 kept.append((record, event))
         return kept
@@ -133,10 +142,12 @@ class Ingestor:
         next_offset) are stored in the same transaction: effects and position commit together.
         ``before_commit`` runs inside it (the worker forwards there the dead letters only the
         database could find: if that fails, nothing of the batch is kept)."""
-        isolate = False
+        isolate = coarse = False
 
         def transaction() -> BatchOutcome:
             with few_collections(), self.engine.begin() as conn:
+                if coarse:
+                    conn.execution_options(registry_coarse_claim=True)
                 apply = apply_isolating if isolate else apply_batch
                 outcome = apply(conn, decoded, list(refused), offsets)
                 if before_commit is not None:
@@ -157,6 +168,11 @@ class Ingestor:
                 if isolate:
                     raise
                 isolate = True
+            except sa.exc.OperationalError as exc:
+                # the shared lock table was full (many writers at once): claim the key space whole
+                if coarse or retry.sqlstate(exc) != _OUT_OF_LOCK_SLOTS:
+                    raise
+                coarse = True
             except sa.exc.IntegrityError:
                 # Another worker inserted one of these events meanwhile (a rebalance overlap), or
                 # retention in another process dropped a month partition this one thought was there: redo.
@@ -247,7 +263,9 @@ def apply_batch(conn: Connection, decoded: list[tuple[RawRecord, Event]], dead: 
                 offsets: Sequence[tuple[str, str, int, int]] = (), write_dead: bool = True) -> BatchOutcome:
     """Write one batch of decoded events inside the caller's transaction."""
     bulk = bulk_for(conn)
-    fresh, duplicates, conflicts = split_batch(decoded, _existing_hashes(conn, {(e.source, e.id) for _, e in decoded}))
+    keys = {(e.source, e.id) for _, e in decoded}
+    claim_keys(conn, keys)
+    fresh, duplicates, conflicts = split_batch(decoded, _existing_hashes(conn, keys))
     return write_plan(conn, plan_events(fresh, bulk), duplicates, dead + conflicts, offsets, write_dead)
 
 
@@ -318,6 +336,31 @@ def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRec
     bulk.run(conn, bulk.insert_sql("consumer_offset", ("group_id", "topic", "partition", "next_offset"),
                                    keys=("group_id", "topic", "partition"), highest=("next_offset",)), offsets)
     return BatchOutcome(IngestResult(ingested=len(plan.event_rows), duplicates=duplicates, dead_lettered=len(dead)), dead)
+
+
+DEDUPE_LOCK_KEY = 0x5245_4744  # "REGD": held shared by per-key claims, exclusive by a coarse one
+# Advisory locks take slots in PostgreSQL's shared lock table (max_locks_per_transaction ×
+# max_connections: 6,400 by default, shared by every session): a batch with more keys than this
+# claims the whole key space at once instead (it waits for, and holds off, other writers' claims)
+KEY_LOCKS_AT_MOST = 2500
+_OUT_OF_LOCK_SLOTS = "53200"  # out_of_memory: the shared lock table is full
+
+
+def claim_keys(conn: Connection, keys: set[tuple[str, str]]) -> None:
+    """PostgreSQL: the unique key of the partitioned ``event`` holds ``time``, so two writers that
+    look up one ``(source, id)`` at once and both find nothing would both insert it (with two
+    times). An advisory lock per key, taken in sorted order (no deadlock between two batches),
+    makes the second wait for the first to commit; its lookup, a new statement, then sees it.
+    Measured: about 6 % of a PostgreSQL file ingest, no bytes stored (README, *Retention*)."""
+    if conn.dialect.name != "postgresql" or not keys:
+        return
+    if len(keys) > KEY_LOCKS_AT_MOST or conn.get_execution_options().get("registry_coarse_claim"):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({DEDUPE_LOCK_KEY})")
+        return
+    locks = sorted({int.from_bytes(hashlib.blake2b(f"{source}\0{event_id}".encode(), digest_size=8).digest(), "big", signed=True)
+                    for source, event_id in keys})
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({DEDUPE_LOCK_KEY})")
+    conn.exec_driver_sql("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", (locks,))
 
 
 def _existing_hashes(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:

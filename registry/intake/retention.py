@@ -23,12 +23,21 @@ from registry.model.partitions import event_partitions, forget_partitions, next_
 from registry.model.retention import KINDS, Kind, horizon, purged_before
 from registry.model.store import RetentionMark, monday, table
 from registry.model.times import format_time
+from registry.model import retry
 
 from .writes import bulk_for
 
 __all__ = ["Horizons", "RetentionResult", "apply_retention", "HourlyRetention", "RETENTION_LOCK_KEY"]
 
 RETENTION_LOCK_KEY = 0x5245_4752  # "REGR": one retention run at a time (CLI and workers)
+# A partition drop waits for ACCESS EXCLUSIVE on ``event`` behind any reader (a long report, a
+# pg_dump), and every writer queues behind the waiting drop: a step that cannot have its lock
+# soon is skipped and retried at the next run instead. The statement timeout bounds a delete
+# (an hourly run deletes about an hour of events; the first run after a long pause may need more
+# runs to catch up, each of which still removes whole partitions).
+LOCK_TIMEOUT = "2s"
+STATEMENT_TIMEOUT = "60s"
+_GAVE_UP = ("55P03", "57014")  # lock_not_available, query_canceled (statement_timeout)
 log = logging.getLogger("registry.retention")
 
 
@@ -52,6 +61,8 @@ def apply_retention(engine: Engine, now: datetime | None = None, dry_run: bool =
     dropped = False
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({RETENTION_LOCK_KEY})")
         manifest = newest_declared(conn)
         periods = manifest.registry_retention if manifest is not None else None
@@ -62,8 +73,16 @@ def apply_retention(engine: Engine, now: datetime | None = None, dry_run: bool =
         for kind, moment in horizons.items():
             if moment is None:
                 continue
-            count, dropped_here = _REMOVERS[kind](conn, moment, dry_run)
-            removed[kind], dropped = count, dropped or dropped_here
+            try:
+                with conn.begin_nested():
+                    count, dropped_here = _REMOVERS[kind](conn, moment, dry_run)
+            except sa.exc.OperationalError as exc:
+                if retry.sqlstate(exc) not in _GAVE_UP:
+                    raise
+                # nothing of this step happened (its savepoint is rolled back) and no mark moves
+                log.warning("retention_skipped", extra={"kind": kind, "reason": _first_line(exc)})
+                continue
+            removed[kind], dropped = removed[kind] + count, dropped or dropped_here
             if not dry_run:
                 _mark(conn, kind, moment, now)
     if dropped:
@@ -79,14 +98,28 @@ def _events(conn: Connection, before: datetime, dry_run: bool) -> tuple[int, boo
     if conn.dialect.name == "postgresql" and not dry_run:
         for month, name in sorted(event_partitions(conn).items()):
             if next_month(month) <= before:
-                removed += int(conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one())
-                conn.exec_driver_sql(f"DROP TABLE {name}")
+                try:
+                    with conn.begin_nested():
+                        count = int(conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one())
+                        conn.exec_driver_sql(f"DROP TABLE {name}")
+                except sa.exc.OperationalError as exc:
+                    if retry.sqlstate(exc) not in _GAVE_UP:
+                        raise
+                    # this month stays for now; the DELETE below may still empty it row by row
+                    log.warning("retention_skipped", extra={"kind": "events", "partition": name, "reason": _first_line(exc)})
+                    continue
+                removed += count
                 dropped = True
     if dry_run:
         removed += int(conn.exec_driver_sql(f"SELECT count(*) FROM event WHERE time < {bulk.mark}", (bulk.time(before),)).scalar_one())
     else:
         removed += conn.exec_driver_sql(f"DELETE FROM event WHERE time < {bulk.mark}", (bulk.time(before),)).rowcount
     return removed, dropped
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).splitlines() or [""])[0][:200]
 
 
 def _subject_refs(conn: Connection, before: datetime, dry_run: bool) -> tuple[int, bool]:
