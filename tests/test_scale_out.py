@@ -33,10 +33,29 @@ ORACLE_TABLES = ("flow_day", "flow_hour", "subject_flow")
 def _contents(engine: sa.Engine) -> dict[str, Any]:
     """What a store answers from: every aggregate row, the event count, dead letters by reason."""
     with engine.connect() as conn:
-        out: dict[str, Any] = {t: sorted(tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {t}")) for t in ORACLE_TABLES}
+        out: dict[str, Any] = {t: _merged_shards(conn, t) for t in ORACLE_TABLES}
         out["events"] = conn.exec_driver_sql("SELECT COUNT(*) FROM event").scalar_one()
         out["dead"] = Counter(r for (r,) in conn.exec_driver_sql("SELECT reason FROM dead_letter"))
     return out
+
+
+def _merged_shards(conn: sa.Connection, table: str) -> list[tuple[Any, ...]]:
+    """Each aggregate row with its shards (the Kafka partitions that wrote it) added up: a
+    consumed store splits a key over the partitions its events came from, a file ingest writes
+    one shard, and every answer sums over shards."""
+    columns = [c["name"] for c in sa.inspect(conn).get_columns(table)]
+    sums, firsts, lasts = {"events", "records"}, {"first_seen"}, {"last_seen"}
+    key = [c for c in columns if c not in sums | firsts | lasts | {"shard"}]
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in conn.exec_driver_sql(f"SELECT * FROM {table}").mappings():
+        into = merged.setdefault(tuple(row[c] for c in key), {})
+        for c in sums & set(columns):
+            into[c] = into.get(c, 0) + row[c]
+        for c in firsts:
+            into[c] = min(into.get(c, row[c]), row[c])
+        for c in lasts:
+            into[c] = max(into.get(c, row[c]), row[c])
+    return sorted(k + tuple(v[c] for c in sorted(v)) for k, v in merged.items())
 
 
 def _declare(engine: sa.Engine) -> None:
