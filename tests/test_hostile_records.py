@@ -175,3 +175,22 @@ def test_migration_0005_rehashes_stored_events_canonically(db_url: str, manifest
     declare(engine, manifest)
     result = Ingestor(engine).ingest([record({**event, "time": "2026-03-01T10:00:00+00:00"})])
     assert (result.ingested, result.duplicates, result.dead_lettered) == (0, 1, 0)
+
+
+def _deep_event(event_id: str, depth: int) -> bytes:
+    return _envelope_bytes(event_id, '{"x":' + "[" * depth + '"z"' + "]" * depth + "}")
+
+
+def test_a_record_nested_300_deep_is_invalid_json_and_the_file_around_it_is_stored(declared: sa.Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Review finding 1: orjson reads 1024 levels but writes 255; the dead-letter copy raised
+    TypeError (the batch failed at every run, the partition was stuck)."""
+    from registry.model.events import lines_of
+
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(b"\n".join([orjson.dumps(transfer("d-before")), _deep_event("deep", 300),
+                                 orjson.dumps(transfer("d-after")), b"[" * 1000 + b"]" * 1000]) + b"\n")
+    with path.open("rb") as stream:
+        result = Ingestor(declared).ingest(lines_of(stream, str(path)))
+    assert (result.ingested, result.dead_lettered) == (2, 2)
+    dead = list_dead_letters(declared)
+    assert {d.reason for d in dead} == {"invalid_json"} and all("nested too deeply" in d.detail for d in dead)

@@ -204,3 +204,18 @@ def test_a_batch_the_client_cannot_decode_is_a_named_error(tmp_path: Path, kafka
     with pytest.raises(UndecodableBatchError, match="zstd"):
         _worker(engine, kafka_bootstrap, topics, group, outage_timeout=60).run(install_signals=False)
     assert time.monotonic() - started < 20
+
+
+def test_a_record_nested_300_deep_is_dead_lettered_and_the_partition_moves_on(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Review finding 1: the deep record's dead-letter copy raised TypeError: every run failed on
+    the same batch."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    ensure_topics(kafka_bootstrap, topics, 1)
+    deep = orjson.dumps(transfer(f"{tag}-deep")).replace(b'"data":{', b'"data":{"x":' + b"[" * 300 + b'"z"' + b"]" * 300 + b",", 1)
+    _produce(kafka_bootstrap, topics.transfers, [_lines(f"{tag}a", 1)[0], deep, _lines(f"{tag}b", 1)[0]])
+    totals = _worker(engine, kafka_bootstrap, topics, group, outage_timeout=20).run(install_signals=False)
+    assert totals.model_dump() == {"ingested": 2, "duplicates": 0, "dead_lettered": 1}
+    [forwarded] = _dead_letter_topic(kafka_bootstrap, topics.dead_letter, 1)
+    assert dict(forwarded.headers)["dlq_reason"] == b"invalid_json" and forwarded.value == deep
+    assert [d.reason for d in list_dead_letters(engine)] == ["invalid_json"]

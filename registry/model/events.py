@@ -113,10 +113,16 @@ def loads_strict(raw: bytes) -> Any:
     value silently, so colons are counted: re-serialising what was parsed keeps every colon of
     the input but those of the members a duplicate dropped (each at least its own separator).
     Only an escaped colon (``\\u003a``) adds one back: then the strings are cut out first and
-    the members counted exactly."""
+    the members counted exactly. A value nested deeper than orjson writes (255 levels) is refused
+    here too: every later step (shapes, the stored copy) re-serialises it."""
     value = orjson.loads(raw)
-    if isinstance(value, (dict, list)) and b":" in raw:
-        again = orjson.dumps(value)
+    if isinstance(value, (dict, list)):
+        try:
+            again = orjson.dumps(value)
+        except (TypeError, RecursionError):  # orjson reads 1024 levels but writes 255: not an event
+            raise EventError("invalid_json", "nested too deeply (over 255 levels)") from None
+        if b":" not in raw:
+            return value
         if b"\\u003" in raw.lower():
             raw, again = _JSON_STRING.sub(b"", raw), _JSON_STRING.sub(b"", again)
         if raw.count(b":") != again.count(b":"):
