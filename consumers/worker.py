@@ -15,6 +15,7 @@ import logging
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from registry.stream.lag import (Partition, adopt_topic_id, group_lag, offsets_a
 from registry.model.retry import Outage, is_broker_outage, is_db_outage
 from registry.stream.status import BrokerOffsets, list_offsets
 
-__all__ = ["WorkerConfig", "Worker", "Stopped"]
+__all__ = ["WorkerConfig", "Worker", "Stopped", "EXIT_UNFINISHED"]
 
 log = logging.getLogger("registry.consumer")
 
@@ -68,6 +69,13 @@ FORCE_SECONDS = 9.0
 # --stop-when-idle S: a worker still joining at S waits this much longer for its join (closing
 # mid-join leaves the test broker's group stuck for the next member), then stops anyway.
 IDLE_JOIN_GRACE = 4.0
+# The exit code of a stop that did not finish cleanly: the watchdog forced it, or it ended an
+# outage retry (the batch in hand was dropped uncommitted). EX_TEMPFAIL: run it again.
+EXIT_UNFINISHED = 75
+# SQLite's busy wait runs in C: no signal handler runs during it, so a SIGTERM would wait out the
+# store's 30 s busy timeout. The worker's connections wait 2 s at a time instead; a lock held
+# longer is retried as an outage, whose backoff a stop ends at once.
+SQLITE_BUSY_MS = 2000
 
 
 class Stopped(Exception):
@@ -116,6 +124,10 @@ class Worker:
         self._applied = 0
         self._applied_now = False
         self.membership = _Membership(self.offsets)
+        self.exit_code = 0  # EXIT_UNFINISHED after a stop that ended an outage retry
+        self.report: Any = None  # called with the totals before a forced exit (the CLI prints them)
+        if engine.dialect.name == "sqlite" and not sa.event.contains(engine, "checkout", _short_busy_wait):
+            sa.event.listen(engine, "checkout", _short_busy_wait)
 
     def stop(self, *_: Any) -> None:
         """Finish the batch in hand, commit, then leave (SIGTERM / SIGINT). A wait for an outage
@@ -124,11 +136,24 @@ class Worker:
         if self._stop_asked is None:
             self._stop_asked = time.monotonic()
             if self._signals:
-                watchdog = threading.Timer(FORCE_SECONDS, _force_exit)
+                watchdog = threading.Timer(FORCE_SECONDS, self._force_exit)
                 watchdog.daemon = True
                 watchdog.start()
         self._stop = True
         self._stop_event.set()
+
+    def _force_exit(self) -> None:
+        """The stop took longer than the contract allows: leave now with the totals as known (the
+        database rolls back what was not committed; nothing committed is lost)."""
+        log.warning("forced_stop", extra={"fields": {**self.totals.model_dump(), "after_s": FORCE_SECONDS}})
+        try:
+            if self.report is not None:
+                self.report(self.totals)
+        finally:
+            for handler in logging.getLogger("registry").handlers:
+                handler.flush()
+            sys.stdout.flush()
+            os._exit(EXIT_UNFINISHED)
 
     def _pause(self, seconds: float) -> None:
         """The outage backoff, cut short by a stop."""
@@ -158,6 +183,7 @@ class Worker:
                 clean = True
             except Stopped:
                 log.info("stopped_waiting", extra={"fields": {"detail": "a stop ended an outage retry; the batch in hand was not committed"}})
+                self.exit_code = EXIT_UNFINISHED
                 clean = True
             finally:
                 if clean:
@@ -166,6 +192,7 @@ class Worker:
                 consumer.close(autocommit=False, timeout_ms=int(CLOSE_SECONDS * 1000))
         except Stopped:
             log.info("stopped_waiting", extra={"fields": {"detail": "stopped before the clients were ready"}})
+            self.exit_code = EXIT_UNFINISHED
         except KafkaError as exc:
             # the batch in hand was rolled back (or committed with its offsets): nothing is lost
             raise BrokerError(f"Kafka failed: {exc.__class__.__name__}: {exc}") from None
@@ -399,13 +426,10 @@ def _broker_offsets(consumer: KafkaConsumer, topics: list[str]) -> tuple[BrokerO
                          confirmed=frozenset(confirmed)), ids
 
 
-def _force_exit() -> None:
-    """The stop took longer than the contract allows: leave now (the database rolls back what was
-    not committed; nothing committed is lost)."""
-    log.warning("forced_stop", extra={"fields": {"after_s": FORCE_SECONDS}})
-    for handler in logging.getLogger("registry").handlers:
-        handler.flush()
-    os._exit(0)
+def _short_busy_wait(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    cursor.close()
 
 
 def peak_rss_mb() -> int:
