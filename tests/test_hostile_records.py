@@ -51,7 +51,9 @@ def test_a_huge_record_is_too_large_and_its_dead_letter_record_is_cut_to_1_mib()
     raw = RawRecord(value=value, topic="t", partition=0, offset=5)
     assert _reason(raw) == "too_large"
     dead = DeadRecord(raw, "too_large", "over")
-    assert len(dlq_value(dead) or b"") == MAX_EVENT_BYTES
+    cut = dlq_value(dead) or b""
+    assert MAX_EVENT_BYTES - 2000 < len(cut) and cut == value[:len(cut)]
+    assert len(cut) + sum(len(k) + len(v) for k, v in dlq_headers(dead)) <= MAX_EVENT_BYTES
     assert dict(dlq_headers(dead))["dlq_truncated"] == str(len(value)).encode()
     small = DeadRecord(RawRecord(value=b"{}", topic="t", partition=0, offset=6), "invalid_envelope", "x")
     assert dlq_value(small) == b"{}" and "dlq_truncated" not in dict(dlq_headers(small))
@@ -194,3 +196,26 @@ def test_a_record_nested_300_deep_is_invalid_json_and_the_file_around_it_is_stor
     assert (result.ingested, result.dead_lettered) == (2, 2)
     dead = list_dead_letters(declared)
     assert {d.reason for d in dead} == {"invalid_json"} and all("nested too deeply" in d.detail for d in dead)
+
+
+def test_huge_headers_make_a_record_too_large_and_its_dead_letter_record_fits_1_mib(declared: sa.Engine) -> None:
+    """Review finding 3: only the value was measured; a 9 MiB header on a small value was decoded,
+    stored whole in the dead-letter row and forwarded whole (the producer refused it for ever)."""
+    from consumers.forwarder import dlq_headers, dlq_value
+
+    headers = [("content-type", b"application/cloudevents+json"), ("trace", b"a" * (9 * MAX_EVENT_BYTES)), ("after", b"x")]
+    raw = RawRecord(value=orjson.dumps(transfer("hh")), headers=headers, topic="t", partition=0, offset=3)
+    assert _reason(raw) == "too_large"
+    dead = DeadRecord(raw, "too_large", "over")
+    value, out = dlq_value(dead), dict(dlq_headers(dead))
+    assert value == raw.value  # the value is kept whole; the header is cut, the one after it dropped
+    assert len(value or b"") + sum(len(k) + len(v) for k, v in dlq_headers(dead)) <= MAX_EVENT_BYTES
+    assert out["content-type"] == headers[0][1] and headers[1][1].startswith(out["trace"]) and "after" not in out
+    assert out["dlq_truncated_headers"] == str(sum(len(k) + len(v) for k, v in headers)).encode()
+    assert out["dlq_truncated"] == str(len(raw.value or b"")).encode()
+    assert Ingestor(declared).ingest([raw, record(transfer("hh2"))]).ingested == 1
+    [row] = list_dead_letters(declared)
+    assert row.reason == "too_large"
+    with declared.connect() as conn:
+        stored = conn.execute(sa.text("SELECT headers FROM dead_letter")).scalar()
+    assert stored is not None and len(stored) < 20_000  # each header cut to 4096 characters

@@ -85,7 +85,7 @@ def test_a_10_mib_record_is_too_large_and_its_dead_letter_record_is_cut(tmp_path
     [record] = _dead_letter_topic(kafka_bootstrap, topics.dead_letter, 1)
     headers = dict(record.headers)
     assert headers["dlq_reason"] == b"too_large" and headers["dlq_truncated"] == str(len(huge)).encode()
-    assert len(record.value) == MAX_EVENT_BYTES and record.value == huge[:MAX_EVENT_BYTES]
+    assert MAX_EVENT_BYTES - 2000 < len(record.value) <= MAX_EVENT_BYTES and record.value == huge[:len(record.value)]
 
 
 def test_a_re_created_topic_with_a_longer_log_is_read_from_its_start(tmp_path: Path, kafka_bootstrap: str) -> None:
@@ -285,3 +285,26 @@ def test_a_forced_stop_prints_the_totals_and_exits_75(tmp_path: Path, kafka_boot
     assert took < 10 and worker.returncode == 75, (took, worker.returncode)
     assert worker.stdout is not None
     assert orjson.loads(worker.stdout.read()) == {"ingested": 0, "duplicates": 0, "dead_lettered": 0}
+
+
+def test_a_record_with_a_9_mib_header_is_too_large_and_the_partition_moves_on(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Review finding 3: a 9 MiB header on a small value was forwarded whole: the producer refused
+    it (MessageSizeTooLargeError), retried as an outage for ever: the partition was blocked."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    ensure_topics(kafka_bootstrap, topics, 1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=32 * 1024 * 1024)
+    plain = [("content-type", b"application/cloudevents+json")]
+    producer.send(topics.transfers, value=_lines(f"{tag}a", 1)[0], headers=plain)
+    producer.send(topics.transfers, value=b"not json", headers=[*plain, ("trace", b"a" * (9 * MAX_EVENT_BYTES))])
+    producer.send(topics.transfers, value=_lines(f"{tag}b", 1)[0], headers=plain)
+    producer.flush()
+    producer.close()
+    started = time.monotonic()
+    totals = _worker(engine, kafka_bootstrap, topics, group, outage_timeout=20).run(install_signals=False)
+    assert totals.model_dump() == {"ingested": 2, "duplicates": 0, "dead_lettered": 1}
+    assert time.monotonic() - started < 30
+    [record] = _dead_letter_topic(kafka_bootstrap, topics.dead_letter, 1)
+    headers = dict(record.headers)
+    assert headers["dlq_reason"] == b"too_large" and record.value == b"not json" and "dlq_truncated_headers" in headers
+    assert len(record.value) + sum(len(k) + len(v) for k, v in record.headers) <= MAX_EVENT_BYTES

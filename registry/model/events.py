@@ -28,6 +28,8 @@ __all__ = [
     "Event",
     "EventValidator",
     "stored_copy",
+    "header_bytes",
+    "record_size",
     "lines_of",
     "payload_hash",
     "loads_strict",
@@ -70,6 +72,16 @@ class Event:
     data: dict[str, Any]
     payload_hash: str
     body: bytes = field(repr=False)  # the structured envelope as received, kept as evidence
+
+
+def header_bytes(headers: Headers | None) -> int:
+    """What a record's headers weigh (names and values, as the broker holds them)."""
+    return sum(len(name.encode("utf-8", "replace")) + len(value or b"") for name, value in headers or ())
+
+
+def record_size(record: RawRecord) -> int:
+    """The size the 1 MiB limit applies to: value and headers."""
+    return len(record.value or b"") + header_bytes(record.headers)
 
 
 def lines_of(stream: Iterable[bytes], origin: str | None = None) -> Iterator[RawRecord]:
@@ -158,8 +170,9 @@ class EventValidator:
         """The validated event, or EventError with the reason code."""
         if record.value is None:
             raise EventError("invalid_json", "a record without a value (tombstone)")
-        if len(record.value) > MAX_EVENT_BYTES:
-            raise EventError("too_large", f"{len(record.value)} bytes is over the 1 MiB limit")
+        size = record_size(record)
+        if size > MAX_EVENT_BYTES:  # headers count: 9 MiB of header on a small value is no event either
+            raise EventError("too_large", f"{size} bytes (value and headers) is over the 1 MiB limit")
         envelope, binary, headers = self._envelope_of(record)
         if not isinstance(envelope, dict):
             _refuse(scrub(envelope)[1])
@@ -392,7 +405,9 @@ def stored_copy(record: RawRecord, limit: int = 4096) -> tuple[str, str | None]:
     no raw identifier, so that a replay is exactly the original event; else a copy with only the
     identifiers masked (structure-aware: ids, dates and numbers stay as they were). Oversized or
     unparseable bytes keep at most ``limit`` characters of masked text; a tombstone keeps ``""``."""
-    headers = orjson.dumps([[mask_text(k), mask_text(bytes(v).decode("utf-8", "replace") if v is not None else "")]
+    big = header_bytes(record.headers) > MAX_EVENT_BYTES  # a row keeps at most ``limit`` characters of each
+    headers = orjson.dumps([[mask_text(k[:limit] if big else k),
+                             mask_text(bytes(v[:limit] if big else v).decode("utf-8", "replace") if v is not None else "")]
                             for k, v in record.headers]).decode() if record.headers else None
     if record.value is None:
         return "", headers
