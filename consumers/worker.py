@@ -34,8 +34,8 @@ from registry.intake.ingest import Ingestor, IngestResult, few_collections
 from registry.model.events import RawRecord
 from registry.stream import jsonlog, metrics
 from registry.stream.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
-from registry.stream.lag import (Partition, adopt_topic_id, group_lag, offsets_ahead, rewind_stored, stored_offsets,
-                                 stored_topic_ids)
+from registry.stream.lag import (Partition, adopt_topic_id, fingerprint, group_lag, offsets_ahead, rewind_stored,
+                                 stored_last_records, stored_offsets, stored_topic_ids)
 from registry.model.retry import Outage, is_broker_outage, is_db_outage
 from registry.stream.status import BrokerOffsets, list_offsets
 
@@ -104,6 +104,8 @@ class WorkerConfig:
     outage_timeout: float = 300.0  # broker or database unavailable this long: exit non-zero
     metrics_port: int | None = None
     lag_every: float = 5.0  # seconds between group-lag checks while busy (the gauge); every idle loop once idle
+    # False: ignore the broker's topic ids (as on a broker that reports none; tests of the fallback)
+    topic_ids: bool = True
 
 
 class Worker:
@@ -124,6 +126,7 @@ class Worker:
         self._applied = 0
         self._applied_now = False
         self.membership = _Membership(self.offsets)
+        self._probe: KafkaConsumer | None = None  # reads single records to check a stored offset's last record
         self.exit_code = 0  # EXIT_UNFINISHED after a stop that ended an outage retry
         self.report: Any = None  # called with the totals before a forced exit (the CLI prints them)
         if engine.dialect.name == "sqlite" and not sa.event.contains(engine, "checkout", _short_busy_wait):
@@ -190,6 +193,8 @@ class Worker:
                     self._settle(consumer)
                 producer.close(timeout=CLOSE_SECONDS)
                 consumer.close(autocommit=False, timeout_ms=int(CLOSE_SECONDS * 1000))
+                if self._probe is not None:
+                    self._probe.close(autocommit=False, timeout_ms=int(CLOSE_SECONDS * 1000))
         except Stopped:
             log.info("stopped_waiting", extra={"fields": {"detail": "stopped before the clients were ready"}})
             self.exit_code = EXIT_UNFINISHED
@@ -255,6 +260,13 @@ class Worker:
                         f"cannot decode a fetched record batch: {exc.__class__.__name__}: {exc} (the worker reads gzip, "
                         "snappy, lz4 and zstd with the packages python-snappy, lz4 and zstandard installed)") from None
                 self._polled = list(polled.items())
+            fresh = {(tp.topic, tp.partition) for tp, _ in self._polled} - self.offsets.known().keys()
+            if fresh:
+                # newly assigned: check first that the stored offsets belong to this log (a
+                # re-created topic is read from its start), before any of its records counts as applied
+                self._group_lag(consumer)
+                for p in fresh:
+                    self.offsets.floor(p)
             while self._polled:
                 tp, records = self._polled[0]
                 self._batch.extend(self.offsets.fresh((tp.topic, tp.partition), records))
@@ -275,17 +287,17 @@ class Worker:
             stored_ids = stored_topic_ids(self.engine, self.config.group)
             cached = self.offsets.known()
             broker, ids = _broker_offsets(consumer, topics)
+            if not self.config.topic_ids:
+                ids = dict.fromkeys(ids)
             held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in stored.keys() | cached.keys()}
             ahead = offsets_ahead(held, broker.ends, broker.confirmed)
             for p, known in stored_ids.items():
                 if known is not None and ids.get(p[0]) not in (None, known) and p in broker.ends:
                     ahead[p] = held.get(p, stored[p])  # re-created: whatever its length
-            for topic, topic_id in ids.items():
-                if topic_id is not None and any(stored_ids.get(p, "") is None for p in stored if p[0] == topic):
-                    adopt_topic_id(self.engine, self.config.group, topic, topic_id)
             # Only the member holding a partition rewinds it (its cached floor alone decides what is
             # skipped); another one's counts as lag from the log start until its owner does.
             mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+            self._check_last_records(mine, stored, stored_ids, ids, broker, ahead, held)
             rewind = {p: n for p, n in ahead.items() if p in mine}
             if rewind:
                 self._read_again(consumer, rewind, stored, broker, ids)
@@ -299,6 +311,52 @@ class Worker:
         self.outage.ok()
         metrics.set_lag(lags)
         return sum(lags.values())
+
+    def _check_last_records(self, mine: set[Partition], stored: dict[Partition, int], stored_ids: dict[Partition, str | None],
+                            ids: dict[str, str | None], broker: BrokerOffsets, ahead: dict[Partition, int],
+                            held: dict[Partition, int]) -> None:
+        """Where no topic id can be compared (the broker reports none, or the row has none: stored
+        before ids were kept), the contract's fallback: the record now at the stored offset minus
+        one must be the one applied last (its fingerprint is stored with the offset). A different
+        record, none where one should be, or a log that starts past the stored offset: the topic
+        was re-created (``ahead``: read again from its start). A row gets the broker's id only
+        once verified, never blindly."""
+        needed = [p for p in sorted(mine) if p in stored and p not in ahead and p in broker.ends
+                  and (ids.get(p[0]) is None or stored_ids.get(p) is None)]
+        if not needed:
+            return
+        lasts = stored_last_records(self.engine, self.config.group)
+        for p in needed:
+            offset, topic_id = stored[p], ids.get(p[0])
+            same = True if offset == 0 else self._same_record(p, offset, lasts.get(p), broker.starts.get(p, 0))
+            if same is False:
+                ahead[p] = held.get(p, offset)
+            elif same is True and topic_id is not None:
+                adopt_topic_id(self.engine, self.config.group, p, topic_id, offset)
+
+    def _same_record(self, p: Partition, offset: int, last: str | None, start: int) -> bool | None:
+        """Whether the record at ``offset - 1`` is the one applied last (None: not known now)."""
+        if start > offset:
+            return False  # the log starts past what was applied: not the log it was read from
+        if start == offset:
+            return True  # retention removed the record: nothing below the offset to read again anyway
+        if last is None:
+            return False  # offsets stored before fingerprints: not verifiable; a re-read costs duplicates only
+        if self._probe is None:
+            self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                        fetch_max_wait_ms=self.config.fetch_max_wait_ms, max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+                                        **RECONNECT)
+        tp = TopicPartition(*p)
+        self._probe.assign([tp])
+        self._probe.seek(tp, offset - 1)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and not self._stop:
+            for record in self._probe.poll(timeout_ms=500, max_records=1).get(tp, []):
+                if record.offset == offset - 1:
+                    return fingerprint(record) == last
+                if record.offset > offset - 1:
+                    return False  # compacted away or never there: not the log that was read
+        return None
 
     def _read_again(self, consumer: KafkaConsumer, ahead: dict[Partition, int], stored: dict[Partition, int],
                     broker: BrokerOffsets, ids: dict[str, str | None]) -> None:
@@ -334,7 +392,9 @@ class Worker:
         records = [RawRecord(value=m.value, headers=list(m.headers or ()), topic=m.topic, partition=m.partition, offset=m.offset)
                    for m in batch]
         nexts = AppliedOffsets.nexts(batch)
-        offsets = [(self.config.group, topic, partition, n) for (topic, partition), n in sorted(nexts.items())]
+        lasts = {(m.topic, m.partition): m for m in batch if m.offset + 1 == nexts[(m.topic, m.partition)]}
+        offsets = [(self.config.group, topic, partition, n, fingerprint(lasts[(topic, partition)]))
+                   for (topic, partition), n in sorted(nexts.items())]
         keys = {(m.topic, m.partition, m.offset): m.key for m in batch}
         decoded, refused = ingestor.decode(records)
         forwarder.forward(refused, keys)  # no transaction open yet: waiting for the acks holds no lock

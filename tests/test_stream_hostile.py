@@ -308,3 +308,28 @@ def test_a_record_with_a_9_mib_header_is_too_large_and_the_partition_moves_on(tm
     headers = dict(record.headers)
     assert headers["dlq_reason"] == b"too_large" and record.value == b"not json" and "dlq_truncated_headers" in headers
     assert len(record.value) + sum(len(k) + len(v) for k, v in record.headers) <= MAX_EVENT_BYTES
+
+
+@pytest.mark.parametrize("how", ["ids_nulled", "broker_without_ids"])
+def test_a_re_created_topic_is_read_from_its_start_without_topic_ids(tmp_path: Path, kafka_bootstrap: str, how: str) -> None:
+    """Review finding 4: rows without a topic id (a store upgraded by 0005) adopted whatever id the
+    broker reported, and a broker without ids fell back to the log end only: a re-created topic
+    with a longer log lost the records below the stored offset. The contract's fallback: the
+    record at the stored offset minus one is compared with the one applied last."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    extra: dict[str, Any] = {"topic_ids": False} if how == "broker_without_ids" else {}
+    send_lines(_lines(f"{tag}-old", 40), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+    assert _worker(engine, kafka_bootstrap, topics, group, **extra).run(install_signals=False).ingested == 40
+    if how == "ids_nulled":
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE consumer_offset SET topic_id = NULL"))
+    delete_topics(kafka_bootstrap, [topics.transfers, topics.disclosures])
+    send_lines(_lines(f"{tag}-new", 60), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+    totals = _worker(engine, kafka_bootstrap, topics, group, **extra).run(install_signals=False)
+    assert totals.ingested == 60 and table_counts(engine)["event"] == 100
+    after = group_status(engine, group, topics, kafka_bootstrap)
+    assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [60]
+    # and a topic that was not re-created is not read again (its last record verifies)
+    again = _worker(engine, kafka_bootstrap, topics, group, **extra).run(install_signals=False)
+    assert again.model_dump() == {"ingested": 0, "duplicates": 0, "dead_lettered": 0}
