@@ -219,3 +219,31 @@ def test_huge_headers_make_a_record_too_large_and_its_dead_letter_record_fits_1_
     with declared.connect() as conn:
         stored = conn.execute(sa.text("SELECT headers FROM dead_letter")).scalar()
     assert stored is not None and len(stored) < 20_000  # each header cut to 4096 characters
+
+
+@pytest.mark.parametrize("where, value", [
+    ("source", "//services/erin@exam\ufe0fple.com"),  # variation selector 16
+    ("data", "erin@exam\U000e0100ple.com"),  # variation selector 17
+    ("data", "erin@exam\u180bple.com"),  # Mongolian free variation selector
+    ("data", "erin@exam\u3164ple.com"),  # Hangul filler
+    ("data", "erin@exam\u034fple.com"),  # combining grapheme joiner
+    ("source", "//services/web?u=erin%25252540example.com"),  # encoded four times
+    ("source", "//services/web?p=%2B44+20+7946+0958"),  # form-encoded phone
+    ("data", "+44+20+7946+0958"),
+    ("data", "erin@example\u3002com"),  # ideographic full stop
+    ("data", "erin@example\uff61com"),  # halfwidth ideographic full stop
+    ("data", "192\u3002168\u30021\u300210"),
+    ("subject", "call +44\u201320\u20137946\u20130958"),  # en dashes
+])
+def test_identifiers_behind_ignorable_characters_plus_signs_and_deep_encoding_are_never_stored(
+        declared: sa.Engine, where: str, value: str) -> None:
+    """Review finding 5: default-ignorable code points, ``+`` separators, percent-encoding more
+    than three times and other scripts' full stops hid identifiers from the guard."""
+    event = transfer("i5", note=value) if where == "data" else {**transfer("i5"), where: value}
+    assert _reason(record(event)) == "raw_identifier"
+    Ingestor(declared).ingest([record(event)])
+    [dead] = list_dead_letters(declared)
+    assert dead.reason == "raw_identifier"
+    text = all_text(declared) + orjson.dumps([d.model_dump() for d in list_dead_letters(declared)]).decode()
+    for needle in ("erin", "7946", "168"):
+        assert needle not in text, needle
