@@ -247,3 +247,51 @@ def test_identifiers_behind_ignorable_characters_plus_signs_and_deep_encoding_ar
     text = all_text(declared) + orjson.dumps([d.model_dump() for d in list_dead_letters(declared)]).decode()
     for needle in ("erin", "7946", "168"):
         assert needle not in text, needle
+
+
+def _disclosure_event(event_id: str, **data: object) -> dict:  # type: ignore[type-arg]
+    body = {"request_id": "SUB-9", "authority": "District Court", "authority_country": "US", "instrument": "subpoena",
+            "received_at": "2026-02-01T09:00:00Z", "outcome": "pending", "notice": "pending", "subject_refs": ["a" * 64]}
+    return {"specversion": "1.0", "id": event_id, "source": "//services/legal", "type": "registry.disclosure.v1",
+            "time": "2026-02-01T09:00:00Z", "data": {**body, **data}}
+
+
+@pytest.mark.parametrize("left_out, spelt_out", [
+    (transfer("dflt-t"), {**transfer("dflt-t"), "data": {**transfer("dflt-t")["data"], "record_count": 1}}),
+    (_disclosure_event("dflt-d"), _disclosure_event("dflt-d", emergency=False, subject_count=1)),
+])
+def test_a_default_spelt_out_is_the_same_event(declared: sa.Engine, left_out: dict, spelt_out: dict) -> None:  # type: ignore[type-arg]
+    """Review finding 6: a redelivery spelling out ``record_count`` 1 (or a disclosure's
+    ``emergency`` false, ``subject_count`` = its refs) was a conflicting duplicate."""
+    ingestor = Ingestor(declared)
+    assert ingestor.ingest([record(left_out)]).ingested == 1
+    result = ingestor.ingest([record(spelt_out)])
+    assert (result.ingested, result.duplicates, result.dead_lettered) == (0, 1, 0)
+    changed = {**spelt_out, "data": {**spelt_out["data"], ("record_count" if "record_count" in spelt_out["data"] else "subject_count"): 2}}
+    assert ingestor.ingest([record(changed)]).dead_lettered == 1
+
+
+@pytest.mark.empty_store
+def test_migration_0008_rehashes_events_stored_without_their_defaults(db_url: str, manifest) -> None:  # type: ignore[no-untyped-def]
+    """Review finding 6 on a store that ran 0005 before defaults were hashed: its hashes are
+    recomputed, so the redelivery with the default spelt out is a duplicate."""
+    import hashlib
+
+    from registry.model.declarations import declare
+    from registry.model.store import open_store
+
+    old = store_at(db_url, "0006")
+    event = transfer("m8")
+    body = orjson.dumps(event)
+    before = hashlib.sha256(orjson.dumps(event["data"], option=orjson.OPT_SORT_KEYS))  # the 0005 hash: no defaults
+    before.update(b"|registry.transfer.v1|2026-03-01T10:00:00+00:00")
+    with old.begin() as conn:
+        conn.execute(sa.text("INSERT INTO event (source, event_id, type, time, recipient, payload_hash, body) "
+                             "VALUES (:s, :i, :t, :tm, :r, :h, :b)"),
+                     {"s": event["source"], "i": "m8", "t": event["type"], "tm": "2026-03-01 10:00:00.000000",
+                      "r": "google-analytics", "h": before.hexdigest(), "b": body.decode()})
+    old.dispose()
+    engine = open_store(db_url)
+    declare(engine, manifest)
+    result = Ingestor(engine).ingest([record({**event, "data": {**event["data"], "record_count": 1}})])
+    assert (result.ingested, result.duplicates, result.dead_lettered) == (0, 1, 0)
