@@ -27,6 +27,17 @@ from examples.blausen.generate import generate  # noqa: E402
 from registry.stream.kafka import Topics, send_lines  # noqa: E402
 
 
+def broker_and_topics(stack: ExitStack, prefix: str) -> tuple[str, Topics]:
+    """KAFKA_BOOTSTRAP_SERVERS, else the embedded tansu (stopped with ``stack``), and fresh topic names."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        from registry.stream.devbroker import embedded_broker
+
+        bootstrap = stack.enter_context(embedded_broker())
+    tag = uuid.uuid4().hex[:6]
+    return bootstrap, Topics(f"{prefix}{tag}.transfers", f"{prefix}{tag}.disclosures", f"{prefix}{tag}.dead-letter")
+
+
 def bare_loop(bootstrap: str, topics: Topics, total: int, batch_size: int | None) -> float:
     from kafka import KafkaConsumer
 
@@ -79,13 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("REGISTRY_SUBJECT_KEY", "bench")
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
-            from registry.stream.devbroker import embedded_broker
-
-            bootstrap = stack.enter_context(embedded_broker())
-        tag = uuid.uuid4().hex[:6]
-        topics = Topics(f"bench{tag}.transfers", f"bench{tag}.disclosures", f"bench{tag}.dead-letter")
+        bootstrap, topics = broker_and_topics(stack, "bench")
         start = time.perf_counter()
         sent = send_lines((line for line, _ in generate(args.events, seed=2, poison_per_reason=0)), bootstrap=bootstrap,
                           topics=topics, mode="structured")

@@ -3,10 +3,10 @@
 
     python bench/postgres.py [--events 50000] [--partitions 4,7,8] [--span-minutes M] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
-Records carry the contract's keys (the recipient for transfers), so a recipient's events all
-land in one partition and the demo's skew (one hosting provider has 29 % of the events) gives
-uneven partitions: the run prints each partition's records, each worker's share of them, and
-the most two workers could gain over one with that split (all records / the larger share).
+Records carry the contract's keys (v3: ``source/id`` for transfers, so the partitions get even
+loads whatever the recipients; v2 keyed by recipient, and the demo's skew made them uneven): the
+run prints each partition's records, each worker's share of them, and the most two workers could
+gain over one with that split (all records / the larger share).
 
 PostgreSQL: ``--postgres`` (a server URL; fresh databases are created and dropped on it), else
 TEST_DATABASE_URL. Kafka: KAFKA_BOOTSTRAP_SERVERS, else the embedded tansu. Ingest is timed

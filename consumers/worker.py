@@ -31,6 +31,7 @@ from consumers.forwarder import DeadLetterForwarder
 from consumers.offsets import AppliedOffsets, StopConditions
 from registry.exceptions import BrokerError, StoreError, UndecodableBatchError
 from registry.intake.ingest import Ingestor, IngestResult, few_collections
+from registry.intake.retention import HourlyRetention
 from registry.model.events import RawRecord
 from registry.stream import jsonlog, metrics
 from registry.stream.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
@@ -131,6 +132,8 @@ class Worker:
         self.report: Any = None  # called with the totals before a forced exit (the CLI prints them)
         if engine.dialect.name == "sqlite" and not sa.event.contains(engine, "checkout", _short_busy_wait):
             sa.event.listen(engine, "checkout", _short_busy_wait)
+        # contract §6: the manifest's registry_retention, applied at the start and then hourly
+        self.retention = HourlyRetention(engine)
 
     def stop(self, *_: Any) -> None:
         """Finish the batch in hand, commit, then leave (SIGTERM / SIGINT). A wait for an outage
@@ -224,6 +227,7 @@ class Worker:
 
     def _loop(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
         while not self._stop:
+            self.retention.maybe_apply()  # at most once an hour; never raises
             room = self.stops.room(self.config.batch_size)
             self.outage.call(lambda: self._collect(consumer, room), "database", proves=False)
             self._applied_now = bool(self._batch)

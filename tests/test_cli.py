@@ -156,7 +156,7 @@ def test_question_commands_follow_the_contract_shapes(tmp_path: Path) -> None:
     assert set(detail["flows"][0]) == {"source", "category", "purpose", "legal_basis", "first_seen", "last_seen", "events", "records"}
     code, out, _ = cli(db, "subject", A, "--json")
     answer = json.loads(out)
-    assert set(answer) == {"subject_ref", "transfers", "disclosures", "notify_on_erasure"}
+    assert set(answer) == {"subject_ref", "transfers", "disclosures", "notify_on_erasure", "covered_since"}
     assert set(answer["transfers"][0]) == {"recipient", "source", "categories", "purposes", "first_seen", "last_seen", "events"}
     code, out, _ = cli(db, "drift", "--json")
     assert code == 0 and set(json.loads(out)[0]) == {"kind", "source", "recipient", "category", "purpose", "activity",

@@ -60,10 +60,10 @@ READ_COMMANDS: dict[str, list[str]] = {
 }
 # commands that write (they create and migrate the store) or touch no store at all
 OTHER_COMMANDS = {"declare", "ingest", "subject-ref", "publish", "consume", "dead-letters replay", "disclosures log",
-                  "ledger-key create", "import fides", "serve", "tokens create", "tokens revoke"}
+                  "ledger-key create", "import fides", "serve", "tokens create", "tokens revoke", "retention apply"}
 
 
-GROUPS = {"dead-letters", "disclosures", "ledger-key", "import", "export", "tokens"}  # only hold commands
+GROUPS = {"dead-letters", "disclosures", "ledger-key", "import", "export", "tokens", "retention"}  # only hold commands
 
 
 def test_every_command_is_classified_as_reading_or_not() -> None:

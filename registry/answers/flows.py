@@ -19,8 +19,10 @@ from sqlalchemy.engine import Connection
 
 from registry.exceptions import InputError
 from registry.model.events import TRANSFER
+from registry.model.retention import purged_before
 from registry.model.store import EventRow, FlowDay, FlowHour, table
 from registry.model.taxonomy import covers, valid_key
+from registry.model.times import format_time
 
 __all__ = ["Observation", "Flow", "observations", "per_category", "category_filter", "cut"]
 
@@ -114,6 +116,7 @@ def observations(conn: Connection, since: datetime | None = None, until: datetim
     whole hour (within the bound) recounted from its events instead."""
     if category is not None and not valid_key(category):
         raise InputError("not a taxonomy key (like user.contact.email)", "category")
+    _whole_hours_where_purged(conn, since=since, until=until)
     d, h = table(FlowDay), table(FlowHour)
     merged: dict[tuple[Any, ...], Observation] = {}
 
@@ -161,6 +164,18 @@ def observations(conn: Connection, since: datetime | None = None, until: datetim
             for o in _from_events(conn, who, low, high):
                 add(o)
     return [merged[k] for k in sorted(merged)]
+
+
+def _whole_hours_where_purged(conn: Connection, **bounds: datetime | None) -> None:
+    """Contract §6: where retention removed the events only the hour aggregates remain, so a
+    bound there must be a whole hour (anything else could only be answered approximately)."""
+    purged = purged_before(conn, "events")
+    if purged is None:
+        return
+    for name, bound in bounds.items():
+        if bound is not None and bound < purged and bound != _floor(bound, HOUR):
+            raise InputError(f"{format_time(bound)} is inside the period whose events retention removed (before "
+                             f"{format_time(purged)}): only whole hours are exact there; use a bound on the hour", name)
 
 
 def _observation(key: Any, events: int, records: int, first_seen: datetime, last_seen: datetime) -> Observation:

@@ -15,6 +15,7 @@ from registry.exceptions import InputError
 from registry.ledger.disclosures import current_disclosures, signed_snapshots
 from registry.model.declarations import in_force
 from registry.model.events import TRANSFER
+from registry.model.retention import purged_before
 from registry.model.store import EventRow, FlowDay, SubjectFlow, monday, table
 from registry.model.subjects import is_subject_ref
 from registry.model.times import format_time
@@ -138,6 +139,9 @@ class SubjectAnswer(BaseModel):
     transfers: list[SubjectTransfer]
     disclosures: list[SubjectDisclosure]
     notify_on_erasure: list[str]
+    # contract §6: the oldest time still indexed: where subject-ref retention stopped (a week's
+    # Monday), else the first transfer recorded; null for a store without transfers
+    covered_since: str | None = None
 
 
 def subject(engine: Engine, ref: str, as_of: datetime | None = None) -> SubjectAnswer:
@@ -164,6 +168,10 @@ def subject(engine: Engine, ref: str, as_of: datetime | None = None) -> SubjectA
         rows: list[Any] = list(conn.execute(query, {"ref": ref})) if weeks else []
         if as_of is not None:
             rows = _cut_rows(conn, ref, rows, as_of)
+        covered = purged_before(conn, "subject_refs")
+        if covered is None and first is not None:
+            d = table(FlowDay)
+            covered = conn.execute(sa.select(sa.func.min(d.c.first_seen)).where(d.c.day == first)).scalar()
         disclosures = _disclosures_of(conn, ref, as_of)
         manifest = in_force(conn, as_of)
     grouped: dict[tuple[str, str], list[Any]] = {}
@@ -176,7 +184,8 @@ def subject(engine: Engine, ref: str, as_of: datetime | None = None) -> SubjectA
                  for (recipient, source), items in sorted(grouped.items())]
     g = build_graph(manifest)
     return SubjectAnswer(subject_ref=ref, transfers=transfers, disclosures=disclosures,
-                         notify_on_erasure=erasure_fanout(g, {t.recipient for t in transfers}))
+                         notify_on_erasure=erasure_fanout(g, {t.recipient for t in transfers}),
+                         covered_since=None if covered is None else format_time(covered))
 
 
 class _Part(NamedTuple):
@@ -193,15 +202,24 @@ class _Part(NamedTuple):
 
 def _cut_rows(conn: sa.Connection, ref: str, rows: list[Any], as_of: datetime) -> list[Any]:
     """The index rows as they stood before ``as_of``: a row entirely before it stays, one entirely
-    after it goes, and a row straddling it (only in the week ``as_of`` falls in) is recounted
-    from its events before ``as_of``, matched by the row's whole key so nothing counts twice."""
+    after it goes, and a key with a row straddling it (only in the week ``as_of`` falls in) is
+    recounted from its events of that week before ``as_of`` — all its rows of that week, whatever
+    their shard, so nothing counts twice."""
+    week = monday(as_of.astimezone(timezone.utc).date())
+    keyed = lambda row: (row.recipient, row.source, row.purpose, row.categories)  # noqa: E731
+    recount = {keyed(row) for row in rows if row.first_seen < as_of <= row.last_seen}
     kept: list[Any] = []
     straddling: dict[tuple[str, str, str, str], datetime] = {}
     for row in rows:
-        if row.last_seen < as_of:
+        if keyed(row) in recount and _week_of(row.week) == week:
+            if row.first_seen < as_of:
+                straddling[keyed(row)] = min(row.first_seen, straddling.get(keyed(row), row.first_seen))
+        elif row.last_seen < as_of:
             kept.append(row)
-        elif row.first_seen < as_of:
-            straddling[(row.recipient, row.source, row.purpose, row.categories)] = row.first_seen
+    purged = purged_before(conn, "events")
+    if straddling and purged is not None and min(straddling.values()) < purged:
+        raise InputError(f"--as-of {format_time(as_of)} is inside the period whose events retention removed (before "
+                         f"{format_time(purged)}): the subject index holds weeks there; use a Monday 00:00 UTC", "--as-of")
     e = table(EventRow)
     for recipient in sorted({k[0] for k in straddling}):
         low = min(t for k, t in straddling.items() if k[0] == recipient)
@@ -221,6 +239,10 @@ def _cut_rows(conn: sa.Connection, ref: str, rows: list[Any], as_of: datetime) -
                 events=known.events + 1, first_seen=min(known.first_seen, moment), last_seen=max(known.last_seen, moment))
         kept += parts.values()
     return kept
+
+
+def _week_of(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def _disclosures_of(conn: sa.Connection, ref: str, as_of: datetime | None = None) -> list[SubjectDisclosure]:

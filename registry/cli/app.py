@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import disclosures, fides, history, intake, ledger, published, questions, stream, web
+from . import disclosures, fides, history, intake, ledger, published, questions, retention, stream, web
 from .options import Globals, JsonOpt
 
 __all__ = ["app", "main"]
@@ -26,7 +26,7 @@ def _global(
 
 
 # the order of the help's command list
-for group in (intake, stream, questions, published, disclosures, ledger, history, fides, web):
+for group in (intake, stream, questions, published, disclosures, ledger, history, retention, fides, web):
     app.add_typer(group.app)
 
 

@@ -22,7 +22,7 @@ from registry.model.events import Event, RawRecord
 from registry.model.store import DeadLetter, table
 from registry.model.times import format_time
 
-from .ingest import Ingestor, apply_isolating
+from .ingest import DeadRecord, Ingestor, apply_isolating
 
 __all__ = ["HTTP_ORIGIN", "DeadLetterView", "ReplayResult", "list_dead_letters", "replay"]
 
@@ -96,7 +96,11 @@ def replay(engine: Engine) -> ReplayResult:
             except EventError as exc:
                 still_dead += 1
                 _mark(conn, row.id, status="dead", reason=exc.reason, detail=str(exc))
+        too_old: list[DeadRecord] = []
+        if ingestor.retention is not None and ingestor.retention.events is not None:
+            passing = ingestor.refuse_too_old(passing, too_old, ingestor.retention.events)
         outcome = apply_isolating(conn, passing, [], write_dead=False)
+        outcome.dead.extend(too_old)
         ingested = outcome.result.ingested
         for dead in outcome.dead:
             still_dead += 1

@@ -19,11 +19,15 @@ from registry.exceptions import EventError
 from registry.ledger.anchors import anchor_new_heads
 from registry.ledger.chain import append_snapshots
 from registry.model.declarations import newest_declared
+from registry.model.manifest import RegistryRetention
+from registry.model.partitions import ensure_partitions, forget_partitions
+from registry.model.retention import horizon
 from registry.model.events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
-from registry.model.store import EventRow, ManifestVersion, monday, table
+from registry.model.store import EventRow, ManifestVersion, table
 from registry.model.subjects import mask_text
 from registry.model import retry
 
+from .aggregates import aggregate
 from .writes import Bulk, bulk_for
 
 __all__ = ["IngestResult", "DeadRecord", "BatchOutcome", "Ingestor", "ingest_records", "lines_of"]
@@ -67,6 +71,7 @@ class Plan:
     hour_rows: list[tuple[Any, ...]] = field(default_factory=list)
     subject_rows: list[tuple[Any, ...]] = field(default_factory=list)
     disclosures: list[tuple[datetime, dict[str, Any], str]] = field(default_factory=list)
+    times: list[datetime] = field(default_factory=list)  # of the event rows: their month partitions
 
 
 class Ingestor:
@@ -78,6 +83,7 @@ class Ingestor:
         self.engine = engine
         self._version: int | None = -1
         self.validator = EventValidator()
+        self.retention: RegistryRetention | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -87,6 +93,7 @@ class Ingestor:
             if version != self._version:
                 manifest = newest_declared(conn)
                 self.validator = EventValidator(manifest.taxonomy_view() if manifest else None)
+                self.retention = manifest.registry_retention if manifest else None
                 self._version = version
 
     def decode(self, records: Sequence[RawRecord]) -> tuple[list[tuple[RawRecord, Event]], list[DeadRecord]]:
@@ -101,7 +108,23 @@ class Ingestor:
                     refused.append(DeadRecord(record, exc.reason, str(exc)))
                 except Exception as exc:  # noqa: BLE001  a check that failed unforeseen must not stop the stream
                     refused.append(DeadRecord(record, "invalid_data", f"could not be validated ({type(exc).__name__})"))
+        if self.retention is not None and self.retention.events is not None:
+            decoded = self.refuse_too_old(decoded, refused, self.retention.events)
         return decoded, refused
+
+    @staticmethod
+    def refuse_too_old(decoded: list[tuple[RawRecord, Event]], refused: list[DeadRecord], period: str) -> list[tuple[RawRecord, Event]]:
+        """Contract §6: an event older than the events horizon could no longer be deduplicated
+        (its original may have been removed), so it is refused as ``too_old``."""
+        oldest = horizon("events", datetime.now(timezone.utc), period)
+        kept = []
+        for record, event in decoded:
+            if event.time < oldest:
+                refused.append(DeadRecord(record, "too_old", f"event time {event.time.isoformat()} is before the events retention "
+                                                             f"horizon {oldest.isoformat()} ({period})"))
+            else:
+                kept.append((record, event))
+        return kept
 
     def write(self, decoded: list[tuple[RawRecord, Event]], refused: list[DeadRecord],
               offsets: Sequence[tuple[Any, ...]] = (),
@@ -122,6 +145,8 @@ class Ingestor:
 
         for attempt in range(4):
             try:
+                # month partitions (PostgreSQL) in a transaction of their own, before the batch's
+                ensure_partitions(self.engine, [e.time for _, e in decoded])
                 outcome = retry.on_conflict(transaction)  # deadlock / serialization failure: rerun with backoff
                 anchor_new_heads(self.engine)  # disclosure heads go to the anchor file only once committed
                 return outcome
@@ -133,7 +158,9 @@ class Ingestor:
                     raise
                 isolate = True
             except sa.exc.IntegrityError:
-                # Another worker inserted one of these events meanwhile (a rebalance overlap): redo.
+                # Another worker inserted one of these events meanwhile (a rebalance overlap), or
+                # retention in another process dropped a month partition this one thought was there: redo.
+                forget_partitions(self.engine)
                 if attempt == 3:
                     raise
         raise AssertionError("unreachable")
@@ -183,28 +210,31 @@ def ingest_records(engine: Engine, records: Iterable[RawRecord], batch_size: int
     return Ingestor(engine).ingest(records, batch_size)
 
 
-def plan_events(events: list[Event], bulk: Bulk) -> Plan:
+def plan_events(fresh: list[tuple[RawRecord, Event]], bulk: Bulk) -> Plan:
+    events = [e for _, e in fresh]
     stamps = [bulk.time(e.time) for e in events]  # formatted once: strftime dominated the writes
-    plan = Plan(keys=[(e.source, e.id) for e in events],
+    plan = Plan(keys=[(e.source, e.id) for e in events], times=[e.time for e in events],
                 event_rows=[(e.source, e.id, e.type, stamp, e.data.get("recipient"), e.payload_hash, e.body.decode())
                             for e, stamp in zip(events, stamps)])
-    _aggregate(plan, bulk, [(e, stamp) for e, stamp in zip(events, stamps) if e.type == TRANSFER])
+    # the aggregate shard is the Kafka partition: one owner at a time, so no two workers share a row
+    plan.day_rows, plan.hour_rows, plan.subject_rows = aggregate(
+        bulk, [(e, stamp, record.partition or 0) for (record, e), stamp in zip(fresh, stamps) if e.type == TRANSFER])
     plan.disclosures = [(e.time, e.data, e.source) for e in sorted((e for e in events if e.type == DISCLOSURE), key=lambda e: e.time)]
     return plan
 
 
 def split_batch(decoded: list[tuple[RawRecord, Event]], known: dict[tuple[str, str], str]
-                ) -> tuple[list[Event], int, list[DeadRecord]]:
+                ) -> tuple[list[tuple[RawRecord, Event]], int, list[DeadRecord]]:
     """(fresh events, duplicates, conflicting duplicates) given the hashes ``known`` to the store
     (the batch's own earlier events count as known too)."""
-    fresh: list[Event] = []
+    fresh: list[tuple[RawRecord, Event]] = []
     duplicates, conflicts = 0, []
     for record, event in decoded:
         key = (event.source, event.id)
         seen = known.get(key)
         if seen is None:
             known[key] = event.payload_hash
-            fresh.append(event)
+            fresh.append((record, event))
         elif seen == event.payload_hash:
             duplicates += 1
         else:
@@ -275,6 +305,7 @@ def _refusal(exc: BaseException) -> str:
 def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRecord],
                offsets: Sequence[tuple[Any, ...]] = (), write_dead: bool = True) -> BatchOutcome:
     bulk = bulk_for(conn)
+    ensure_partitions(conn, plan.times)
     bulk.run(conn, bulk.insert_sql("event", _EVENT_COLUMNS), plan.event_rows)
     bulk.run(conn, bulk.insert_sql("flow_day", _FLOW_COLUMNS, keys=_FLOW_KEYS, add=("events", "records"), widen=True), plan.day_rows)
     bulk.run(conn, bulk.insert_sql("flow_hour", ("hour", *_FLOW_COLUMNS[1:]), keys=("hour", *_FLOW_KEYS[1:]),
@@ -313,62 +344,12 @@ def _existing_hashes(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple
 
 _EVENT_COLUMNS = ("source", "event_id", "type", "time", "recipient", "payload_hash", "body")
 _FLOW_COLUMNS = ("day", "source", "recipient", "categories", "purpose", "legal_basis", "activity", "country", "mechanism",
-                 "events", "records", "first_seen", "last_seen")
-_FLOW_KEYS = _FLOW_COLUMNS[:9]
-_SUBJECT_COLUMNS = ("week", "subject_ref", "recipient", "source", "purpose", "categories", "events", "first_seen", "last_seen")
-_SUBJECT_KEYS = _SUBJECT_COLUMNS[:6]
+                 "shard", "events", "records", "first_seen", "last_seen")
+_FLOW_KEYS = _FLOW_COLUMNS[:10]
+_SUBJECT_COLUMNS = ("week", "subject_ref", "recipient", "source", "purpose", "categories", "shard", "events", "first_seen",
+                    "last_seen")
+_SUBJECT_KEYS = _SUBJECT_COLUMNS[:7]
 _DEAD_COLUMNS = ("raw_hash", "reason", "detail", "payload", "headers", "topic", "partition", "offset", "received_at", "status")
-
-
-def _aggregate(plan: Plan, bulk: Bulk, transfers: list[tuple[Event, Any]]) -> None:
-    """The batch's flows per hour and day and its subject index, as rows in key order (so that
-    concurrent writers take row locks in the same order). A flow row is keyed by the event's whole
-    signature, its category set included, so each event adds to exactly one row (contract §1:
-    a row listing several categories counts the event once). ``stamp`` is the event time in the
-    store's form, which orders like the time itself. Day rows are summed from the hour rows."""
-    hours: dict[tuple[Any, ...], list[Any]] = {}
-    subjects: dict[tuple[str, ...], list[Any]] = {}
-    for e, stamp in transfers:
-        d = e.data
-        categories = ",".join(sorted(set(d["data_categories"])))
-        recipient, purpose = d["recipient"], d["purpose"]
-        _tally(hours, (bulk.hour(e.time, stamp), e.source, recipient, categories, purpose, d["legal_basis"],
-                       d.get("activity", ""), d.get("destination_country", ""), d.get("transfer_mechanism", "")),
-               d.get("record_count", 1), stamp)
-        refs = d.get("subject_refs")
-        if refs:
-            week = bulk.day(monday(e.time.date()))
-            for ref in set(refs):
-                _tally(subjects, (week, ref, recipient, e.source, purpose, categories), 0, stamp)
-    days: dict[tuple[Any, ...], list[Any]] = {}
-    for key, counts in hours.items():
-        _merge(days, (key[0][:10] if bulk.sqlite else key[0].date(), *key[1:]), counts)
-    plan.day_rows = [(*k, *v) for k, v in sorted(days.items())]
-    plan.hour_rows = [(*k, *v) for k, v in sorted(hours.items())]
-    plan.subject_rows = [(*k, v[0], v[2], v[3]) for k, v in sorted(subjects.items())]
-
-
-def _tally(table: dict[Any, list[Any]], key: Any, records: int, moment: Any) -> None:
-    row = table.get(key)
-    if row is None:
-        table[key] = [1, records, moment, moment]
-    else:
-        row[0] += 1
-        row[1] += records
-        if moment < row[2]:
-            row[2] = moment
-        if moment > row[3]:
-            row[3] = moment
-
-
-def _merge(table: dict[Any, list[Any]], key: Any, counts: list[Any]) -> None:
-    row = table.get(key)
-    if row is None:
-        table[key] = list(counts)
-    else:
-        row[0] += counts[0]
-        row[1] += counts[1]
-        row[2], row[3] = min(row[2], counts[2]), max(row[3], counts[3])
 
 
 def _write_dead(conn: Connection, bulk: Bulk, dead: list[DeadRecord]) -> None:

@@ -101,13 +101,17 @@ class Bulk:
         if not self.sqlite and len(rows) >= COPY_MIN_ROWS and (not spec.keys or spec.ignore or _unique(rows, positions)):
             _copy_insert(conn, spec, rows)
             return
-        conn.exec_driver_sql(sql, sorted(rows, key=_key_function(positions)) if len(rows) > 1 else list(rows))
+        conn.exec_driver_sql(sql, _in_key_order(rows, positions) if len(rows) > 1 else list(rows))
 
 
-def _key_function(positions: list[int]) -> Any:
-    def key(row: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple((row[i] is not None, row[i]) for i in positions)  # NULLs first, and never compared
-    return key
+def _in_key_order(rows: Sequence[tuple[Any, ...]], positions: list[int]) -> list[tuple[Any, ...]]:
+    """``rows`` sorted by the columns at ``positions``. The plain key first (py-spy: the NULL-safe
+    key function was ~10 % of a SQLite batch's write time); keys holding NULLs, which cannot be
+    compared, sort NULLs first."""
+    try:
+        return sorted(rows, key=itemgetter(*positions))
+    except TypeError:
+        return sorted(rows, key=lambda row: tuple((row[i] is not None, row[i]) for i in positions))
 
 
 def _unique(rows: Sequence[tuple[Any, ...]], positions: list[int]) -> bool:

@@ -5,6 +5,7 @@ then for meaning (known keys, sub-processor chains without cycles)."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry.exceptions import ManifestError
 
+from .retention import period_start
 from .schemas import SchemaViolation, validator
 from .taxonomy import Kind, Taxonomy, Term, default_taxonomy
 
-__all__ = ["Controller", "Recipient", "Activity", "Extension", "Manifest", "load_manifest", "parse_manifest"]
+__all__ = ["Controller", "Recipient", "Activity", "Extension", "RegistryRetention", "Manifest", "load_manifest", "parse_manifest"]
 
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interests"]
 Mechanism = Literal["adequacy", "scc", "bcr", "derogation", "none"]
@@ -65,6 +67,14 @@ class Extension(_Model):
     description: str | None = None
 
 
+class RegistryRetention(_Model):
+    """How long the registry keeps its own data (contract §6); None: kept."""
+
+    events: str | None = None
+    subject_refs: str | None = None
+    dead_letters: str | None = None
+
+
 class Manifest(_Model):
     controller: Controller
     recipients: list[Recipient]
@@ -72,6 +82,7 @@ class Manifest(_Model):
     # Art. 28(2)/(4): the days customers get to object to an announced recipient change (§8)
     notice_period_days: int = 30
     taxonomy: dict[Kind, list[Extension]] = Field(default_factory=dict)
+    registry_retention: RegistryRetention | None = None
 
     def recipient(self, key: str) -> Recipient | None:
         return self.recipient_map().get(key)
@@ -173,6 +184,7 @@ def _check_meaning(m: Manifest) -> None:
                 raise ManifestError(f"sub-processor chain of {r.key!r} has a cycle through {parent!r}", f"recipients[{i}].processor_of")
             seen.add(parent)
             parent = m.recipient_map()[parent].processor_of
+    _check_retention(m.registry_retention)
     checks: tuple[tuple[str, Kind], ...] = (("purposes", "data_uses"), ("data_categories", "data_categories"), ("data_subjects", "data_subjects"))
     for i, a in enumerate(m.activities):
         for j, key in enumerate(a.recipients):
@@ -182,6 +194,17 @@ def _check_meaning(m: Manifest) -> None:
             for j, key in enumerate(getattr(a, attr)):
                 if not taxonomy.has(kind, key):
                     raise ManifestError(f"unknown {_LABEL[kind]} {key!r}", f"activities[{i}].{attr}[{j}]")
+
+
+def _check_retention(r: RegistryRetention | None) -> None:
+    """Event bodies carry subject refs: keeping events longer than the subject index (or for ever
+    while the index is purged) would keep the refs the index retention promises to remove."""
+    if r is None or r.subject_refs is None:
+        return
+    reference = datetime(2000, 3, 1, tzinfo=timezone.utc)
+    if r.events is None or period_start(reference, r.events) < period_start(reference, r.subject_refs):
+        raise ManifestError("events are kept longer than subject_refs, and event bodies hold the subject refs: "
+                            "set registry_retention.events to at most the subject_refs period", "registry_retention.events")
 
 
 _LABEL: dict[Kind, str] = {"data_categories": "data category", "data_uses": "purpose (data use)", "data_subjects": "data subject category"}

@@ -31,16 +31,19 @@ def _canonical_hash(body: str) -> str | None:
 
 
 def rehash_events(conn: Connection) -> int:
-    """Every stored event's hash recomputed; the number of hashes that changed."""
-    after, changed = 0, 0
+    """Every stored event's hash recomputed; the number of hashes that changed. Paged by the
+    idempotency key ``(event_id, source)``, which every schema version keeps unique."""
+    after: tuple[str, str] = ("", "")
+    changed = 0
     while True:
-        rows = conn.execute(sa.text(f"SELECT id, body, payload_hash FROM event WHERE id > :a ORDER BY id LIMIT {_PAGE}"),
-                            {"a": after}).fetchall()
+        rows = conn.execute(sa.text("SELECT event_id, source, body, payload_hash FROM event "
+                                    "WHERE event_id > :e OR (event_id = :e AND source > :s) "
+                                    f"ORDER BY event_id, source LIMIT {_PAGE}"), {"e": after[0], "s": after[1]}).fetchall()
         if not rows:
             return changed
-        changes = [{"i": key, "h": new} for key, body, old in rows
+        changes = [{"e": event_id, "s": source, "h": new} for event_id, source, body, old in rows
                    for new in (_canonical_hash(body),) if new is not None and new != old]
         if changes:
-            conn.execute(sa.text("UPDATE event SET payload_hash = :h WHERE id = :i"), changes)
+            conn.execute(sa.text("UPDATE event SET payload_hash = :h WHERE event_id = :e AND source = :s"), changes)
             changed += len(changes)
-        after = rows[-1][0]
+        after = (rows[-1][0], rows[-1][1])

@@ -43,7 +43,7 @@ def _big_key() -> Any:
 
 __all__ = [
     "DEFAULT_DATABASE_URL", "open_store", "open_store_readonly", "table", "monday", "database_url", "ManifestVersion", "RecipientRow", "ActivityRow",
-    "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "DeadLetter", "LedgerEntry", "ConsumerOffset", "ApiToken",
+    "EventRow", "FlowDay", "FlowHour", "SubjectFlow", "DeadLetter", "RetentionMark", "LedgerEntry", "ConsumerOffset", "ApiToken",
     "WebSession",
 ]
 
@@ -91,16 +91,21 @@ class ActivityRow(SQLModel, table=True):
 
 
 class EventRow(SQLModel, table=True):
+    """On PostgreSQL partitioned by month of ``time`` (``registry.model.partitions``), so that
+    retention drops whole months. The key is ``(event_id, source, time)`` because a partitioned
+    table's unique keys must hold its partition column: the idempotency key ``(source, id)`` is
+    checked by the writer across all partitions (a redelivery has the original's time, so it
+    also meets the original in this key). event_id first: the dedupe lookup is by id. (recipient,
+    time) serves the exact edges of windows inside a day; ``time`` (BRIN on PostgreSQL: a few
+    pages for a month) the retention deletes and the newest event time."""
+
     __tablename__ = "event"
-    # event_id first: the dedupe lookup is by id, then source. (recipient, time) serves the
-    # exact edges of time windows that start or end inside a day.
-    __table_args__ = (sa.UniqueConstraint("event_id", "source", name="uq_event_id_source"),
-                      sa.Index("ix_event_recipient_time", "recipient", "time"))
-    id: Optional[int] = _big_key()
-    source: str
-    event_id: str
+    __table_args__ = (sa.Index("ix_event_recipient_time", "recipient", "time"),
+                      sa.Index("ix_event_time", "time", postgresql_using="brin"))
+    event_id: str = Field(primary_key=True)
+    source: str = Field(primary_key=True)
+    time: datetime = Field(primary_key=True)
     type: str
-    time: datetime
     recipient: Optional[str] = None
     payload_hash: str
     body: str
@@ -124,6 +129,7 @@ class FlowDay(SQLModel, table=True):
     activity: str = Field(primary_key=True, default="")
     country: str = Field(primary_key=True, default="")
     mechanism: str = Field(primary_key=True, default="")
+    shard: int = Field(primary_key=True, default=0)  # the Kafka partition (see the note above SubjectFlow)
     events: int = _big()
     records: int = _big()
     first_seen: datetime
@@ -145,12 +151,18 @@ class FlowHour(SQLModel, table=True):
     activity: str = Field(primary_key=True, default="")
     country: str = Field(primary_key=True, default="")
     mechanism: str = Field(primary_key=True, default="")
+    shard: int = Field(primary_key=True, default=0)  # the Kafka partition (see the note above SubjectFlow)
     events: int = _big()
     records: int = _big()
     first_seen: datetime
     last_seen: datetime
 
 
+# ``shard`` in the aggregate keys: the Kafka partition the events came from (0 for files, HTTP
+# and replays). A partition has one owner in a consumer group, so two workers never update the
+# same aggregate row and never wait on each other's row locks, even when both see the same flow
+# in the same hour (transfers are keyed by event, so every flow is on every partition).
+# Questions sum over shards; a row still holds events of one signature.
 class SubjectFlow(SQLModel, table=True):
     """The subject index: one row per (week, subject, recipient, source, purpose, set of
     categories), so each event that names a subject adds to exactly one row (``categories`` is
@@ -166,9 +178,22 @@ class SubjectFlow(SQLModel, table=True):
     source: str = Field(primary_key=True)
     purpose: str = Field(primary_key=True)
     categories: str = Field(primary_key=True)
+    shard: int = Field(primary_key=True, default=0)  # the Kafka partition (see the note above SubjectFlow)
     events: int = _big()
     first_seen: datetime
     last_seen: datetime
+
+
+
+
+class RetentionMark(SQLModel, table=True):
+    """What retention removed: everything of ``kind`` (events | subject_refs | dead_letters)
+    before ``purged_before``. Queries use the events mark to refuse a sub-hour bound there."""
+
+    __tablename__ = "retention_mark"
+    kind: str = Field(primary_key=True)
+    purged_before: datetime
+    applied_at: datetime
 
 
 class DeadLetter(SQLModel, table=True):

@@ -56,16 +56,21 @@ class Emitter:
         subject_refs (see ``subject_ref``), record_count."""
         data = {"recipient": recipient, "data_categories": data_categories, "purpose": purpose,
                 "legal_basis": legal_basis, **{k: v for k, v in optional.items() if v is not None}}
-        return self._send(TRANSFER, data, recipient, event_id, time)
+        return self._send(TRANSFER, data, None, event_id, time)
 
     def disclosure(self, *, request_id: str, event_id: str | None = None, time: datetime | None = None, **fields: Any) -> str:
         """Record one snapshot of an authority's disclosure request (contract §2)."""
         data = {"request_id": request_id, **{k: v for k, v in fields.items() if v is not None}}
         return self._send(DISCLOSURE, data, request_id, event_id, time)
 
-    def _send(self, kind: str, data: dict[str, Any], key: str, event_id: str | None, time: datetime | None) -> str:
+    def _send(self, kind: str, data: dict[str, Any], key: str | None, event_id: str | None, time: datetime | None) -> str:
+        """``key`` None: a transfer, keyed by ``source/id`` (contract §3 v3), so the load spreads over
+        all partitions and a redelivery lands where the original did."""
+        event_id = event_id or str(uuid.uuid4())
+        if key is None:
+            key = f"{self.source}/{event_id}"
         event = CloudEvent(attributes={
-            "specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": self.source, "type": kind,
+            "specversion": "1.0", "id": event_id, "source": self.source, "type": kind,
             "time": (time or datetime.now(timezone.utc)).astimezone(timezone.utc), "datacontenttype": "application/json",
         }, data=data)
         convert = ce_kafka.to_binary_event if self.mode == "binary" else ce_kafka.to_structured_event

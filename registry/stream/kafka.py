@@ -71,9 +71,14 @@ def to_kafka(line: bytes, mode: Mode) -> tuple[Any, bytes | None, bytes, list[tu
         return None, None, line, [("content-type", b"application/cloudevents+json")]
     data = envelope.get("data")
     key = None
-    if isinstance(data, dict):
-        raw_key = data.get("request_id") if envelope.get("type") == DISCLOSURE else data.get("recipient")
+    if envelope.get("type") == DISCLOSURE:
+        # a request's versions stay in one partition, in order
+        raw_key = data.get("request_id") if isinstance(data, dict) else None
         key = raw_key.encode() if isinstance(raw_key, str) else None
+    elif isinstance(envelope.get("source"), str) and isinstance(envelope.get("id"), str):
+        # contract §3 (v3): transfers by source/id: spread over all partitions, a redelivery lands
+        # where the original did (and so meets it in the same worker)
+        key = f"{envelope['source']}/{envelope['id']}".encode()
     if mode == "binary" and isinstance(data, dict) and all(isinstance(envelope.get(a), str) for a in ("id", "source", "type")):
         headers = [(f"ce_{a}", str(envelope[a]).encode()) for a in _CE_ATTRIBUTES if a in envelope]
         headers.append(("content-type", b"application/json"))

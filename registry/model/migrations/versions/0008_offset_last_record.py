@@ -12,7 +12,7 @@ redelivery that spells a default out is a duplicate. Stored hashes are recompute
 same function), so stores that ran 0005 before this change agree too.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-06
 """
 from alembic import op
@@ -22,7 +22,7 @@ from registry.model.rehash import rehash_events
 
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
