@@ -289,6 +289,7 @@ class Worker:
             # member applying records meanwhile looked like a re-created topic.)
             stored = stored_offsets(self.engine, self.config.group)
             stored_ids = stored_topic_ids(self.engine, self.config.group)
+            lasts = stored_last_records(self.engine, self.config.group)  # with the offsets: one snapshot
             cached = self.offsets.known()
             broker, ids = _broker_offsets(consumer, topics)
             if not self.config.topic_ids:
@@ -301,7 +302,7 @@ class Worker:
             # Only the member holding a partition rewinds it (its cached floor alone decides what is
             # skipped); another one's counts as lag from the log start until its owner does.
             mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-            self._check_last_records(mine, stored, stored_ids, ids, broker, ahead, held)
+            self._check_last_records(mine, stored, (stored_ids, lasts), ids, broker, ahead, held)
             rewind = {p: n for p, n in ahead.items() if p in mine}
             if rewind:
                 self._read_again(consumer, rewind, stored, broker, ids)
@@ -316,7 +317,8 @@ class Worker:
         metrics.set_lag(lags)
         return sum(lags.values())
 
-    def _check_last_records(self, mine: set[Partition], stored: dict[Partition, int], stored_ids: dict[Partition, str | None],
+    def _check_last_records(self, mine: set[Partition], stored: dict[Partition, int],
+                            known: tuple[dict[Partition, str | None], dict[Partition, str | None]],
                             ids: dict[str, str | None], broker: BrokerOffsets, ahead: dict[Partition, int],
                             held: dict[Partition, int]) -> None:
         """Where no topic id can be compared (the broker reports none, or the row has none: stored
@@ -325,11 +327,9 @@ class Worker:
         record, none where one should be, or a log that starts past the stored offset: the topic
         was re-created (``ahead``: read again from its start). A row gets the broker's id only
         once verified, never blindly."""
+        stored_ids, lasts = known  # the stored rows' topic ids and last records, read with ``stored``
         needed = [p for p in sorted(mine) if p in stored and p not in ahead and p in broker.ends
                   and (ids.get(p[0]) is None or stored_ids.get(p) is None)]
-        if not needed:
-            return
-        lasts = stored_last_records(self.engine, self.config.group)
         for p in needed:
             offset, topic_id = stored[p], ids.get(p[0])
             same = True if offset == 0 else self._same_record(p, offset, lasts.get(p), broker.starts.get(p, 0))

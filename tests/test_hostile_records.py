@@ -153,6 +153,16 @@ def test_a_re_serialised_redelivery_is_a_duplicate(declared: sa.Engine) -> None:
     assert list_dead_letters(declared)[0].reason == "conflicting_duplicate"
 
 
+def _insert_old_event(old: sa.Engine, event: dict, digest: str) -> None:  # type: ignore[type-arg]
+    """``event`` as an older store version holds it (its hash as that version computed it)."""
+    with old.begin() as conn:
+        conn.execute(sa.text("INSERT INTO event (source, event_id, type, time, recipient, payload_hash, body) "
+                             "VALUES (:s, :i, :t, :tm, :r, :h, :b)"),
+                     {"s": event["source"], "i": event["id"], "t": event["type"], "tm": "2026-03-01 10:00:00.000000",
+                      "r": "google-analytics", "h": digest, "b": orjson.dumps(event).decode()})
+    old.dispose()
+
+
 @pytest.mark.empty_store
 def test_migration_0005_rehashes_stored_events_canonically(db_url: str, manifest) -> None:  # type: ignore[no-untyped-def]
     """A store written with the old hash (raw time text) accepts the re-serialised redelivery as
@@ -164,15 +174,9 @@ def test_migration_0005_rehashes_stored_events_canonically(db_url: str, manifest
 
     old = store_at(db_url, "0004")
     event = transfer("m1")
-    body = orjson.dumps(event)
     legacy = hashlib.sha256(orjson.dumps(event["data"], option=orjson.OPT_SORT_KEYS))
     legacy.update(f"|registry.transfer.v1|{event['time']}".encode())
-    with old.begin() as conn:
-        conn.execute(sa.text("INSERT INTO event (source, event_id, type, time, recipient, payload_hash, body) "
-                             "VALUES (:s, :i, :t, :tm, :r, :h, :b)"),
-                     {"s": event["source"], "i": "m1", "t": event["type"], "tm": "2026-03-01 10:00:00.000000",
-                      "r": "google-analytics", "h": legacy.hexdigest(), "b": body.decode()})
-    old.dispose()
+    _insert_old_event(old, event, legacy.hexdigest())
     engine = open_store(db_url)
     declare(engine, manifest)
     result = Ingestor(engine).ingest([record({**event, "time": "2026-03-01T10:00:00+00:00"})])
@@ -282,15 +286,9 @@ def test_migration_0008_rehashes_events_stored_without_their_defaults(db_url: st
 
     old = store_at(db_url, "0006")
     event = transfer("m8")
-    body = orjson.dumps(event)
     before = hashlib.sha256(orjson.dumps(event["data"], option=orjson.OPT_SORT_KEYS))  # the 0005 hash: no defaults
     before.update(b"|registry.transfer.v1|2026-03-01T10:00:00+00:00")
-    with old.begin() as conn:
-        conn.execute(sa.text("INSERT INTO event (source, event_id, type, time, recipient, payload_hash, body) "
-                             "VALUES (:s, :i, :t, :tm, :r, :h, :b)"),
-                     {"s": event["source"], "i": "m8", "t": event["type"], "tm": "2026-03-01 10:00:00.000000",
-                      "r": "google-analytics", "h": before.hexdigest(), "b": body.decode()})
-    old.dispose()
+    _insert_old_event(old, event, before.hexdigest())
     engine = open_store(db_url)
     declare(engine, manifest)
     result = Ingestor(engine).ingest([record({**event, "data": {**event["data"], "record_count": 1}})])

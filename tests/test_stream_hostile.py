@@ -153,16 +153,7 @@ def test_sigterm_ends_a_worker_within_10_s_in_any_state(tmp_path: Path, kafka_bo
         ensure_topics(kafka_bootstrap, topics, 3)
     worker = _consume_cli(db, bootstrap, topics, group)
     wanted = {"joining": '"subscribed"', "polling": '"joined"', "outage": '"retry"'}[state]
-    assert worker.stderr is not None
-    fd = worker.stderr.fileno()
-    os.set_blocking(fd, False)
-    seen, deadline = "", time.monotonic() + 60
-    while time.monotonic() < deadline and wanted not in seen:
-        try:
-            seen += os.read(fd, 65536).decode("utf-8", "replace")
-        except BlockingIOError:
-            time.sleep(0.05)
-    assert wanted in seen, seen
+    seen = _wait_for(worker, wanted)
     if state == "joining":
         assert '"joined"' not in seen
     worker.send_signal(signal.SIGTERM)
