@@ -78,12 +78,7 @@ def test_a_10_mib_record_is_too_large_and_its_dead_letter_record_is_cut(tmp_path
     ensure_topics(kafka_bootstrap, topics, 1)
     huge = b'{"pad":"' + b"x" * (10 * MAX_EVENT_BYTES) + b'"}'
     _produce(kafka_bootstrap, topics.transfers, [huge, _lines(tag, 1)[0]])
-    started = time.monotonic()
-    totals = _worker(engine, kafka_bootstrap, topics, group, outage_timeout=20).run(install_signals=False)
-    assert totals.model_dump() == {"ingested": 1, "duplicates": 0, "dead_lettered": 1}
-    assert time.monotonic() - started < 30
-    [record] = _dead_letter_topic(kafka_bootstrap, topics.dead_letter, 1)
-    headers = dict(record.headers)
+    record, headers = _one_dead_letter(engine, kafka_bootstrap, topics, group, ingested=1)
     assert headers["dlq_reason"] == b"too_large" and headers["dlq_truncated"] == str(len(huge)).encode()
     assert MAX_EVENT_BYTES - 2000 < len(record.value) <= MAX_EVENT_BYTES and record.value == huge[:len(record.value)]
 
@@ -101,6 +96,17 @@ def test_a_re_created_topic_with_a_longer_log_is_read_from_its_start(tmp_path: P
     assert totals.ingested == 60 and table_counts(engine)["event"] == 100
     after = group_status(engine, group, topics, kafka_bootstrap)
     assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [60]
+
+
+def _one_dead_letter(engine: sa.Engine, bootstrap: str, topics: Topics, group: str, ingested: int) -> tuple[Any, dict[str, bytes]]:
+    """A worker's run (within 30 s: no outage retried for ever) that dead-letters one record; that
+    record as forwarded, and its headers."""
+    started = time.monotonic()
+    totals = _worker(engine, bootstrap, topics, group, outage_timeout=20).run(install_signals=False)
+    assert totals.model_dump() == {"ingested": ingested, "duplicates": 0, "dead_lettered": 1}
+    assert time.monotonic() - started < 30
+    [record] = _dead_letter_topic(bootstrap, topics.dead_letter, 1)
+    return record, dict(record.headers)
 
 
 def _stops_within(process: Any, seconds: float) -> float:
@@ -291,12 +297,7 @@ def test_a_record_with_a_9_mib_header_is_too_large_and_the_partition_moves_on(tm
     producer.send(topics.transfers, value=_lines(f"{tag}b", 1)[0], headers=plain)
     producer.flush()
     producer.close()
-    started = time.monotonic()
-    totals = _worker(engine, kafka_bootstrap, topics, group, outage_timeout=20).run(install_signals=False)
-    assert totals.model_dump() == {"ingested": 2, "duplicates": 0, "dead_lettered": 1}
-    assert time.monotonic() - started < 30
-    [record] = _dead_letter_topic(kafka_bootstrap, topics.dead_letter, 1)
-    headers = dict(record.headers)
+    record, headers = _one_dead_letter(engine, kafka_bootstrap, topics, group, ingested=2)
     assert headers["dlq_reason"] == b"too_large" and record.value == b"not json" and "dlq_truncated_headers" in headers
     assert len(record.value) + sum(len(k) + len(v) for k, v in record.headers) <= MAX_EVENT_BYTES
 
