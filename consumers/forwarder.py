@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 from kafka import KafkaProducer
 
 from registry.intake.ingest import DeadRecord
-from registry.model.events import MAX_EVENT_BYTES
+from registry.model.events import MAX_EVENT_BYTES, header_bytes, record_size
 
 __all__ = ["ACK_TIMEOUT_SECONDS", "DeadLetterForwarder", "dlq_headers", "dlq_value"]
 
@@ -65,16 +65,40 @@ def _key(key: Any, dead: DeadRecord) -> Any:
 
 
 def dlq_value(dead: DeadRecord) -> bytes | None:
-    """The original value, cut to its first 1 MiB (contract §3): a record the broker accepted at
-    any size must not become a dead letter the producer cannot send (the worker would retry it
-    as an outage for ever). A tombstone stays a tombstone."""
-    value = dead.record.value
-    return value if value is None or len(value) <= MAX_EVENT_BYTES else value[:MAX_EVENT_BYTES]
+    """The original value, cut so that the whole dead-letter record fits in 1 MiB (contract §3): a
+    record the broker accepted at any size must not become a dead letter the producer cannot
+    send (the worker would retry it as an outage for ever). A tombstone stays a tombstone."""
+    return _capped(dead)[0]
 
 
 def dlq_headers(dead: DeadRecord) -> list[tuple[str, bytes]]:
+    """The original headers (as many as fit in 1 MiB with the value and the ``dlq_*`` headers)
+    and the ``dlq_*`` headers. ``dlq_truncated`` (the original value's size) says something was
+    cut; ``dlq_truncated_headers`` (the original headers' size) that original headers were cut or
+    dropped."""
+    return _capped(dead)[1]
+
+
+def _capped(dead: DeadRecord) -> tuple[bytes | None, list[tuple[str, bytes]]]:
     r = dead.record
-    truncated = [("dlq_truncated", str(len(r.value)).encode())] if r.value is not None and len(r.value) > MAX_EVENT_BYTES else []
-    return [*(r.headers or ()), ("dlq_reason", dead.reason.encode()), ("dlq_detail", dead.detail[:1000].encode()),
-            ("dlq_topic", (r.topic or "").encode()), ("dlq_partition", str(r.partition).encode()),
-            ("dlq_offset", str(r.offset).encode()), *truncated]
+    own = [("dlq_reason", dead.reason.encode()), ("dlq_detail", dead.detail[:1000].encode()),
+           ("dlq_topic", (r.topic or "").encode()), ("dlq_partition", str(r.partition).encode()),
+           ("dlq_offset", str(r.offset).encode())]
+    original = list(r.headers or ())
+    if record_size(r) + header_bytes(own) <= MAX_EVENT_BYTES:
+        return r.value, [*original, *own]
+    marks = [("dlq_truncated", str(len(r.value or b"")).encode()),
+             ("dlq_truncated_headers", str(header_bytes(original)).encode())]
+    room = MAX_EVENT_BYTES - header_bytes(own) - header_bytes(marks)
+    value = r.value if r.value is None else r.value[:room]  # the value first: it is the evidence
+    room -= len(value or b"")
+    kept: list[tuple[str, bytes]] = []
+    for name, data in original:
+        size = len(name.encode("utf-8", "replace"))
+        if size >= room:
+            break
+        kept.append((name, data if data is None else bytes(data)[:room - size]))
+        room -= header_bytes(kept[-1:])
+    if kept == original:
+        marks.pop()
+    return value, [*kept, *own, *marks]

@@ -15,6 +15,7 @@ import logging
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,12 +35,12 @@ from registry.intake.retention import HourlyRetention
 from registry.model.events import RawRecord
 from registry.stream import jsonlog, metrics
 from registry.stream.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
-from registry.stream.lag import (Partition, adopt_topic_id, group_lag, offsets_ahead, rewind_stored, stored_offsets,
-                                 stored_topic_ids)
+from registry.stream.lag import (Partition, adopt_topic_id, fingerprint, group_lag, offsets_ahead, rewind_stored,
+                                 stored_last_records, stored_offsets, stored_topic_ids)
 from registry.model.retry import Outage, is_broker_outage, is_db_outage
 from registry.stream.status import BrokerOffsets, list_offsets
 
-__all__ = ["WorkerConfig", "Worker", "Stopped"]
+__all__ = ["WorkerConfig", "Worker", "Stopped", "EXIT_UNFINISHED"]
 
 log = logging.getLogger("registry.consumer")
 
@@ -69,6 +70,13 @@ FORCE_SECONDS = 9.0
 # --stop-when-idle S: a worker still joining at S waits this much longer for its join (closing
 # mid-join leaves the test broker's group stuck for the next member), then stops anyway.
 IDLE_JOIN_GRACE = 4.0
+# The exit code of a stop that did not finish cleanly: the watchdog forced it, or it ended an
+# outage retry (the batch in hand was dropped uncommitted). EX_TEMPFAIL: run it again.
+EXIT_UNFINISHED = 75
+# SQLite's busy wait runs in C: no signal handler runs during it, so a SIGTERM would wait out the
+# store's 30 s busy timeout. The worker's connections wait 2 s at a time instead; a lock held
+# longer is retried as an outage, whose backoff a stop ends at once.
+SQLITE_BUSY_MS = 2000
 
 
 class Stopped(Exception):
@@ -97,6 +105,8 @@ class WorkerConfig:
     outage_timeout: float = 300.0  # broker or database unavailable this long: exit non-zero
     metrics_port: int | None = None
     lag_every: float = 5.0  # seconds between group-lag checks while busy (the gauge); every idle loop once idle
+    # False: ignore the broker's topic ids (as on a broker that reports none; tests of the fallback)
+    topic_ids: bool = True
 
 
 class Worker:
@@ -117,6 +127,11 @@ class Worker:
         self._applied = 0
         self._applied_now = False
         self.membership = _Membership(self.offsets)
+        self._probe: KafkaConsumer | None = None  # reads single records to check a stored offset's last record
+        self.exit_code = 0  # EXIT_UNFINISHED after a stop that ended an outage retry
+        self.report: Any = None  # called with the totals before a forced exit (the CLI prints them)
+        if engine.dialect.name == "sqlite" and not sa.event.contains(engine, "checkout", _short_busy_wait):
+            sa.event.listen(engine, "checkout", _short_busy_wait)
         # contract §6: the manifest's registry_retention, applied at the start and then hourly
         self.retention = HourlyRetention(engine)
 
@@ -127,11 +142,24 @@ class Worker:
         if self._stop_asked is None:
             self._stop_asked = time.monotonic()
             if self._signals:
-                watchdog = threading.Timer(FORCE_SECONDS, _force_exit)
+                watchdog = threading.Timer(FORCE_SECONDS, self._force_exit)
                 watchdog.daemon = True
                 watchdog.start()
         self._stop = True
         self._stop_event.set()
+
+    def _force_exit(self) -> None:
+        """The stop took longer than the contract allows: leave now with the totals as known (the
+        database rolls back what was not committed; nothing committed is lost)."""
+        log.warning("forced_stop", extra={"fields": {**self.totals.model_dump(), "after_s": FORCE_SECONDS}})
+        try:
+            if self.report is not None:
+                self.report(self.totals)
+        finally:
+            for handler in logging.getLogger("registry").handlers:
+                handler.flush()
+            sys.stdout.flush()
+            os._exit(EXIT_UNFINISHED)
 
     def _pause(self, seconds: float) -> None:
         """The outage backoff, cut short by a stop."""
@@ -161,14 +189,18 @@ class Worker:
                 clean = True
             except Stopped:
                 log.info("stopped_waiting", extra={"fields": {"detail": "a stop ended an outage retry; the batch in hand was not committed"}})
+                self.exit_code = EXIT_UNFINISHED
                 clean = True
             finally:
                 if clean:
                     self._settle(consumer)
                 producer.close(timeout=CLOSE_SECONDS)
                 consumer.close(autocommit=False, timeout_ms=int(CLOSE_SECONDS * 1000))
+                if self._probe is not None:
+                    self._probe.close(autocommit=False, timeout_ms=int(CLOSE_SECONDS * 1000))
         except Stopped:
             log.info("stopped_waiting", extra={"fields": {"detail": "stopped before the clients were ready"}})
+            self.exit_code = EXIT_UNFINISHED
         except KafkaError as exc:
             # the batch in hand was rolled back (or committed with its offsets): nothing is lost
             raise BrokerError(f"Kafka failed: {exc.__class__.__name__}: {exc}") from None
@@ -232,6 +264,13 @@ class Worker:
                         f"cannot decode a fetched record batch: {exc.__class__.__name__}: {exc} (the worker reads gzip, "
                         "snappy, lz4 and zstd with the packages python-snappy, lz4 and zstandard installed)") from None
                 self._polled = list(polled.items())
+            fresh = {(tp.topic, tp.partition) for tp, _ in self._polled} - self.offsets.known().keys()
+            if fresh:
+                # newly assigned: check first that the stored offsets belong to this log (a
+                # re-created topic is read from its start), before any of its records counts as applied
+                self._group_lag(consumer)
+                for p in fresh:
+                    self.offsets.floor(p)
             while self._polled:
                 tp, records = self._polled[0]
                 self._batch.extend(self.offsets.fresh((tp.topic, tp.partition), records))
@@ -250,19 +289,20 @@ class Worker:
             # member applying records meanwhile looked like a re-created topic.)
             stored = stored_offsets(self.engine, self.config.group)
             stored_ids = stored_topic_ids(self.engine, self.config.group)
+            lasts = stored_last_records(self.engine, self.config.group)  # with the offsets: one snapshot
             cached = self.offsets.known()
             broker, ids = _broker_offsets(consumer, topics)
+            if not self.config.topic_ids:
+                ids = dict.fromkeys(ids)
             held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in stored.keys() | cached.keys()}
             ahead = offsets_ahead(held, broker.ends, broker.confirmed)
             for p, known in stored_ids.items():
                 if known is not None and ids.get(p[0]) not in (None, known) and p in broker.ends:
                     ahead[p] = held.get(p, stored[p])  # re-created: whatever its length
-            for topic, topic_id in ids.items():
-                if topic_id is not None and any(stored_ids.get(p, "") is None for p in stored if p[0] == topic):
-                    adopt_topic_id(self.engine, self.config.group, topic, topic_id)
             # Only the member holding a partition rewinds it (its cached floor alone decides what is
             # skipped); another one's counts as lag from the log start until its owner does.
             mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+            self._check_last_records(mine, stored, (stored_ids, lasts), ids, broker, ahead, held)
             rewind = {p: n for p, n in ahead.items() if p in mine}
             if rewind:
                 self._read_again(consumer, rewind, stored, broker, ids)
@@ -276,6 +316,51 @@ class Worker:
         self.outage.ok()
         metrics.set_lag(lags)
         return sum(lags.values())
+
+    def _check_last_records(self, mine: set[Partition], stored: dict[Partition, int],
+                            known: tuple[dict[Partition, str | None], dict[Partition, str | None]],
+                            ids: dict[str, str | None], broker: BrokerOffsets, ahead: dict[Partition, int],
+                            held: dict[Partition, int]) -> None:
+        """Where no topic id can be compared (the broker reports none, or the row has none: stored
+        before ids were kept), the contract's fallback: the record now at the stored offset minus
+        one must be the one applied last (its fingerprint is stored with the offset). A different
+        record, none where one should be, or a log that starts past the stored offset: the topic
+        was re-created (``ahead``: read again from its start). A row gets the broker's id only
+        once verified, never blindly."""
+        stored_ids, lasts = known  # the stored rows' topic ids and last records, read with ``stored``
+        needed = [p for p in sorted(mine) if p in stored and p not in ahead and p in broker.ends
+                  and (ids.get(p[0]) is None or stored_ids.get(p) is None)]
+        for p in needed:
+            offset, topic_id = stored[p], ids.get(p[0])
+            same = True if offset == 0 else self._same_record(p, offset, lasts.get(p), broker.starts.get(p, 0))
+            if same is False:
+                ahead[p] = held.get(p, offset)
+            elif same is True and topic_id is not None:
+                adopt_topic_id(self.engine, self.config.group, p, topic_id, offset)
+
+    def _same_record(self, p: Partition, offset: int, last: str | None, start: int) -> bool | None:
+        """Whether the record at ``offset - 1`` is the one applied last (None: not known now)."""
+        if start > offset:
+            return False  # the log starts past what was applied: not the log it was read from
+        if start == offset:
+            return True  # retention removed the record: nothing below the offset to read again anyway
+        if last is None:
+            return False  # offsets stored before fingerprints: not verifiable; a re-read costs duplicates only
+        if self._probe is None:
+            self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                        fetch_max_wait_ms=self.config.fetch_max_wait_ms, max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+                                        **RECONNECT)
+        tp = TopicPartition(*p)
+        self._probe.assign([tp])
+        self._probe.seek(tp, offset - 1)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and not self._stop:
+            for record in self._probe.poll(timeout_ms=500, max_records=1).get(tp, []):
+                if record.offset == offset - 1:
+                    return fingerprint(record) == last
+                if record.offset > offset - 1:
+                    return False  # compacted away or never there: not the log that was read
+        return None
 
     def _read_again(self, consumer: KafkaConsumer, ahead: dict[Partition, int], stored: dict[Partition, int],
                     broker: BrokerOffsets, ids: dict[str, str | None]) -> None:
@@ -311,7 +396,9 @@ class Worker:
         records = [RawRecord(value=m.value, headers=list(m.headers or ()), topic=m.topic, partition=m.partition, offset=m.offset)
                    for m in batch]
         nexts = AppliedOffsets.nexts(batch)
-        offsets = [(self.config.group, topic, partition, n) for (topic, partition), n in sorted(nexts.items())]
+        lasts = {(m.topic, m.partition): m for m in batch if m.offset + 1 == nexts[(m.topic, m.partition)]}
+        offsets = [(self.config.group, topic, partition, n, fingerprint(lasts[(topic, partition)]))
+                   for (topic, partition), n in sorted(nexts.items())]
         keys = {(m.topic, m.partition, m.offset): m.key for m in batch}
         decoded, refused = ingestor.decode(records)
         forwarder.forward(refused, keys)  # no transaction open yet: waiting for the acks holds no lock
@@ -403,13 +490,10 @@ def _broker_offsets(consumer: KafkaConsumer, topics: list[str]) -> tuple[BrokerO
                          confirmed=frozenset(confirmed)), ids
 
 
-def _force_exit() -> None:
-    """The stop took longer than the contract allows: leave now (the database rolls back what was
-    not committed; nothing committed is lost)."""
-    log.warning("forced_stop", extra={"fields": {"after_s": FORCE_SECONDS}})
-    for handler in logging.getLogger("registry").handlers:
-        handler.flush()
-    os._exit(0)
+def _short_busy_wait(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    cursor.close()
 
 
 def peak_rss_mb() -> int:

@@ -203,10 +203,12 @@ def test_chaos_kills_restarts_and_a_re_created_topic_lose_and_leak_nothing(tmp_p
     workers.wait_all(timeout=300)
     phase("drained")
 
-    # every worker not SIGKILLed exited 0, SIGTERM within 10 s
+    # every worker not SIGKILLed exited 0 (75 if its stop ended an outage retry), SIGTERM within 10 s
     for how, code, seconds, log in workers.ended:
         if how != "SIGKILL":
-            assert code == 0, (how, code, log.read_text()[-2000:])
+            # 75: the stop ended an outage retry (another worker held the SQLite lock) or was forced
+            unfinished = code == 75 and ('"stopped_waiting"' in log.read_text() or '"forced_stop"' in log.read_text())
+            assert code == 0 or unfinished, (how, code, log.read_text()[-2000:])
         if how == "SIGTERM":
             assert seconds < 10, (seconds, log)
     # joins: none longer than the session timeout + 10 s

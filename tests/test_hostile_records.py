@@ -51,7 +51,9 @@ def test_a_huge_record_is_too_large_and_its_dead_letter_record_is_cut_to_1_mib()
     raw = RawRecord(value=value, topic="t", partition=0, offset=5)
     assert _reason(raw) == "too_large"
     dead = DeadRecord(raw, "too_large", "over")
-    assert len(dlq_value(dead) or b"") == MAX_EVENT_BYTES
+    cut = dlq_value(dead) or b""
+    assert MAX_EVENT_BYTES - 2000 < len(cut) and cut == value[:len(cut)]
+    assert len(cut) + sum(len(k) + len(v) for k, v in dlq_headers(dead)) <= MAX_EVENT_BYTES
     assert dict(dlq_headers(dead))["dlq_truncated"] == str(len(value)).encode()
     small = DeadRecord(RawRecord(value=b"{}", topic="t", partition=0, offset=6), "invalid_envelope", "x")
     assert dlq_value(small) == b"{}" and "dlq_truncated" not in dict(dlq_headers(small))
@@ -151,6 +153,16 @@ def test_a_re_serialised_redelivery_is_a_duplicate(declared: sa.Engine) -> None:
     assert list_dead_letters(declared)[0].reason == "conflicting_duplicate"
 
 
+def _insert_old_event(old: sa.Engine, event: dict, digest: str) -> None:  # type: ignore[type-arg]
+    """``event`` as an older store version holds it (its hash as that version computed it)."""
+    with old.begin() as conn:
+        conn.execute(sa.text("INSERT INTO event (source, event_id, type, time, recipient, payload_hash, body) "
+                             "VALUES (:s, :i, :t, :tm, :r, :h, :b)"),
+                     {"s": event["source"], "i": event["id"], "t": event["type"], "tm": "2026-03-01 10:00:00.000000",
+                      "r": "google-analytics", "h": digest, "b": orjson.dumps(event).decode()})
+    old.dispose()
+
+
 @pytest.mark.empty_store
 def test_migration_0005_rehashes_stored_events_canonically(db_url: str, manifest) -> None:  # type: ignore[no-untyped-def]
     """A store written with the old hash (raw time text) accepts the re-serialised redelivery as
@@ -162,16 +174,122 @@ def test_migration_0005_rehashes_stored_events_canonically(db_url: str, manifest
 
     old = store_at(db_url, "0004")
     event = transfer("m1")
-    body = orjson.dumps(event)
     legacy = hashlib.sha256(orjson.dumps(event["data"], option=orjson.OPT_SORT_KEYS))
     legacy.update(f"|registry.transfer.v1|{event['time']}".encode())
-    with old.begin() as conn:
-        conn.execute(sa.text("INSERT INTO event (source, event_id, type, time, recipient, payload_hash, body) "
-                             "VALUES (:s, :i, :t, :tm, :r, :h, :b)"),
-                     {"s": event["source"], "i": "m1", "t": event["type"], "tm": "2026-03-01 10:00:00.000000",
-                      "r": "google-analytics", "h": legacy.hexdigest(), "b": body.decode()})
-    old.dispose()
+    _insert_old_event(old, event, legacy.hexdigest())
     engine = open_store(db_url)
     declare(engine, manifest)
     result = Ingestor(engine).ingest([record({**event, "time": "2026-03-01T10:00:00+00:00"})])
+    assert (result.ingested, result.duplicates, result.dead_lettered) == (0, 1, 0)
+
+
+def _deep_event(event_id: str, depth: int) -> bytes:
+    return _envelope_bytes(event_id, '{"x":' + "[" * depth + '"z"' + "]" * depth + "}")
+
+
+def test_a_record_nested_300_deep_is_invalid_json_and_the_file_around_it_is_stored(declared: sa.Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Review finding 1: orjson reads 1024 levels but writes 255; the dead-letter copy raised
+    TypeError (the batch failed at every run, the partition was stuck)."""
+    from registry.model.events import lines_of
+
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(b"\n".join([orjson.dumps(transfer("d-before")), _deep_event("deep", 300),
+                                 orjson.dumps(transfer("d-after")), b"[" * 1000 + b"]" * 1000]) + b"\n")
+    with path.open("rb") as stream:
+        result = Ingestor(declared).ingest(lines_of(stream, str(path)))
+    assert (result.ingested, result.dead_lettered) == (2, 2)
+    dead = list_dead_letters(declared)
+    assert {d.reason for d in dead} == {"invalid_json"} and all("nested too deeply" in d.detail for d in dead)
+
+
+def test_huge_headers_make_a_record_too_large_and_its_dead_letter_record_fits_1_mib(declared: sa.Engine) -> None:
+    """Review finding 3: only the value was measured; a 9 MiB header on a small value was decoded,
+    stored whole in the dead-letter row and forwarded whole (the producer refused it for ever)."""
+    from consumers.forwarder import dlq_headers, dlq_value
+
+    headers = [("content-type", b"application/cloudevents+json"), ("trace", b"a" * (9 * MAX_EVENT_BYTES)), ("after", b"x")]
+    raw = RawRecord(value=orjson.dumps(transfer("hh")), headers=headers, topic="t", partition=0, offset=3)
+    assert _reason(raw) == "too_large"
+    dead = DeadRecord(raw, "too_large", "over")
+    value, out = dlq_value(dead), dict(dlq_headers(dead))
+    assert value == raw.value  # the value is kept whole; the header is cut, the one after it dropped
+    assert len(value or b"") + sum(len(k) + len(v) for k, v in dlq_headers(dead)) <= MAX_EVENT_BYTES
+    assert out["content-type"] == headers[0][1] and headers[1][1].startswith(out["trace"]) and "after" not in out
+    assert out["dlq_truncated_headers"] == str(sum(len(k) + len(v) for k, v in headers)).encode()
+    assert out["dlq_truncated"] == str(len(raw.value or b"")).encode()
+    assert Ingestor(declared).ingest([raw, record(transfer("hh2"))]).ingested == 1
+    [row] = list_dead_letters(declared)
+    assert row.reason == "too_large"
+    with declared.connect() as conn:
+        stored = conn.execute(sa.text("SELECT headers FROM dead_letter")).scalar()
+    assert stored is not None and len(stored) < 20_000  # each header cut to 4096 characters
+
+
+@pytest.mark.parametrize("where, value", [
+    ("source", "//services/erin@exam\ufe0fple.com"),  # variation selector 16
+    ("data", "erin@exam\U000e0100ple.com"),  # variation selector 17
+    ("data", "erin@exam\u180bple.com"),  # Mongolian free variation selector
+    ("data", "erin@exam\u3164ple.com"),  # Hangul filler
+    ("data", "erin@exam\u034fple.com"),  # combining grapheme joiner
+    ("source", "//services/web?u=erin%25252540example.com"),  # encoded four times
+    ("source", "//services/web?p=%2B44+20+7946+0958"),  # form-encoded phone
+    ("data", "+44+20+7946+0958"),
+    ("data", "erin@example\u3002com"),  # ideographic full stop
+    ("data", "erin@example\uff61com"),  # halfwidth ideographic full stop
+    ("data", "192\u3002168\u30021\u300210"),
+    ("subject", "call +44\u201320\u20137946\u20130958"),  # en dashes
+])
+def test_identifiers_behind_ignorable_characters_plus_signs_and_deep_encoding_are_never_stored(
+        declared: sa.Engine, where: str, value: str) -> None:
+    """Review finding 5: default-ignorable code points, ``+`` separators, percent-encoding more
+    than three times and other scripts' full stops hid identifiers from the guard."""
+    event = transfer("i5", note=value) if where == "data" else {**transfer("i5"), where: value}
+    assert _reason(record(event)) == "raw_identifier"
+    Ingestor(declared).ingest([record(event)])
+    [dead] = list_dead_letters(declared)
+    assert dead.reason == "raw_identifier"
+    text = all_text(declared) + orjson.dumps([d.model_dump() for d in list_dead_letters(declared)]).decode()
+    for needle in ("erin", "7946", "168"):
+        assert needle not in text, needle
+
+
+def _disclosure_event(event_id: str, **data: object) -> dict:  # type: ignore[type-arg]
+    body = {"request_id": "SUB-9", "authority": "District Court", "authority_country": "US", "instrument": "subpoena",
+            "received_at": "2026-02-01T09:00:00Z", "outcome": "pending", "notice": "pending", "subject_refs": ["a" * 64]}
+    return {"specversion": "1.0", "id": event_id, "source": "//services/legal", "type": "registry.disclosure.v1",
+            "time": "2026-02-01T09:00:00Z", "data": {**body, **data}}
+
+
+@pytest.mark.parametrize("left_out, spelt_out", [
+    (transfer("dflt-t"), {**transfer("dflt-t"), "data": {**transfer("dflt-t")["data"], "record_count": 1}}),
+    (_disclosure_event("dflt-d"), _disclosure_event("dflt-d", emergency=False, subject_count=1)),
+])
+def test_a_default_spelt_out_is_the_same_event(declared: sa.Engine, left_out: dict, spelt_out: dict) -> None:  # type: ignore[type-arg]
+    """Review finding 6: a redelivery spelling out ``record_count`` 1 (or a disclosure's
+    ``emergency`` false, ``subject_count`` = its refs) was a conflicting duplicate."""
+    ingestor = Ingestor(declared)
+    assert ingestor.ingest([record(left_out)]).ingested == 1
+    result = ingestor.ingest([record(spelt_out)])
+    assert (result.ingested, result.duplicates, result.dead_lettered) == (0, 1, 0)
+    changed = {**spelt_out, "data": {**spelt_out["data"], ("record_count" if "record_count" in spelt_out["data"] else "subject_count"): 2}}
+    assert ingestor.ingest([record(changed)]).dead_lettered == 1
+
+
+@pytest.mark.empty_store
+def test_migration_0008_rehashes_events_stored_without_their_defaults(db_url: str, manifest) -> None:  # type: ignore[no-untyped-def]
+    """Review finding 6 on a store that ran 0005 before defaults were hashed: its hashes are
+    recomputed, so the redelivery with the default spelt out is a duplicate."""
+    import hashlib
+
+    from registry.model.declarations import declare
+    from registry.model.store import open_store
+
+    old = store_at(db_url, "0006")
+    event = transfer("m8")
+    before = hashlib.sha256(orjson.dumps(event["data"], option=orjson.OPT_SORT_KEYS))  # the 0005 hash: no defaults
+    before.update(b"|registry.transfer.v1|2026-03-01T10:00:00+00:00")
+    _insert_old_event(old, event, before.hexdigest())
+    engine = open_store(db_url)
+    declare(engine, manifest)
+    result = Ingestor(engine).ingest([record({**event, "data": {**event["data"], "record_count": 1}})])
     assert (result.ingested, result.duplicates, result.dead_lettered) == (0, 1, 0)

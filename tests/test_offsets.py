@@ -152,3 +152,26 @@ def test_deadlocks_and_serialization_failures_are_retried_others_are_not(monkeyp
     assert len(calls) == retry.CONFLICT_ATTEMPTS
     assert retry.is_db_outage(sa.exc.OperationalError("SELECT 1", {}, _PgError("08006")))
     assert not retry.is_db_outage(sa.exc.IntegrityError("INSERT …", {}, _PgError("23505")))
+
+
+@pytest.mark.empty_store
+def test_migration_0008_keeps_stored_offsets_and_later_batches_store_their_last_record(db_url: str) -> None:
+    """Review finding 4: offsets stored before 0008 keep their values (no fingerprint: the worker
+    reads such a partition again once); a later batch stores its last record's fingerprint, and
+    only when it moves the offset forward."""
+    from registry.stream.lag import stored_last_records
+
+    from .helpers import store_at
+
+    old = store_at(db_url, "0006")
+    with old.begin() as conn:
+        conn.execute(sa.text("INSERT INTO consumer_offset (group_id, topic, partition, next_offset, topic_id) "
+                             "VALUES ('g', 't', 0, 40, NULL)"))
+    old.dispose()
+    engine = open_store(db_url)
+    assert stored_offsets(engine, "g") == {("t", 0): 40} and stored_last_records(engine, "g") == {("t", 0): None}
+    ingestor = Ingestor(engine)
+    ingestor.ingest_batch([], offsets=[("g", "t", 0, 41, "1:abc")])
+    assert stored_last_records(engine, "g") == {("t", 0): "1:abc"}
+    ingestor.ingest_batch([], offsets=[("g", "t", 0, 30, "0:old")])  # a batch read before a rebalance
+    assert stored_offsets(engine, "g") == {("t", 0): 41} and stored_last_records(engine, "g") == {("t", 0): "1:abc"}

@@ -78,14 +78,9 @@ def test_a_10_mib_record_is_too_large_and_its_dead_letter_record_is_cut(tmp_path
     ensure_topics(kafka_bootstrap, topics, 1)
     huge = b'{"pad":"' + b"x" * (10 * MAX_EVENT_BYTES) + b'"}'
     _produce(kafka_bootstrap, topics.transfers, [huge, _lines(tag, 1)[0]])
-    started = time.monotonic()
-    totals = _worker(engine, kafka_bootstrap, topics, group, outage_timeout=20).run(install_signals=False)
-    assert totals.model_dump() == {"ingested": 1, "duplicates": 0, "dead_lettered": 1}
-    assert time.monotonic() - started < 30
-    [record] = _dead_letter_topic(kafka_bootstrap, topics.dead_letter, 1)
-    headers = dict(record.headers)
+    record, headers = _one_dead_letter(engine, kafka_bootstrap, topics, group, ingested=1)
     assert headers["dlq_reason"] == b"too_large" and headers["dlq_truncated"] == str(len(huge)).encode()
-    assert len(record.value) == MAX_EVENT_BYTES and record.value == huge[:MAX_EVENT_BYTES]
+    assert MAX_EVENT_BYTES - 2000 < len(record.value) <= MAX_EVENT_BYTES and record.value == huge[:len(record.value)]
 
 
 def test_a_re_created_topic_with_a_longer_log_is_read_from_its_start(tmp_path: Path, kafka_bootstrap: str) -> None:
@@ -101,6 +96,17 @@ def test_a_re_created_topic_with_a_longer_log_is_read_from_its_start(tmp_path: P
     assert totals.ingested == 60 and table_counts(engine)["event"] == 100
     after = group_status(engine, group, topics, kafka_bootstrap)
     assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [60]
+
+
+def _one_dead_letter(engine: sa.Engine, bootstrap: str, topics: Topics, group: str, ingested: int) -> tuple[Any, dict[str, bytes]]:
+    """A worker's run (within 30 s: no outage retried for ever) that dead-letters one record; that
+    record as forwarded, and its headers."""
+    started = time.monotonic()
+    totals = _worker(engine, bootstrap, topics, group, outage_timeout=20).run(install_signals=False)
+    assert totals.model_dump() == {"ingested": ingested, "duplicates": 0, "dead_lettered": 1}
+    assert time.monotonic() - started < 30
+    [record] = _dead_letter_topic(bootstrap, topics.dead_letter, 1)
+    return record, dict(record.headers)
 
 
 def _stops_within(process: Any, seconds: float) -> float:
@@ -153,21 +159,13 @@ def test_sigterm_ends_a_worker_within_10_s_in_any_state(tmp_path: Path, kafka_bo
         ensure_topics(kafka_bootstrap, topics, 3)
     worker = _consume_cli(db, bootstrap, topics, group)
     wanted = {"joining": '"subscribed"', "polling": '"joined"', "outage": '"retry"'}[state]
-    assert worker.stderr is not None
-    fd = worker.stderr.fileno()
-    os.set_blocking(fd, False)
-    seen, deadline = "", time.monotonic() + 60
-    while time.monotonic() < deadline and wanted not in seen:
-        try:
-            seen += os.read(fd, 65536).decode("utf-8", "replace")
-        except BlockingIOError:
-            time.sleep(0.05)
-    assert wanted in seen, seen
+    seen = _wait_for(worker, wanted)
     if state == "joining":
         assert '"joined"' not in seen
     worker.send_signal(signal.SIGTERM)
     took = _stops_within(worker, 15)
-    assert took < 10 and worker.returncode == 0, (took, worker.returncode)
+    # a stop that ended an outage retry is not a clean finish (review finding 2): EX_TEMPFAIL
+    assert took < 10 and worker.returncode == (75 if state == "outage" else 0), (took, worker.returncode)
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
@@ -204,3 +202,126 @@ def test_a_batch_the_client_cannot_decode_is_a_named_error(tmp_path: Path, kafka
     with pytest.raises(UndecodableBatchError, match="zstd"):
         _worker(engine, kafka_bootstrap, topics, group, outage_timeout=60).run(install_signals=False)
     assert time.monotonic() - started < 20
+
+
+def test_a_record_nested_300_deep_is_dead_lettered_and_the_partition_moves_on(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Review finding 1: the deep record's dead-letter copy raised TypeError: every run failed on
+    the same batch."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    ensure_topics(kafka_bootstrap, topics, 1)
+    deep = orjson.dumps(transfer(f"{tag}-deep")).replace(b'"data":{', b'"data":{"x":' + b"[" * 300 + b'"z"' + b"]" * 300 + b",", 1)
+    _produce(kafka_bootstrap, topics.transfers, [_lines(f"{tag}a", 1)[0], deep, _lines(f"{tag}b", 1)[0]])
+    totals = _worker(engine, kafka_bootstrap, topics, group, outage_timeout=20).run(install_signals=False)
+    assert totals.model_dump() == {"ingested": 2, "duplicates": 0, "dead_lettered": 1}
+    [forwarded] = _dead_letter_topic(kafka_bootstrap, topics.dead_letter, 1)
+    assert dict(forwarded.headers)["dlq_reason"] == b"invalid_json" and forwarded.value == deep
+    assert [d.reason for d in list_dead_letters(engine)] == ["invalid_json"]
+
+
+def _wait_for(process: Any, wanted: str, seconds: float = 60) -> str:
+    """The process's stderr until ``wanted`` shows (non-blocking reads)."""
+    assert process.stderr is not None
+    fd = process.stderr.fileno()
+    os.set_blocking(fd, False)
+    seen, deadline = "", time.monotonic() + seconds
+    while time.monotonic() < deadline and wanted not in seen:
+        try:
+            seen += os.read(fd, 65536).decode("utf-8", "replace")
+        except BlockingIOError:
+            time.sleep(0.05)
+    assert wanted in seen, seen
+    return seen
+
+
+def test_sigterm_ends_a_worker_waiting_on_a_locked_sqlite_store_within_10_s(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Review finding 2: SQLite's busy wait (30 s, in C) kept the signal handler from running: the
+    worker ignored SIGTERM until the lock was released. The stop ends the outage retry: exit 75
+    (the batch was not committed), and a rerun stores every record."""
+    db, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    send_lines(_lines(tag, 20), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+    holder = subprocess.Popen([sys.executable, "-c", "import sqlite3, sys, time\n"
+                               f"c = sqlite3.connect({str(tmp_path / 'registry.db')!r}, isolation_level=None)\n"
+                               "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        worker = _consume_cli(db, kafka_bootstrap, topics, group)
+        _wait_for(worker, '"joined"')
+        time.sleep(3)  # the batch is polled and waits on the lock
+        worker.send_signal(signal.SIGTERM)
+        took = _stops_within(worker, 40)
+        assert took < 10 and worker.returncode == 75, (took, worker.returncode)
+        assert worker.stdout is not None and orjson.loads(worker.stdout.read())["ingested"] == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    totals = _worker(engine, kafka_bootstrap, topics, group).run(install_signals=False)
+    assert totals.ingested == 20 and table_counts(engine)["event"] == 20
+
+
+def test_a_forced_stop_prints_the_totals_and_exits_75(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Review findings 2 and 7: the watchdog exited 0 and dropped the --json totals. A write that
+    never returns (a hang no timeout ends) is simulated; the rest is the real CLI."""
+    db, _ = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    send_lines(_lines(tag, 5), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+    script = ("import sys, threading\nfrom registry.intake.ingest import Ingestor\n"
+              "Ingestor.write = lambda *a, **k: threading.Event().wait()\n"
+              "from registry.cli.app import main\nsys.argv = ['registry', *sys.argv[1:]]\nmain()\n")
+    args = ["--db", db, "--json", "consume", "--group", group, "--bootstrap-servers", kafka_bootstrap,
+            "--transfers-topic", topics.transfers, "--disclosures-topic", topics.disclosures,
+            "--dead-letter-topic", topics.dead_letter, "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000"]
+    worker = subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _wait_for(worker, '"joined"')
+    time.sleep(2)
+    worker.send_signal(signal.SIGTERM)
+    took = _stops_within(worker, 30)
+    assert took < 10 and worker.returncode == 75, (took, worker.returncode)
+    assert worker.stdout is not None
+    assert orjson.loads(worker.stdout.read()) == {"ingested": 0, "duplicates": 0, "dead_lettered": 0}
+
+
+def test_a_record_with_a_9_mib_header_is_too_large_and_the_partition_moves_on(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Review finding 3: a 9 MiB header on a small value was forwarded whole: the producer refused
+    it (MessageSizeTooLargeError), retried as an outage for ever: the partition was blocked."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    ensure_topics(kafka_bootstrap, topics, 1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=32 * 1024 * 1024)
+    plain = [("content-type", b"application/cloudevents+json")]
+    producer.send(topics.transfers, value=_lines(f"{tag}a", 1)[0], headers=plain)
+    producer.send(topics.transfers, value=b"not json", headers=[*plain, ("trace", b"a" * (9 * MAX_EVENT_BYTES))])
+    producer.send(topics.transfers, value=_lines(f"{tag}b", 1)[0], headers=plain)
+    producer.flush()
+    producer.close()
+    record, headers = _one_dead_letter(engine, kafka_bootstrap, topics, group, ingested=2)
+    assert headers["dlq_reason"] == b"too_large" and record.value == b"not json" and "dlq_truncated_headers" in headers
+    assert len(record.value) + sum(len(k) + len(v) for k, v in record.headers) <= MAX_EVENT_BYTES
+
+
+@pytest.mark.parametrize("how", ["ids_nulled", "broker_without_ids"])
+def test_a_re_created_topic_is_read_from_its_start_without_topic_ids(tmp_path: Path, kafka_bootstrap: str, how: str) -> None:
+    """Review finding 4: rows without a topic id (a store upgraded by 0005) adopted whatever id the
+    broker reported, and a broker without ids fell back to the log end only: a re-created topic
+    with a longer log lost the records below the stored offset. The contract's fallback: the
+    record at the stored offset minus one is compared with the one applied last."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    extra: dict[str, Any] = {"topic_ids": False} if how == "broker_without_ids" else {}
+    send_lines(_lines(f"{tag}-old", 40), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+    assert _worker(engine, kafka_bootstrap, topics, group, **extra).run(install_signals=False).ingested == 40
+    if how == "ids_nulled":
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE consumer_offset SET topic_id = NULL"))
+    delete_topics(kafka_bootstrap, [topics.transfers, topics.disclosures])
+    send_lines(_lines(f"{tag}-new", 60), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+    totals = _worker(engine, kafka_bootstrap, topics, group, **extra).run(install_signals=False)
+    assert totals.ingested == 60 and table_counts(engine)["event"] == 100
+    after = group_status(engine, group, topics, kafka_bootstrap)
+    assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [60]
+    # and a topic that was not re-created is not read again (its last record verifies)
+    again = _worker(engine, kafka_bootstrap, topics, group, **extra).run(install_signals=False)
+    assert again.model_dump() == {"ingested": 0, "duplicates": 0, "dead_lettered": 0}

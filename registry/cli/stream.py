@@ -90,10 +90,13 @@ def consume(
 
     hold_signals()
     worker = Worker(open_db(), config)
+    worker.report = lambda totals: emit(totals, as_json, lambda r: print_counts("consume", r))
     if asked():
         worker.stop()
     totals = worker.run()
     emit(totals, as_json, lambda r: print_counts("consume", r))
+    if worker.exit_code:
+        raise typer.Exit(worker.exit_code)
 
 
 @app.command()

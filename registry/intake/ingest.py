@@ -136,7 +136,7 @@ class Ingestor:
         return kept
 
     def write(self, decoded: list[tuple[RawRecord, Event]], refused: list[DeadRecord],
-              offsets: Sequence[tuple[str, str, int, int]] = (),
+              offsets: Sequence[tuple[Any, ...]] = (),
               before_commit: Callable[[BatchOutcome], None] | None = None) -> BatchOutcome:
         """Apply decoded events in one transaction. ``offsets`` (group, topic, partition,
         next_offset) are stored in the same transaction: effects and position commit together.
@@ -181,7 +181,7 @@ class Ingestor:
                     raise
         raise AssertionError("unreachable")
 
-    def ingest_batch(self, records: Sequence[RawRecord], offsets: Sequence[tuple[str, str, int, int]] = ()) -> BatchOutcome:
+    def ingest_batch(self, records: Sequence[RawRecord], offsets: Sequence[tuple[Any, ...]] = ()) -> BatchOutcome:
         return self.write(*self.decode(records), offsets=offsets)
 
     def ingest(self, records: Iterable[RawRecord], batch_size: int = 5000,
@@ -260,7 +260,7 @@ def split_batch(decoded: list[tuple[RawRecord, Event]], known: dict[tuple[str, s
 
 
 def apply_batch(conn: Connection, decoded: list[tuple[RawRecord, Event]], dead: list[DeadRecord],
-                offsets: Sequence[tuple[str, str, int, int]] = (), write_dead: bool = True) -> BatchOutcome:
+                offsets: Sequence[tuple[Any, ...]] = (), write_dead: bool = True) -> BatchOutcome:
     """Write one batch of decoded events inside the caller's transaction."""
     bulk = bulk_for(conn)
     keys = {(e.source, e.id) for _, e in decoded}
@@ -275,7 +275,7 @@ _REFUSED_BY_DATABASE = (sa.exc.DataError, OverflowError)
 
 
 def apply_isolating(conn: Connection, decoded: list[tuple[RawRecord, Event]], dead: list[DeadRecord],
-                    offsets: Sequence[tuple[str, str, int, int]] = (), write_dead: bool = True) -> BatchOutcome:
+                    offsets: Sequence[tuple[Any, ...]] = (), write_dead: bool = True) -> BatchOutcome:
     """``apply_batch``, except that an event holding a value only the database refuses becomes
     one ``invalid_data`` dead letter and its neighbours are written: the batch is halved under
     savepoints until the refused events stand alone. A poison event never stops the stream."""
@@ -321,7 +321,7 @@ def _refusal(exc: BaseException) -> str:
 
 
 def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRecord],
-               offsets: Sequence[tuple[str, str, int, int]] = (), write_dead: bool = True) -> BatchOutcome:
+               offsets: Sequence[tuple[Any, ...]] = (), write_dead: bool = True) -> BatchOutcome:
     bulk = bulk_for(conn)
     ensure_partitions(conn, plan.times)
     bulk.run(conn, bulk.insert_sql("event", _EVENT_COLUMNS), plan.event_rows)
@@ -333,8 +333,10 @@ def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRec
         append_snapshots(conn, plan.disclosures)
     if write_dead:
         _write_dead(conn, bulk, dead)
-    bulk.run(conn, bulk.insert_sql("consumer_offset", ("group_id", "topic", "partition", "next_offset"),
-                                   keys=("group_id", "topic", "partition"), highest=("next_offset",)), offsets)
+    # (group, topic, partition, next offset[, fingerprint of the record before it])
+    bulk.run(conn, bulk.insert_sql("consumer_offset", ("group_id", "topic", "partition", "next_offset", "last_record"),
+                                   keys=("group_id", "topic", "partition"), highest=("next_offset",), follow=("last_record",)),
+             [(*o, None) if len(o) == 4 else o for o in offsets])
     return BatchOutcome(IngestResult(ingested=len(plan.event_rows), duplicates=duplicates, dead_lettered=len(dead)), dead)
 
 

@@ -66,13 +66,15 @@ class Bulk:
     @lru_cache(maxsize=32)
     def insert_sql(self, table: str, columns: tuple[str, ...], keys: tuple[str, ...] = (), add: tuple[str, ...] = (),
                    replace: tuple[str, ...] = (), widen: bool = False, ignore: bool = False,
-                   highest: tuple[str, ...] = ()) -> str:
+                   highest: tuple[str, ...] = (), follow: tuple[str, ...] = ()) -> str:
         """INSERT; with ``keys``, on conflict add counters, replace columns, keep the highest
         value of columns (offsets never go back), widen first/last seen (or do nothing when
-        ``ignore``)."""
+        ``ignore``); ``follow`` columns take the new value only when the first ``highest`` one grows."""
         quoted = ", ".join(f'"{c}"' for c in columns)
         sql = f'INSERT INTO {table} ({quoted}) VALUES ({", ".join([self.mark] * len(columns))})'
         sets = [f"{c} = {table}.{c} + excluded.{c}" for c in add] + [f"{c} = excluded.{c}" for c in replace]
+        sets += [f"{c} = CASE WHEN excluded.{h} > {table}.{h} THEN excluded.{c} ELSE {table}.{c} END"
+                 for h in highest[:1] for c in follow]  # before highest's own: SET reads the old row either way
         sets += [f"{c} = CASE WHEN excluded.{c} > {table}.{c} THEN excluded.{c} ELSE {table}.{c} END" for c in highest]
         if widen:
             sets += [

@@ -28,6 +28,8 @@ __all__ = [
     "Event",
     "EventValidator",
     "stored_copy",
+    "header_bytes",
+    "record_size",
     "lines_of",
     "payload_hash",
     "loads_strict",
@@ -72,6 +74,16 @@ class Event:
     body: bytes = field(repr=False)  # the structured envelope as received, kept as evidence
 
 
+def header_bytes(headers: Headers | None) -> int:
+    """What a record's headers weigh (names and values, as the broker holds them)."""
+    return sum(len(name.encode("utf-8", "replace")) + len(value or b"") for name, value in headers or ())
+
+
+def record_size(record: RawRecord) -> int:
+    """The size the 1 MiB limit applies to: value and headers."""
+    return len(record.value or b"") + header_bytes(record.headers)
+
+
 def lines_of(stream: Iterable[bytes], origin: str | None = None) -> Iterator[RawRecord]:
     """JSON Lines → raw records (blank lines skipped; the line number kept as the offset)."""
     for number, line in enumerate(stream, start=1):
@@ -113,10 +125,16 @@ def loads_strict(raw: bytes) -> Any:
     value silently, so colons are counted: re-serialising what was parsed keeps every colon of
     the input but those of the members a duplicate dropped (each at least its own separator).
     Only an escaped colon (``\\u003a``) adds one back: then the strings are cut out first and
-    the members counted exactly."""
+    the members counted exactly. A value nested deeper than orjson writes (255 levels) is refused
+    here too: every later step (shapes, the stored copy) re-serialises it."""
     value = orjson.loads(raw)
-    if isinstance(value, (dict, list)) and b":" in raw:
-        again = orjson.dumps(value)
+    if isinstance(value, (dict, list)):
+        try:
+            again = orjson.dumps(value)
+        except (TypeError, RecursionError):  # orjson reads 1024 levels but writes 255: not an event
+            raise EventError("invalid_json", "nested too deeply (over 255 levels)") from None
+        if b":" not in raw:
+            return value
         if b"\\u003" in raw.lower():
             raw, again = _JSON_STRING.sub(b"", raw), _JSON_STRING.sub(b"", again)
         if raw.count(b":") != again.count(b":"):
@@ -152,8 +170,9 @@ class EventValidator:
         """The validated event, or EventError with the reason code."""
         if record.value is None:
             raise EventError("invalid_json", "a record without a value (tombstone)")
-        if len(record.value) > MAX_EVENT_BYTES:
-            raise EventError("too_large", f"{len(record.value)} bytes is over the 1 MiB limit")
+        size = record_size(record)
+        if size > MAX_EVENT_BYTES:  # headers count: 9 MiB of header on a small value is no event either
+            raise EventError("too_large", f"{size} bytes (value and headers) is over the 1 MiB limit")
         envelope, binary, headers = self._envelope_of(record)
         if not isinstance(envelope, dict):
             _refuse(scrub(envelope)[1])
@@ -293,13 +312,15 @@ _DATA_TIMES = ("received_at", "disclosed_at", "confirmed_at")
 
 def payload_hash(kind: str, moment: datetime, data: dict[str, Any]) -> str:
     """The hash of the canonical event (contract §2): its type, its time as a UTC instant and its
-    data as parsed values (keys sorted, no whitespace, the data's own times as UTC instants too).
+    data as parsed values (keys sorted, no whitespace, the data's own times as UTC instants too,
+    the schema's defaults filled in: ``record_count`` 1 spelt out or left out is one event).
     A redelivery re-serialised by another client (``Z`` or ``+00:00``, key order, whitespace,
     binary or structured mode) hashes the same; a different payload does not."""
     canonical = data
     times = [name for name in _DATA_TIMES if isinstance(data.get(name), str)]
-    if times:
-        canonical = dict(data)
+    defaults = _defaults(kind, data)
+    if times or defaults:
+        canonical = {**data, **defaults}
         for name in times:
             try:
                 canonical[name] = parse_time(data[name]).isoformat()
@@ -308,6 +329,20 @@ def payload_hash(kind: str, moment: datetime, data: dict[str, Any]) -> str:
     digest = hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS))
     digest.update(f"|{kind}|{moment.isoformat()}".encode())
     return digest.hexdigest()
+
+
+def _defaults(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The schema's defaults (contract §2) of the fields ``data`` leaves out: an event that spells
+    a default out is the same event."""
+    if kind == TRANSFER:
+        return {} if "record_count" in data else {"record_count": 1}
+    if kind == DISCLOSURE:
+        out: dict[str, Any] = {} if "emergency" in data else {"emergency": False}
+        if "subject_count" not in data:
+            refs = data.get("subject_refs")
+            out["subject_count"] = len(refs) if isinstance(refs, list) else 0
+        return out
+    return {}
 
 
 def _remember(shapes: set[Any], shape: Any) -> None:
@@ -386,7 +421,9 @@ def stored_copy(record: RawRecord, limit: int = 4096) -> tuple[str, str | None]:
     no raw identifier, so that a replay is exactly the original event; else a copy with only the
     identifiers masked (structure-aware: ids, dates and numbers stay as they were). Oversized or
     unparseable bytes keep at most ``limit`` characters of masked text; a tombstone keeps ``""``."""
-    headers = orjson.dumps([[mask_text(k), mask_text(bytes(v).decode("utf-8", "replace") if v is not None else "")]
+    big = header_bytes(record.headers) > MAX_EVENT_BYTES  # a row keeps at most ``limit`` characters of each
+    headers = orjson.dumps([[mask_text(k[:limit] if big else k),
+                             mask_text(bytes(v[:limit] if big else v).decode("utf-8", "replace") if v is not None else "")]
                             for k, v in record.headers]).decode() if record.headers else None
     if record.value is None:
         return "", headers

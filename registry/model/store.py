@@ -267,6 +267,9 @@ class ConsumerOffset(SQLModel, table=True):
     # the broker's id of the topic these offsets belong to (null: not known yet, or a broker
     # without topic ids): a topic deleted and re-created under its name gets a new one
     topic_id: Optional[str] = None
+    # the last applied record's fingerprint (stream.lag.fingerprint): where no topic id can be
+    # compared, the record now at next_offset - 1 tells whether the topic was re-created
+    last_record: Optional[str] = None
 
 
 def monday(day: date) -> date:

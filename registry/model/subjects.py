@@ -20,7 +20,7 @@ SUBJECT_KEY_ENV = "REGISTRY_SUBJECT_KEY"
 _REF = re.compile(r"^[0-9a-f]{64}$")
 # A whole value that is a phone number: optional +, 7-15 digits, common separators.
 _PHONE_VALUE = re.compile(r"^\+?[\d][\d ().-]{5,20}\d$")
-_PHONE_IN_TEXT = re.compile(r"\+\d[\d ()./-]{6,18}\d")
+_PHONE_IN_TEXT = re.compile(r"\+\d[\d ()./+-]{6,18}\d")  # + too: a form-encoded +44+20+7946+0958
 # A value with two or more capitalised words and nothing else reads as a person's name.
 _NAME_VALUE = re.compile(r"^[A-Z][a-z'-]+(?: [A-Z][a-z'-]+)+$")
 
@@ -132,15 +132,29 @@ def _spans(text: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt) beyond the format characters
+# (Cf): invisible, so an identifier may hide behind them (variation selectors, the Hangul fillers,
+# the combining grapheme joiner, Mongolian free variation selectors).
+_IGNORABLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+                        "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+# Full stops of other scripts read as dots (NFKC keeps the ideographic one), dashes as hyphens.
+_LOOKALIKES = str.maketrans({"\u3002": ".", "\uff61": ".", "\uff0e": ".", "\u2010": "-", "\u2011": "-",
+                             "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-"})
+
+
 def normalised(text: str) -> str:
     """The view of ``text`` an identifier may hide behind (contract §1): Unicode NFKC (fullwidth
-    ``＠``, ``＋``), format characters removed (zero-width space, soft hyphen) and percent-decoding
-    (``erin%40example.com``, also when encoded twice). Plain ASCII without ``%`` is its own view."""
+    ``＠``, ``＋``), format and other default-ignorable characters removed (zero-width space, soft
+    hyphen, variation selectors), other scripts' full stops as dots, and percent-decoding until
+    nothing changes (``erin%40example.com``, ``%2540``, ``%25252540``: each round shortens the
+    text, so it ends). Plain ASCII without ``%`` is its own view."""
     if text.isascii() and "%" not in text:
         return text
     view = text
-    for _ in range(3):  # %2540 → %40 → @; a bound, so hostile input cannot loop
-        view = "".join(c for c in unicodedata.normalize("NFKC", view) if unicodedata.category(c) != "Cf")
+    while True:
+        view = _IGNORABLE.sub("", "".join(c for c in unicodedata.normalize("NFKC", view).translate(_LOOKALIKES)
+                                          if unicodedata.category(c) != "Cf"))
         if "%" not in view:
             break
         decoded = urllib.parse.unquote(view, errors="replace")

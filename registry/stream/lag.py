@@ -9,14 +9,16 @@ where a stored offset goes back.
 
 from __future__ import annotations
 
-from typing import Container, Mapping
+import hashlib
+from typing import Any, Container, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from registry.model.store import ConsumerOffset, table
 
-__all__ = ["Partition", "stored_offsets", "stored_topic_ids", "adopt_topic_id", "group_lag", "offsets_ahead", "rewind_stored"]
+__all__ = ["Partition", "stored_offsets", "stored_topic_ids", "stored_last_records", "adopt_topic_id", "group_lag",
+           "offsets_ahead", "rewind_stored", "fingerprint"]
 
 Partition = tuple[str, int]  # (topic, partition)
 
@@ -50,12 +52,31 @@ def stored_topic_ids(engine: Engine, group: str) -> dict[Partition, str | None]:
         return {(topic, partition): topic_id for topic, partition, topic_id in rows}
 
 
-def adopt_topic_id(engine: Engine, group: str, topic: str, topic_id: str) -> None:
-    """Rows of ``topic`` written without a topic id (new partitions, or offsets stored before ids
-    were kept) take the id the broker reports now."""
+def stored_last_records(engine: Engine, group: str) -> dict[Partition, str | None]:
+    """The fingerprint of the last record each stored offset of ``group`` applied (None: not known)."""
+    t = table(ConsumerOffset)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.topic, t.c.partition, t.c.last_record).where(t.c.group_id == group))
+        return {(topic, partition): last for topic, partition, last in rows}
+
+
+def fingerprint(record: Any) -> str:
+    """What tells one Kafka record (``.timestamp``, ``.key``, ``.value``) from another at the same
+    offset of a re-created topic: its timestamp and a hash of its key and value."""
+    digest = hashlib.sha256()
+    for part in (record.key, record.value):
+        digest.update(b"-" if part is None else b"%d:" % len(part) + bytes(part))
+    return f"{record.timestamp}:{digest.hexdigest()[:32]}"
+
+
+def adopt_topic_id(engine: Engine, group: str, p: Partition, topic_id: str, seen: int) -> None:
+    """``p``'s row, written without a topic id (a new partition, or offsets stored before ids
+    were kept), takes the id the broker reports now: only once its last record was verified (or
+    nothing was applied), and only if its offset is still ``seen``."""
     t = table(ConsumerOffset)
     with engine.begin() as conn:
-        conn.execute(sa.update(t).where(t.c.group_id == group, t.c.topic == topic, t.c.topic_id.is_(None)).values(topic_id=topic_id))
+        conn.execute(sa.update(t).where(t.c.group_id == group, t.c.topic == p[0], t.c.partition == p[1], t.c.next_offset == seen,
+                                        t.c.topic_id.is_(None)).values(topic_id=topic_id))
 
 
 def rewind_stored(engine: Engine, group: str, p: Partition, seen: int, to: int, topic_id: str | None = None) -> bool:
@@ -63,7 +84,7 @@ def rewind_stored(engine: Engine, group: str, p: Partition, seen: int, to: int, 
     is still ``seen`` (another member may have rewound it, and applied records since). The only
     write that moves an offset back."""
     t = table(ConsumerOffset)
-    values: dict[str, object] = {"next_offset": to}
+    values: dict[str, object] = {"next_offset": to, "last_record": None}
     if topic_id is not None:
         values["topic_id"] = topic_id
     with engine.begin() as conn:

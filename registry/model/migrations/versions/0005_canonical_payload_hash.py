@@ -16,12 +16,10 @@ Revises: 0004
 Create Date: 2026-12-06
 """
 from alembic import op
-import orjson
 import sqlalchemy as sa
 import sqlmodel
 
-from registry.model.events import payload_hash
-from registry.model.times import parse_time
+from registry.model.rehash import rehash_events
 
 
 revision = '0005'
@@ -29,37 +27,11 @@ down_revision = '0004'
 branch_labels = None
 depends_on = None
 
-_PAGE = 5000
-_COUNTS = ("record_count", "subject_count")
-
-
-def _canonical_hash(body: str) -> str | None:
-    try:
-        envelope = orjson.loads(body)
-        data = dict(envelope["data"])
-        for name in _COUNTS:  # as decoding stores them: 7.0 counted as 7
-            if isinstance(data.get(name), float):
-                data[name] = int(data[name])
-        return payload_hash(envelope["type"], parse_time(envelope["time"]), data)
-    except (ValueError, KeyError, TypeError, OverflowError):
-        return None
-
 
 def upgrade() -> None:
     with op.batch_alter_table('consumer_offset', schema=None) as batch_op:
         batch_op.add_column(sa.Column('topic_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
-    conn = op.get_bind()
-    after = 0
-    while True:
-        rows = conn.execute(sa.text(f"SELECT id, body, payload_hash FROM event WHERE id > :a ORDER BY id LIMIT {_PAGE}"),
-                            {"a": after}).fetchall()
-        if not rows:
-            break
-        changes = [{"i": key, "h": new} for key, body, old in rows
-                   for new in (_canonical_hash(body),) if new is not None and new != old]
-        if changes:
-            conn.execute(sa.text("UPDATE event SET payload_hash = :h WHERE id = :i"), changes)
-        after = rows[-1][0]
+    rehash_events(op.get_bind())
 
 
 def downgrade() -> None:
