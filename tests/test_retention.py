@@ -340,7 +340,7 @@ def test_manifest_refuses_events_kept_longer_than_subject_refs(tmp_path: Path) -
 def test_subject_as_of_over_sharded_index_rows_equals_brute_force(engine: sa.Engine, manifest: Manifest) -> None:
     """Index rows of one key in several shards (Kafka partitions): a week cut by ``as_of`` is
     recounted whole, every shard of it, so nothing counts twice; inside purged events exit 2."""
-    declare(engine, manifest)
+    declare(engine, manifest, NOW - timedelta(days=400))  # in force before every event (--as-of needs a version)
     events = _events(300, seed=21, days=40)
     _ingest(engine, events)
     rng = random.Random(4)
@@ -375,7 +375,7 @@ def test_subject_as_of_inside_the_purged_subject_index_exits_2(db_url: str, mani
     """Review of issue 23: ``subject --as-of T`` with T before ``covered_since`` answered empty
     transfers (every index row before T was removed), which reads as "no transfers then"."""
     engine = open_store(db_url)
-    declare(engine, manifest)
+    declare(engine, manifest, NOW - timedelta(days=400))  # in force before every event (--as-of needs a version)
     _ingest(engine, _events(120, seed=22, days=60))
     declare(engine, _with_retention(manifest, events="20 days", subject_refs="30 days"))
     apply_retention(engine, now=NOW)
