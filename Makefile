@@ -29,12 +29,13 @@ AXE := tests/.npm/node_modules/axe-core/axe.min.js
 $(AXE):
 	-npm install --no-audit --no-fund --no-save --prefix tests/.npm axe-core@4.14.1
 
-# Two runs: the tests not marked slow on two pytest workers (most of their time is waiting on a
-# broker, a subprocess or a browser, so two share the 2 cores well), then the slow ones (crash
-# loops, outages, the chaos run) on their own, so their timing is not squeezed by the others.
+# Two runs: every test but the clocked ones on two pytest workers (most of their time is waiting
+# on a broker, a subprocess or a browser, so two share the 2 cores well), then the tests that
+# assert one of the contract's wall-clock limits (SIGTERM within 10 s, idle stop within S + 5 s,
+# the chaos run's joins) alone, so that no other test squeezes their clock.
 test: debs-test $(VENV)/.installed $(AXE)
-	$(PY) -m pytest -n 2 -m "not slow"
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -n 2 -m "not clocked"
+	$(PY) -m pytest -m clocked
 
 # the everyday loop: everything but the tests marked slow, which `make test` and CI keep
 test-quick: debs-test $(VENV)/.installed $(AXE)

@@ -162,6 +162,7 @@ def _recreate(bootstrap: str, topics: Topics) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.clocked  # SIGTERM within 10 s, joins within session + 10 s: measured alone
 def test_chaos_kills_restarts_and_a_re_created_topic_lose_and_leak_nothing(tmp_path: Path, kafka_bootstrap: str) -> None:
     db, engine = _declared_db(tmp_path)
     tag = uuid.uuid4().hex[:8]

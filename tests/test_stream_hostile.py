@@ -120,7 +120,8 @@ def _stops_within(process: Any, seconds: float) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.slow  # its clock (S + 5 s) is the contract's: measured in the serial step, not beside another worker
+@pytest.mark.slow
+@pytest.mark.clocked  # its clock (S + 5 s) is the contract's: measured alone, not beside other tests
 def test_an_idle_stop_then_a_restart_in_the_same_group_consumes_everything(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Finding 4: `--max-events 1 --stop-when-idle 3` on empty topics took 24.6 s, and a worker
     started next in that group sat in its join for minutes (the first had left mid-join). With
@@ -146,7 +147,8 @@ def test_an_idle_stop_then_a_restart_in_the_same_group_consumes_everything(tmp_p
     assert second.returncode == 0 and orjson.loads(second.stdout.read())["ingested"] == 2000, took
 
 
-@pytest.mark.slow  # a 10 s clock of the contract: measured in the serial step, not beside another worker
+@pytest.mark.slow
+@pytest.mark.clocked  # a 10 s clock of the contract: measured alone, not beside other tests
 @pytest.mark.parametrize("state", ["joining", "polling", "outage"])
 def test_sigterm_ends_a_worker_within_10_s_in_any_state(tmp_path: Path, kafka_bootstrap: str, state: str) -> None:
     """Finding 4: SIGTERM did not end a worker waiting in its join, nor one retrying an outage."""
@@ -236,7 +238,8 @@ def _wait_for(process: Any, wanted: str, seconds: float = 60) -> str:
     return seen
 
 
-@pytest.mark.slow  # a 10 s clock of the contract: measured in the serial step, not beside another worker
+@pytest.mark.slow
+@pytest.mark.clocked  # a 10 s clock of the contract: measured alone, not beside other tests
 def test_sigterm_ends_a_worker_waiting_on_a_locked_sqlite_store_within_10_s(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Review finding 2: SQLite's busy wait (30 s, in C) kept the signal handler from running: the
     worker ignored SIGTERM until the lock was released. The stop ends the outage retry: exit 75
@@ -264,7 +267,8 @@ def test_sigterm_ends_a_worker_waiting_on_a_locked_sqlite_store_within_10_s(tmp_
     assert totals.ingested == 20 and table_counts(engine)["event"] == 20
 
 
-@pytest.mark.slow  # a 10 s clock of the contract: measured in the serial step, not beside another worker
+@pytest.mark.slow
+@pytest.mark.clocked  # a 10 s clock of the contract: measured alone, not beside other tests
 def test_a_forced_stop_prints_the_totals_and_exits_75(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Review findings 2 and 7: the watchdog exited 0 and dropped the --json totals. A write that
     never returns (a hang no timeout ends) is simulated; the rest is the real CLI."""
