@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from registry.model.store import ConsumerOffset, table
+from registry.model.tables import ConsumerOffset, table
 from registry.stream.lag import Partition
 
 __all__ = ["AppliedOffsets", "StopConditions"]

@@ -12,33 +12,31 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import resource
 import signal
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError, UnsupportedCodecError
-from kafka.structs import MemberState, OffsetAndMetadata
+from kafka.structs import OffsetAndMetadata
 from sqlalchemy.engine import Engine
 
 from consumers.forwarder import DeadLetterForwarder
+from consumers.membership import Membership, settle, stable
 from consumers.offsets import AppliedOffsets, StopConditions
+from consumers.recreated import RECONNECT, LogCheck
+from consumers.stopping import CLOSE_SECONDS, EXIT_UNFINISHED, StopRequest, Stopped
 from registry.exceptions import BrokerError, StoreError, UndecodableBatchError
 from registry.intake.ingest import Ingestor, IngestResult, few_collections
 from registry.intake.retention import HourlyRetention
 from registry.model.events import RawRecord
 from registry.stream import jsonlog, metrics
 from registry.stream.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
-from registry.stream.lag import (Partition, adopt_topic_id, fingerprint, group_lag, offsets_ahead, rewind_stored,
-                                 stored_last_records, stored_offsets, stored_topic_ids)
+from registry.stream.lag import Partition, fingerprint
 from registry.model.retry import Outage, is_broker_outage, is_db_outage
-from registry.stream.status import BrokerOffsets, list_offsets
 
 __all__ = ["WorkerConfig", "Worker", "Stopped", "EXIT_UNFINISHED"]
 
@@ -56,32 +54,13 @@ CONSUMER_SETTINGS: dict[str, Any] = {
 }
 
 EMPTY_LAG_EVERY = 2.0  # seconds between lag checks while polls bring nothing (how a broker outage shows)
-# After a broker outage, reconnect within 2 s of its end (the client's default backoff grows to 30 s);
-# at start, give up a bootstrap attempt after 10 s (default 30 s) so --outage-timeout stays close.
-RECONNECT: dict[str, Any] = {"reconnect_backoff_max_ms": 2000, "bootstrap_timeout_ms": 10_000}
-
-# After SIGTERM/SIGINT (contract §3: the worker ends within 10 s, whatever it waits on): a join in
-# flight may finish until SETTLE_SECONDS, closing the clients takes at most CLOSE_SECONDS each,
-# and if anything still blocks (a broker call that ignores its timeout) the process exits at
-# FORCE_SECONDS: the open transaction, if any, rolls back and its offsets stay uncommitted.
-SETTLE_SECONDS = 5.0
-CLOSE_SECONDS = 1.5
-FORCE_SECONDS = 9.0
 # --stop-when-idle S: a worker still joining at S waits this much longer for its join (closing
 # mid-join leaves the test broker's group stuck for the next member), then stops anyway.
 IDLE_JOIN_GRACE = 4.0
-# The exit code of a stop that did not finish cleanly: the watchdog forced it, or it ended an
-# outage retry (the batch in hand was dropped uncommitted). EX_TEMPFAIL: run it again.
-EXIT_UNFINISHED = 75
 # SQLite's busy wait runs in C: no signal handler runs during it, so a SIGTERM would wait out the
 # store's 30 s busy timeout. The worker's connections wait 2 s at a time instead; a lock held
 # longer is retried as an outage, whose backoff a stop ends at once.
 SQLITE_BUSY_MS = 2000
-
-
-class Stopped(Exception):
-    """A stop was asked while the worker waited out an outage: the batch in hand is dropped
-    uncommitted (it is read again by whoever holds its partitions next)."""
 
 
 @dataclass
@@ -117,17 +96,16 @@ class Worker:
         self._stop = False
         self.offsets = AppliedOffsets.of_store(engine, config.group)
         self.stops = StopConditions(config.stop_when_idle, config.max_events)
-        self._stop_event = threading.Event()
-        self._signals = False
-        self._stop_asked: float | None = None
-        self.outage = Outage(config.outage_timeout, lambda e: is_db_outage(e) or is_broker_outage(e), sleep=self._pause)
+        self.stop_request = StopRequest()
+        self.outage = Outage(config.outage_timeout, lambda e: is_db_outage(e) or is_broker_outage(e), sleep=self.stop_request.pause)
         self._batch: list[Any] = []  # records in hand: kept across retries of an outage
         self._polled: list[tuple[TopicPartition, list[Any]]] = []  # polled, not yet checked against the store
         self._last_lag = 0.0
         self._applied = 0
         self._applied_now = False
-        self.membership = _Membership(self.offsets)
-        self._probe: KafkaConsumer | None = None  # reads single records to check a stored offset's last record
+        self.membership = Membership(self.offsets)
+        self.log_check = LogCheck(engine, config.group, self.bootstrap, self.offsets, topic_ids=config.topic_ids,
+                                  fetch_max_wait_ms=config.fetch_max_wait_ms, stopping=lambda: self._stop)
         self.exit_code = 0  # EXIT_UNFINISHED after a stop that ended an outage retry
         self.report: Any = None  # called with the totals before a forced exit (the CLI prints them)
         if engine.dialect.name == "sqlite" and not sa.event.contains(engine, "checkout", _short_busy_wait):
@@ -139,36 +117,12 @@ class Worker:
         """Finish the batch in hand, commit, then leave (SIGTERM / SIGINT). A wait for an outage
         ends at once (``Stopped``); a process started with signals exits at FORCE_SECONDS at the
         latest."""
-        if self._stop_asked is None:
-            self._stop_asked = time.monotonic()
-            if self._signals:
-                watchdog = threading.Timer(FORCE_SECONDS, self._force_exit)
-                watchdog.daemon = True
-                watchdog.start()
         self._stop = True
-        self._stop_event.set()
-
-    def _force_exit(self) -> None:
-        """The stop took longer than the contract allows: leave now with the totals as known (the
-        database rolls back what was not committed; nothing committed is lost)."""
-        log.warning("forced_stop", extra={"fields": {**self.totals.model_dump(), "after_s": FORCE_SECONDS}})
-        try:
-            if self.report is not None:
-                self.report(self.totals)
-        finally:
-            for handler in logging.getLogger("registry").handlers:
-                handler.flush()
-            sys.stdout.flush()
-            os._exit(EXIT_UNFINISHED)
-
-    def _pause(self, seconds: float) -> None:
-        """The outage backoff, cut short by a stop."""
-        if self._stop_event.wait(seconds):
-            raise Stopped()
+        self.stop_request.ask(self.totals, lambda: self.report)
 
     def run(self, install_signals: bool = True) -> IngestResult:
         if install_signals:
-            self._signals = True
+            self.stop_request.signals = True
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         jsonlog.setup()
@@ -193,11 +147,10 @@ class Worker:
                 clean = True
             finally:
                 if clean:
-                    self._settle(consumer)
+                    settle(consumer, self.stop_request.settle_until())
                 producer.close(timeout=CLOSE_SECONDS)
                 consumer.close(autocommit=False, timeout_ms=int(CLOSE_SECONDS * 1000))
-                if self._probe is not None:
-                    self._probe.close(autocommit=False, timeout_ms=int(CLOSE_SECONDS * 1000))
+                self.log_check.close(int(CLOSE_SECONDS * 1000))
         except Stopped:
             log.info("stopped_waiting", extra={"fields": {"detail": "stopped before the clients were ready"}})
             self.exit_code = EXIT_UNFINISHED
@@ -242,7 +195,7 @@ class Worker:
             # busy: every lag_every; nothing polled (idle, or the broker gone): every 2 s
             if idle or since >= self.config.lag_every or (not self._applied_now and since >= EMPTY_LAG_EVERY):
                 lag = self._group_lag(consumer)
-                if idle and self.stops.should_stop(lag) and (_stable(consumer) or self.stops.idle(IDLE_JOIN_GRACE)):
+                if idle and self.stops.should_stop(lag) and (stable(consumer) or self.stops.idle(IDLE_JOIN_GRACE)):
                     break
             self.membership.note_wait(consumer)
 
@@ -277,37 +230,12 @@ class Worker:
                 self._polled.pop(0)
 
     def _group_lag(self, consumer: KafkaConsumer) -> int | None:
-        """The group's total lag (store offsets vs end offsets); None while either side does not
-        answer (such a failure counts toward the outage timeout). Partitions of a re-created topic
-        (its id differs from the one stored with the offsets) and partitions whose log ends below
-        the offsets held for them are read again from their start first."""
+        """The group's total lag (``LogCheck.lags``, which rewinds re-created topics first); None
+        while either side does not answer (such a failure counts toward the outage timeout)."""
         self._last_lag = time.monotonic()
-        topics = [self.config.topics.transfers, self.config.topics.disclosures]
         try:
-            # Offsets first, then the broker's ends: ends only grow unless the log was lost, so an
-            # offset read before them and past them is a real sign. (The other way round, another
-            # member applying records meanwhile looked like a re-created topic.)
-            stored = stored_offsets(self.engine, self.config.group)
-            stored_ids = stored_topic_ids(self.engine, self.config.group)
-            lasts = stored_last_records(self.engine, self.config.group)  # with the offsets: one snapshot
-            cached = self.offsets.known()
-            broker, ids = _broker_offsets(consumer, topics)
-            if not self.config.topic_ids:
-                ids = dict.fromkeys(ids)
-            held = {p: max(stored.get(p, 0), cached.get(p, 0)) for p in stored.keys() | cached.keys()}
-            ahead = offsets_ahead(held, broker.ends, broker.confirmed)
-            for p, known in stored_ids.items():
-                if known is not None and ids.get(p[0]) not in (None, known) and p in broker.ends:
-                    ahead[p] = held.get(p, stored[p])  # re-created: whatever its length
-            # Only the member holding a partition rewinds it (its cached floor alone decides what is
-            # skipped); another one's counts as lag from the log start until its owner does.
-            mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-            self._check_last_records(mine, stored, (stored_ids, lasts), ids, broker, ahead, held)
-            rewind = {p: n for p, n in ahead.items() if p in mine}
-            if rewind:
-                self._read_again(consumer, rewind, stored, broker, ids)
-                stored = stored_offsets(self.engine, self.config.group)
-            lags = group_lag({**stored, **{p: broker.starts.get(p, 0) for p in ahead if p not in rewind}}, broker.ends)
+            lags = self.log_check.lags(consumer, [self.config.topics.transfers, self.config.topics.disclosures],
+                                       rewound=self._drop_polled)
         except Exception as exc:
             if not self.outage.retryable(exc):
                 raise
@@ -317,78 +245,10 @@ class Worker:
         metrics.set_lag(lags)
         return sum(lags.values())
 
-    def _check_last_records(self, mine: set[Partition], stored: dict[Partition, int],
-                            known: tuple[dict[Partition, str | None], dict[Partition, str | None]],
-                            ids: dict[str, str | None], broker: BrokerOffsets, ahead: dict[Partition, int],
-                            held: dict[Partition, int]) -> None:
-        """Where no topic id can be compared (the broker reports none, or the row has none: stored
-        before ids were kept), the contract's fallback: the record now at the stored offset minus
-        one must be the one applied last (its fingerprint is stored with the offset). A different
-        record, none where one should be, or a log that starts past the stored offset: the topic
-        was re-created (``ahead``: read again from its start). A row gets the broker's id only
-        once verified, never blindly."""
-        stored_ids, lasts = known  # the stored rows' topic ids and last records, read with ``stored``
-        needed = [p for p in sorted(mine) if p in stored and p not in ahead and p in broker.ends
-                  and (ids.get(p[0]) is None or stored_ids.get(p) is None)]
-        for p in needed:
-            offset, topic_id = stored[p], ids.get(p[0])
-            same = True if offset == 0 else self._same_record(p, offset, lasts.get(p), broker.starts.get(p, 0))
-            if same is False:
-                ahead[p] = held.get(p, offset)
-            elif same is True and topic_id is not None:
-                adopt_topic_id(self.engine, self.config.group, p, topic_id, offset)
+    def _drop_polled(self, rewound: set[Partition]) -> None:
+        """Records polled before a rewind of their partition are read again from the new position."""
+        self._polled = [(tp, records) for tp, records in self._polled if (tp.topic, tp.partition) not in rewound]
 
-    def _same_record(self, p: Partition, offset: int, last: str | None, start: int) -> bool | None:
-        """Whether the record at ``offset - 1`` is the one applied last (None: not known now)."""
-        if start > offset:
-            return False  # the log starts past what was applied: not the log it was read from
-        if start == offset:
-            return True  # retention removed the record: nothing below the offset to read again anyway
-        if last is None:
-            return False  # offsets stored before fingerprints: not verifiable; a re-read costs duplicates only
-        if self._probe is None:
-            self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                        fetch_max_wait_ms=self.config.fetch_max_wait_ms, max_partition_fetch_bytes=MAX_REQUEST_BYTES,
-                                        **RECONNECT)
-        tp = TopicPartition(*p)
-        self._probe.assign([tp])
-        self._probe.seek(tp, offset - 1)
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and not self._stop:
-            for record in self._probe.poll(timeout_ms=500, max_records=1).get(tp, []):
-                if record.offset == offset - 1:
-                    return fingerprint(record) == last
-                if record.offset > offset - 1:
-                    return False  # compacted away or never there: not the log that was read
-        return None
-
-    def _read_again(self, consumer: KafkaConsumer, ahead: dict[Partition, int], stored: dict[Partition, int],
-                    broker: BrokerOffsets, ids: dict[str, str | None]) -> None:
-        """The topic was deleted and re-created, or the broker lost its log: every record below
-        the offsets held for these partitions of ours would be skipped as applied. Rewind the
-        stored offset to the log start (unless it moved meanwhile) with the topic's new id, forget
-        the cached floor and seek there; the ``(source, id)`` dedupe absorbs what is read twice."""
-        for p, held in ahead.items():
-            start, end = broker.starts.get(p, 0), broker.ends[p]
-            log.warning("offsets_reset", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": held,
-                                                           "end_offset": end, "reset_to": start, "topic_id": ids.get(p[0])}})
-            if p in stored:
-                rewind_stored(self.engine, self.config.group, p, stored[p], start, ids.get(p[0]))
-            self.offsets.forget(p)
-            consumer.seek(TopicPartition(*p), max(start, self.offsets.floor(p)))
-        self._polled = [(tp, records) for tp, records in self._polled if (tp.topic, tp.partition) not in ahead]
-
-    def _settle(self, consumer: KafkaConsumer) -> None:
-        """Before closing: let a join in flight finish (bounded), so that the member leaves the
-        group instead of vanishing mid-join (the test broker then kept the group waiting for it:
-        the next member received nothing for minutes). Records polled meanwhile are not applied
-        (nor committed): the next holder of their partitions reads them."""
-        until = (self._stop_asked or time.monotonic()) + SETTLE_SECONDS
-        if _mid_join(consumer):
-            consumer.pause(*consumer.assignment())
-        while _mid_join(consumer) and time.monotonic() < until:
-            consumer.poll(timeout_ms=200)
-            consumer.pause(*consumer.assignment())
 
     def _apply(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:
         batch = self._batch
@@ -419,75 +279,6 @@ class Worker:
         log.info("batch", extra={"fields": {"records": len(batch), **outcome.result.model_dump(), "ms": round(seconds * 1000),
                                             "peak_rss_mb": peak_rss_mb()}})
 
-
-class _Membership(ConsumerRebalanceListener):
-    """On any rebalance, forget the cached store offsets: another member may have moved them; and
-    log how long each join took (``joined``, ``join_s``) and, every 10 s, a join still waiting.
-    (Callbacks run on kafka-python's network thread, so they only touch memory and the log.)"""
-
-    def __init__(self, offsets: AppliedOffsets) -> None:
-        self.offsets = offsets
-        self._since: float | None = None
-        self._told = 0.0
-
-    def began(self) -> None:
-        self._since = self._told = time.monotonic()
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.offsets.forget()
-        self.began()
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.offsets.forget()
-        waited = round(time.monotonic() - self._since, 1) if self._since is not None else None
-        self._since = None
-        log.info("joined", extra={"fields": {"partitions": len(assigned), "join_s": waited}})
-
-    def note_wait(self, consumer: KafkaConsumer) -> None:
-        if self._since is not None and time.monotonic() - self._told >= 10 and not _stable(consumer):
-            self._told = time.monotonic()
-            log.info("joining", extra={"fields": {"waited_s": round(self._told - self._since, 1)}})
-
-
-def _coordinator_state(consumer: KafkaConsumer) -> str | None:
-    return getattr(getattr(consumer, "_coordinator", None), "state", None)
-
-
-def _stable(consumer: KafkaConsumer) -> bool:
-    """The member holds its assignment (kafka-python's coordinator state; unknown counts as yes)."""
-    state = _coordinator_state(consumer)
-    return state is None or state == MemberState.STABLE
-
-
-def _mid_join(consumer: KafkaConsumer) -> bool:
-    return _coordinator_state(consumer) == MemberState.REBALANCING
-
-
-def _broker_offsets(consumer: KafkaConsumer, topics: list[str]) -> tuple[BrokerOffsets, dict[str, str | None]]:
-    """End and log start offsets asked of the broker (ListOffsets: no record is read, no second
-    consumer), and each topic's id where the broker reports one (Metadata v10+, Kafka 2.8+; the
-    test broker does too). Ends of our own partitions are raised to the high watermark our own
-    fetches saw: tansu 0.6.0 answers ListOffsets with the last batch's base offset + 1 (measured:
-    500 records in one batch moved the end by 1). Only ends known exactly count as confirmed
-    (what a log that ends below the stored offset is judged by): a high watermark, or an empty log."""
-    partitions, ends, starts = list_offsets(consumer, topics)
-    mine = consumer.assignment()
-    confirmed = set()
-    for tp in partitions:
-        seen = consumer.highwater(tp) if tp in mine else None
-        if seen is not None:
-            ends[tp] = max(ends.get(tp, 0), int(seen))
-            confirmed.add((tp.topic, tp.partition))
-        elif ends.get(tp, 0) == 0:
-            confirmed.add((tp.topic, tp.partition))
-    cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
-    ids = {}
-    for topic in topics:
-        topic_id = cluster.topic_id(topic) if cluster is not None and hasattr(cluster, "topic_id") else None
-        ids[topic] = str(topic_id) if topic_id is not None and topic_id.int != 0 else None
-    return BrokerOffsets(ends={(tp.topic, tp.partition): n for tp, n in sorted(ends.items())},
-                         starts={(tp.topic, tp.partition): n for tp, n in sorted(starts.items())},
-                         confirmed=frozenset(confirmed)), ids
 
 
 def _short_busy_wait(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -23,7 +23,7 @@ from registry.ledger.disclosures import log_disclosure, request_history
 from registry.model.events import RawRecord
 from registry.stream.status import RecentOffsets
 from registry.web import create_app
-from registry.web.disclosure_pages import snapshot_from_form
+from registry.web.disclosure_form import snapshot_from_form
 from registry.web.pages import flow_anchor
 from registry.web.tokens import create_token
 

@@ -26,7 +26,8 @@ from registry.intake.retention import HourlyRetention, apply_retention
 from registry.model.declarations import declare
 from registry.model.manifest import Manifest, RegistryRetention
 from registry.model.events import RawRecord
-from registry.model.store import monday, open_store
+from registry.model.store import open_store
+from registry.model.tables import monday
 from registry.model.times import format_time
 
 from .conftest import table_counts

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from registry.cli import app
-from registry.model.store import ApiToken, WebSession, open_store
+from registry.model.store import open_store
+from registry.model.tables import ApiToken, WebSession
 from registry.web import create_app
 from registry.web.sessions import find_session, start_session
 from registry.web.tokens import TokenOwner, create_token, list_tokens, lookup_token, revoke_token

@@ -206,7 +206,7 @@ def test_records_applied_during_a_lag_check_are_not_taken_for_a_lost_log(tmp_pat
     stored offset then passes those ends. Read in that order (ends, then offsets) it looked like a
     re-created topic and the partition was rewound to 0; offsets are read first now."""
     engine, topics, group, config = _consumed(tmp_path, kafka_bootstrap, 10)
-    from consumers import worker as worker_module
+    from consumers import recreated
     from registry.stream.status import EndOffsets
 
     checking = Worker(engine, config)
@@ -221,7 +221,7 @@ def test_records_applied_during_a_lag_check_are_not_taken_for_a_lost_log(tmp_pat
         Ingestor(engine).ingest_batch([RawRecord(value=line) for line in lines], offsets=[(group, topics.transfers, 0, 15)])
         return answer, {name: None for name in names}
 
-    monkeypatch.setattr(worker_module, "_broker_offsets", read_then_another_member_applies)
+    monkeypatch.setattr(recreated, "_broker_offsets", read_then_another_member_applies)
     owner = _Owner(TopicPartition(topics.transfers, 0))
     with caplog.at_level(logging.WARNING):
         checking._group_lag(owner)  # type: ignore[arg-type]

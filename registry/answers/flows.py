@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from registry.exceptions import InputError
 from registry.model.events import TRANSFER
 from registry.model.retention import purged_before
-from registry.model.store import EventRow, FlowDay, FlowHour, table
+from registry.model.tables import EventRow, FlowDay, FlowHour, table
 from registry.model.taxonomy import covers, valid_key
 from registry.model.times import format_time
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from registry.ledger import chain as ledger
 from registry.ledger import disclosures
-from registry.model.store import DeadLetter, EventRow, FlowDay, SubjectFlow, table
+from registry.model.tables import DeadLetter, EventRow, FlowDay, SubjectFlow, table
 
 from . import drift as drift_mod
 

@@ -16,7 +16,7 @@ from registry.ledger.disclosures import current_disclosures, signed_snapshots
 from registry.model.declarations import in_force_at
 from registry.model.events import TRANSFER
 from registry.model.retention import purged_before
-from registry.model.store import EventRow, FlowDay, SubjectFlow, monday, table
+from registry.model.tables import EventRow, FlowDay, SubjectFlow, monday, table
 from registry.model.subjects import is_subject_ref
 from registry.model.times import format_time
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from registry.exceptions import InputError
 from registry.model.declarations import versions
 from registry.model.events import REASONS
-from registry.model.store import FlowDay, table
+from registry.model.tables import FlowDay, table
 from registry.model.taxonomy import covers, default_taxonomy, valid_key
 from registry.model.times import format_time
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from registry.model.store import FlowDay, monday, table
+from registry.model.tables import FlowDay, monday, table
 
 __all__ = ["WeekCount", "weekly_events"]
 

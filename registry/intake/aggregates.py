@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from registry.model.events import Event
-from registry.model.store import monday
+from registry.model.tables import monday
 
 from .writes import Bulk
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from registry.exceptions import EventError
 from registry.ledger.anchors import anchor_new_heads
 from registry.model.events import Event, RawRecord
-from registry.model.store import DeadLetter, table
+from registry.model.tables import DeadLetter, table
 from registry.model.times import format_time
 
 from .ingest import DeadRecord, Ingestor, apply_isolating

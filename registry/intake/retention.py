@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from registry.model.declarations import newest_declared
 from registry.model.partitions import event_partitions, forget_partitions, next_month
 from registry.model.retention import KINDS, Kind, horizon, purged_before
-from registry.model.store import RetentionMark, monday, table
+from registry.model.tables import RetentionMark, monday, table
 from registry.model.times import format_time
 from registry.model import retry
 

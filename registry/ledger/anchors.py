@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
 from registry.exceptions import ConfigError, InputError
-from registry.model.store import LedgerEntry, table
+from registry.model.tables import LedgerEntry, table
 
 from .heads import GENESIS, Head, entry_fits, head_message, signed_head
 from .keys import signature_valid, signing_key

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
 from registry.exceptions import ConfigError, LedgerError
-from registry.model.store import LedgerEntry, table
+from registry.model.tables import LedgerEntry, table
 from registry.model.times import format_time
 
 from .anchors import anchor_new_heads, anchor_path, anchor_started, check_anchors, load_anchors

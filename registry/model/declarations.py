@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from registry.exceptions import InputError
 
 from .manifest import Manifest
-from .store import ActivityRow, ManifestVersion, RecipientRow, table
+from .tables import ActivityRow, ManifestVersion, RecipientRow, table
 from .times import format_time
 
 __all__ = ["DeclareResult", "declare", "current_manifest", "in_force", "in_force_at", "no_manifest_message", "newest_declared", "VersionInfo", "versions",

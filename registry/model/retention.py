@@ -62,7 +62,7 @@ def horizon(kind: Kind, now: datetime, text: str) -> datetime:
 
 def purged_before(conn: Connection, kind: Kind) -> datetime | None:
     """Everything of ``kind`` before this was removed by retention (None: nothing ever was)."""
-    from .store import RetentionMark, table
+    from .tables import RetentionMark, table
 
     mark = table(RetentionMark)
     found = conn.execute(sa.select(mark.c.purged_before).where(mark.c.kind == kind)).scalar()

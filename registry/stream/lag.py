@@ -15,7 +15,7 @@ from typing import Any, Container, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from registry.model.store import ConsumerOffset, table
+from registry.model.tables import ConsumerOffset, table
 
 __all__ = ["Partition", "stored_offsets", "stored_topic_ids", "stored_last_records", "adopt_topic_id", "group_lag",
            "offsets_ahead", "rewind_stored", "fingerprint"]

@@ -29,20 +29,16 @@ from registry.reports.csvcell import row
 
 from .auth import LEGAL, READ, form_user, page_user
 from .clocks import clock_view, open_clocks
+from .disclosure_form import PRODUCED, TIMES, choice_words, form_errors, snapshot_from_form
 from .guard import Reader, render_error, router
 from .listing import listing
 from .render import FIELD_LABELS, choice_label, choices, countries, country_name, render, sort_rows, taxonomy_of, when
 from .sessions import PageSession
 
-__all__ = ["snapshot_from_form", "form_errors", "countdown"]
+__all__ = ["countdown"]
 
-_TIMES = ("received_at", "disclosed_at", "confirmed_at")
-_LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
-REQUIRED = ("request_id", "authority", "authority_country", "received_at", "instrument", "outcome", "notice")
-PRODUCED = ("produced", "partially_produced")  # the outcomes that disclose data: the categories are then required
 _ROW_COLUMNS = ("request_id", "authority", "authority_country", "instrument", "emergency", "received_at", "due_at", "disclosed_at",
                 "outcome", "notice", "notice_due", "versions", "warnings")
-_ONLY_FOR = {"emergency": "eu_production_order", "confirmed_at": "eu_preservation_order"}  # e-Evidence fields, by instrument
 
 
 def _today() -> date:
@@ -83,7 +79,7 @@ def disclosures_page(request: Request, session: Reader, outcome: str = "", notic
                                                      "due_at", "outcome", "notice", "versions"), "received_at", descending=True)
     found = listing(request, dumped, ("request_id", "authority", "authority_country", "instrument", "outcome", "notice"),
                     _ROW_COLUMNS, "disclosures", words={v: t[0] for f in ("instrument", "outcome", "notice") for v, t in
-                                                         _choice_words(f).items()})
+                                                         choice_words(f).items()})
     if isinstance(found, Response):
         return found
     years = sorted({_year(r.received_at) for r in rows})
@@ -94,17 +90,13 @@ def disclosures_page(request: Request, session: Reader, outcome: str = "", notic
                   message=None, clocks=open_clocks(rows, now))
 
 
-def _choice_words(field: str) -> dict[str, tuple[str, str]]:
-    return {value: (label, text) for value, label, text in choices(field)}
-
-
 # --- the form -------------------------------------------------------------------------------
 
 def _form_values(data: dict[str, Any]) -> dict[str, Any]:
     """A stored snapshot as the form shows it: date-times in UTC (the form reads them as UTC), cut
     to what a browser's input takes."""
     values = {k: v for k, v in data.items() if k in FIELD_LABELS}
-    for name in _TIMES:
+    for name in TIMES:
         if isinstance(values.get(name), str):
             try:
                 values[name] = format_time(parse_time(values[name]))[:16]
@@ -145,110 +137,6 @@ async def disclosures_submit(request: Request, session: Annotated[PageSession, D
     for name in lists:
         values[name] = [str(v).strip() for v in form.getlist(name) if str(v).strip()]
     return await run_in_threadpool(_log_from_form, request, session, values)
-
-
-def _utc(value: str) -> str:
-    """A browser's date-time (``2026-04-02T10:00``, no zone) read as UTC."""
-    return value + (":00Z" if len(value) == 16 else "Z") if _LOCAL.match(value) else value
-
-
-def _moment(value: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def form_errors(values: dict[str, Any]) -> dict[str, str]:
-    """Every mistake of a submitted form at once, in the order of the form: the required fields,
-    the fields an outcome or a notice makes required, and dates in the wrong order."""
-    errors: dict[str, str] = {}
-    for name in REQUIRED:
-        if not values.get(name):
-            errors[name] = "is required"
-    for name, allowed in (("instrument", "instrument"), ("outcome", "outcome"), ("notice", "notice")):
-        if values.get(name) and values[name] not in _choice_words(allowed):
-            errors[name] = "is not one of the choices"
-    if values.get("outcome") in PRODUCED and not values.get("data_categories"):
-        errors["data_categories"] = f"is required when the outcome is {choice_label(values['outcome'], 'outcome').lower()}"
-    if values.get("notice") == "delayed" and not values.get("notice_due"):
-        errors["notice_due"] = "is required when notice is delayed"
-    received = _moment(_utc(values["received_at"])) if values.get("received_at") else None
-    if values.get("received_at") and received is None:
-        errors["received_at"] = "is not a date and time"
-    disclosed = _moment(_utc(values["disclosed_at"])) if values.get("disclosed_at") else None
-    if values.get("disclosed_at") and disclosed is None:
-        errors["disclosed_at"] = "is not a date and time"
-    elif received and disclosed and disclosed < received:
-        errors["disclosed_at"] = "is before the request was received"
-    confirmed = _moment(_utc(values["confirmed_at"])) if values.get("confirmed_at") else None
-    if values.get("confirmed_at") and values.get("instrument") == _ONLY_FOR["confirmed_at"]:
-        if confirmed is None:
-            errors["confirmed_at"] = "is not a date and time"
-        elif received and confirmed < received:
-            errors["confirmed_at"] = "is before the request was received"
-    due = values.get("notice_due")
-    if due:
-        try:
-            if received and date.fromisoformat(due) < received.date():
-                errors["notice_due"] = "is before the request was received"
-        except ValueError:
-            errors["notice_due"] = "is not a date"
-    if values.get("subject_count") not in (None, "") and _count(values["subject_count"]) is None:
-        errors["subject_count"] = "is a whole number from 0 to 9223372036854775807"
-    return errors
-
-
-_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only: "²" and "٣" pass str.isdigit() but are no number int() reads
-_MAX_COUNT = 2**63 - 1  # the schema's maximum: what the store's JSON (orjson, 64-bit) can hold
-
-
-def _count(value: Any) -> int | None:
-    """The form's number of people as an int, or None if it is not one the ledger can store
-    (checked before int() so a 4,000-digit number is never converted)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if 0 <= value <= _MAX_COUNT else None
-    text = str(value).strip()
-    return int(text) if _DIGITS.fullmatch(text) and int(text) <= _MAX_COUNT else None
-
-
-def snapshot_from_form(values: dict[str, Any]) -> dict[str, Any]:
-    """The disclosure snapshot a form submits: empty fields and fields that do not apply left out
-    (categories unless data was produced, the notice date unless notice is delayed, the emergency
-    mark unless an EU production order, the confirmation unless an EU preservation order),
-    date-times read as UTC, a ticked checkbox ("on") true, categories a list (a comma list is
-    accepted), subject ids turned into refs with the subject key and added to the refs kept from
-    the version before (never stored raw)."""
-    document: dict[str, Any] = {}
-    for name in FIELD_LABELS:
-        value = values.get(name)
-        if value in (None, "", []):
-            continue
-        if name in _TIMES and isinstance(value, str):
-            value = _utc(value)
-        elif name == "emergency" and isinstance(value, str):
-            value = value.lower() in ("on", "true", "yes", "1")  # a ticked checkbox sends "on"
-        elif name == "subject_count" and isinstance(value, str):
-            number = _count(value)
-            value = value if number is None else number  # not a number: left as text for the schema to refuse
-        elif name == "data_categories" and isinstance(value, str):
-            value = [c.strip() for c in value.split(",") if c.strip()]
-        document[name] = value
-    if document.get("outcome") not in PRODUCED:
-        document.pop("data_categories", None)
-    if document.get("notice") != "delayed":
-        document.pop("notice_due", None)
-    for name, instrument in _ONLY_FOR.items():
-        if document.get("instrument") != instrument:
-            document.pop(name, None)
-    ids = [s.strip() for s in re.split(r"[\n,;]", str(values.get("subject_ids") or "")) if s.strip()]
-    refs = list(dict.fromkeys([*(document.get("subject_refs") or []), *(subject_ref(i) for i in ids)]))
-    if refs:
-        document["subject_refs"] = refs
-    return document
 
 
 def _log_from_form(request: Request, session: PageSession, values: dict[str, Any]) -> Response:
@@ -307,7 +195,7 @@ def history_page(request: Request, session: Reader, request_id: str, logged: int
             return "yes" if value else "no"
         if field == "data_categories":
             return ", ".join(taxonomy.name("data_categories", k) for k in value)
-        if field in _TIMES or field == "notice_due":
+        if field in TIMES or field == "notice_due":
             return when(value)
         if field in ("instrument", "outcome", "notice"):
             return choice_label(value, field)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from registry.model.store import ApiToken, WebSession, table
+from registry.model.tables import ApiToken, WebSession, table
 
 from .tokens import TokenOwner
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from registry.exceptions import InputError
-from registry.model.store import ApiToken, WebSession, table
+from registry.model.tables import ApiToken, WebSession, table
 from registry.model.times import format_time
 
 __all__ = ["ROLES", "Role", "CreatedToken", "TokenOwner", "TokenInfo", "Revoked", "create_token", "lookup_token", "list_tokens",

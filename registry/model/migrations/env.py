@@ -3,7 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import registry.model.store  # noqa: F401  (registers the tables on SQLModel.metadata)
+import registry.model.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes.get("connection")
 context.configure(connection=connection, target_metadata=SQLModel.metadata, render_as_batch=True)
