@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-import orjson
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
@@ -23,7 +22,7 @@ from registry.model.manifest import RegistryRetention
 from registry.model.partitions import ensure_partitions, forget_partitions
 from registry.model.retention import horizon, purged_before
 from registry.model.events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
-from registry.model.tables import EventRow, ManifestVersion, table
+from registry.model.tables import ManifestVersion, table
 from registry.model.subjects import mask_text
 from registry.model import retry
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
 from registry.model.declarations import newest_declared
-from registry.model.events import DISCLOSURE, EventValidator
+from registry.model.events import EventValidator
 from registry.model.tables import LedgerEntry, table
 from registry.model.times import format_time, parse_time
 from registry.model.transfers import EEA

@@ -9,7 +9,6 @@ from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import Iterable
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["month_of", "next_month", "partition_name", "ensure_partitions", "event_partitions", "forget_partitions",

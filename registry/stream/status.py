@@ -101,8 +101,6 @@ class EndOffsets:
             raise KafkaTimeoutError(f"incomplete end offsets: {exc.__class__.__name__}: {exc}") from None
 
     def _read(self, topics: list[str]) -> BrokerOffsets:
-        from kafka import TopicPartition
-        from kafka.errors import KafkaTimeoutError
 
         probe = self._client()
         partitions, ends, starts = list_offsets(probe, topics, self.timeout_ms)
