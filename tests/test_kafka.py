@@ -55,7 +55,7 @@ def _consume_cli(db: str, bootstrap: str, topics: Topics, group: str, *extra: st
             "--bootstrap-servers", bootstrap, "--transfers-topic", topics.transfers,
             "--disclosures-topic", topics.disclosures, "--dead-letter-topic", topics.dead_letter,
             "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000", *extra]
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(args, cwd=ROOT, text=True, **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen})
 
 
 def _dead_letter_topic(bootstrap: str, topic: str, expected: int) -> list[Any]:

@@ -136,6 +136,11 @@ def _progress(engine: sa.Engine) -> int:
         return 0
 
 
+def _retries(log: Path) -> list[dict[str, Any]]:
+    whole = log.read_text().split("\n")[:-1]  # a line still being written is left for the next look
+    return [json.loads(line) for line in whole if '"event": "retry"' in line]
+
+
 @pytest.mark.slow
 def test_worker_survives_a_broker_cut(tmp_path: Path) -> None:
     lines, expected = _stream(tmp_path, 30_000, seed=41)
@@ -146,19 +151,24 @@ def test_worker_survives_a_broker_cut(tmp_path: Path) -> None:
     with proxied_broker(tmp_path / "tansu.log") as (bootstrap, proxy):
         topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
         send_lines(lines[:22_000], bootstrap=bootstrap, topics=topics, mode="structured")
-        worker = _consume_cli(db, bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500", "--outage-timeout", "90")
-        assert wait_until(lambda: _progress(engine) > 2000, 90)
-        proxy.cut()
-        cut_at = _progress(engine)
-        time.sleep(12)
-        proxy.restore()
-        send_lines(lines[22_000:], bootstrap=bootstrap, topics=topics, mode="structured")
-        out, err = worker.communicate(timeout=300)
-    (tmp_path / "worker.log").write_text(err)
+        with (tmp_path / "worker.log").open("w") as log:
+            worker = _consume_cli(db, bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500",
+                                  "--outage-timeout", "90", stderr=log)
+            assert wait_until(lambda: _progress(engine) > 2000, 90)
+            proxy.cut()
+            cut_at = _progress(engine)
+            # the cut lasts until the worker feels it: records fetched before it are applied first
+            # (how many depends on the machine's speed), then the lag check and the polls fail
+            time.sleep(5)
+            felt = wait_until(lambda: _retries(tmp_path / "worker.log"), 90)
+            proxy.restore()
+            send_lines(lines[22_000:], bootstrap=bootstrap, topics=topics, mode="structured")
+            worker.communicate(timeout=300)
+    err = (tmp_path / "worker.log").read_text()
     assert worker.returncode == 0, err[-3000:]
     assert cut_at < 20_000, "the cut came after the stream was consumed"
-    retries = [json.loads(line) for line in err.splitlines() if '"event": "retry"' in line]
-    assert retries and all(r["level"] == "warning" and "attempt" in r for r in retries)
+    retries = _retries(tmp_path / "worker.log")
+    assert felt and retries and all(r["level"] == "warning" and "attempt" in r for r in retries)
     consumed = _contents(engine)
     assert consumed == _file_ingest(clean_db, lines) and consumed["events"] == expected["valid"]
 
@@ -181,16 +191,19 @@ def test_worker_survives_a_database_crash(private_postgres: PrivatePostgres, kaf
     send_lines(lines, bootstrap=kafka_bootstrap, topics=topics, mode="structured")
     db = private_postgres.create_database("consumed")
     engine = sa.create_engine(db, pool_pre_ping=True)
-    worker = _consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500", "--outage-timeout", "90")
-    assert wait_until(lambda: _progress(engine) > 2000, 120)
-    engine.dispose()
-    private_postgres.crash()
-    time.sleep(10)
-    private_postgres.start()
-    out, err = worker.communicate(timeout=300)
-    (tmp_path / "worker.log").write_text(err)
+    with (tmp_path / "worker.log").open("w") as log:
+        worker = _consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500",
+                              "--outage-timeout", "90", stderr=log)
+        assert wait_until(lambda: _progress(engine) > 2000, 120)
+        engine.dispose()
+        private_postgres.crash()
+        time.sleep(5)
+        wait_until(lambda: _retries(tmp_path / "worker.log"), 60)  # down until the worker has felt it
+        private_postgres.start()
+        worker.communicate(timeout=300)
+    err = (tmp_path / "worker.log").read_text()
     assert worker.returncode == 0, err[-3000:]
-    retries = [json.loads(line) for line in err.splitlines() if '"event": "retry"' in line]
+    retries = _retries(tmp_path / "worker.log")
     assert any(r["what"] in ("write", "database") for r in retries), "the crash came after the stream was consumed"
     consumed, clean = _contents(open_store(db)), _file_ingest(private_postgres.create_database("clean"), lines)
     assert consumed["events"] == clean["events"] > 20_000
