@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from registry.model.tables import ConsumerOffset, table
+from registry.model.tables import ConsumerOffset
 from registry.stream.lag import Partition
 
 __all__ = ["AppliedOffsets", "StopConditions"]
@@ -34,7 +34,7 @@ class AppliedOffsets:
 
     @classmethod
     def of_store(cls, engine: Engine, group: str) -> "AppliedOffsets":
-        t = table(ConsumerOffset)
+        t = ConsumerOffset
 
         def read(p: Partition) -> int:
             with engine.connect() as conn:

@@ -53,6 +53,12 @@ def _server_url() -> str | None:
     return _SERVER["url"]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests first (order otherwise kept): on two pytest workers the minute-long broker
+    tests then run beside the many short ones instead of leaving one worker alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for container in _CONTAINERS:
         container.stop()  # type: ignore[attr-defined]

@@ -4,6 +4,8 @@ non-UTF-8 attributes, re-serialised redeliveries, and the migration of stored pa
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -249,6 +251,8 @@ def test_identifiers_behind_ignorable_characters_plus_signs_and_deep_encoding_ar
     [dead] = list_dead_letters(declared)
     assert dead.reason == "raw_identifier"
     text = all_text(declared) + orjson.dumps([d.model_dump() for d in list_dead_letters(declared)]).decode()
+    # digits of the store's own making are no leak: hashes (hex runs) and the times it recorded
+    text = re.sub(r"[0-9a-f]{16,}|\d{2}:\d{2}:\d{2}(\.\d+)?", "", text)
     for needle in ("erin", "7946", "168"):
         assert needle not in text, needle
 

@@ -142,10 +142,10 @@ def test_migrations_match_the_models(engine: sa.Engine) -> None:
     """Alembic's head builds exactly the tables the models describe (no pending autogenerate diff)."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-    from sqlmodel import SQLModel
+    from registry.model.tables import metadata
 
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
 
 

@@ -103,3 +103,13 @@ def test_duplicate_keys_are_refused() -> None:
 def test_invalid_yaml_is_an_input_error() -> None:
     with pytest.raises(ManifestError, match="YAML"):
         parse_manifest("controller: [unclosed")
+
+
+def test_the_taxonomy_data_file_is_fideslangs_default_taxonomy() -> None:
+    """The registry reads the default taxonomy from its data file (fast start-up); it must be the
+    installed fideslang's, term for term (``python -m registry.model.taxonomy`` rewrites it)."""
+    import json
+
+    from registry.model.taxonomy import DEFAULT_TAXONOMY_FILE, fideslang_taxonomy
+
+    assert json.loads(DEFAULT_TAXONOMY_FILE.read_text(encoding="utf-8")) == fideslang_taxonomy()

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from registry.exceptions import InputError
 from registry.model.events import TRANSFER
 from registry.model.retention import purged_before
-from registry.model.tables import EventRow, FlowDay, FlowHour, table
+from registry.model.tables import EventRow, FlowDay, FlowHour
 from registry.model.taxonomy import covers, valid_key
 from registry.model.times import format_time
 
@@ -117,7 +117,7 @@ def observations(conn: Connection, since: datetime | None = None, until: datetim
     if category is not None and not valid_key(category):
         raise InputError("not a taxonomy key (like user.contact.email)", "category")
     _whole_hours_where_purged(conn, since=since, until=until)
-    d, h = table(FlowDay), table(FlowHour)
+    d, h = FlowDay, FlowHour
     merged: dict[tuple[Any, ...], Observation] = {}
 
     def add(o: Observation) -> None:
@@ -208,7 +208,7 @@ def _filters(table: sa.Table, category: str | None, recipient: str | None) -> li
 
 
 def _from_events(conn: Connection, recipient: str, low: datetime, high: datetime) -> Iterable[Observation]:
-    e = table(EventRow)
+    e = EventRow
     rows = conn.execute(sa.select(e.c.source, e.c.time, e.c.body).where(
         e.c.recipient == recipient, e.c.time >= low, e.c.time < high, e.c.type == TRANSFER))
     for source, moment, body in rows:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from registry.ledger import chain as ledger
 from registry.ledger import disclosures
-from registry.model.tables import DeadLetter, EventRow, FlowDay, SubjectFlow, table
+from registry.model.tables import DeadLetter, EventRow, FlowDay, SubjectFlow
 
 from . import drift as drift_mod
 
@@ -33,9 +33,9 @@ class Overview(BaseModel):
 
 
 def overview(engine: Engine, today: date | None = None, now: datetime | None = None) -> Overview:
-    d, flows = table(DeadLetter), table(FlowDay)
+    d, flows = DeadLetter, FlowDay
     with engine.connect() as conn:
-        events = conn.execute(sa.select(sa.func.count()).select_from(table(EventRow))).scalar_one()
+        events = conn.execute(sa.select(sa.func.count()).select_from(EventRow)).scalar_one()
         recipients = conn.execute(sa.select(sa.func.count(sa.distinct(flows.c.recipient)))).scalar_one()
         reasons: dict[str, int] = dict(conn.execute(sa.select(d.c.reason, sa.func.count()).where(d.c.status == "dead")
                                     .group_by(d.c.reason).order_by(d.c.reason)).all())
@@ -54,6 +54,6 @@ def overview(engine: Engine, today: date | None = None, now: datetime | None = N
 
 def subjects_of(engine: Engine, recipient: str) -> int:
     """Distinct data subjects (subject refs) the subject index holds for ``recipient``."""
-    s = table(SubjectFlow)
+    s = SubjectFlow
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count(sa.distinct(s.c.subject_ref))).where(s.c.recipient == recipient)).scalar_one())

@@ -16,7 +16,7 @@ from registry.ledger.disclosures import current_disclosures, signed_snapshots
 from registry.model.declarations import in_force_at
 from registry.model.events import TRANSFER
 from registry.model.retention import purged_before
-from registry.model.tables import EventRow, FlowDay, SubjectFlow, monday, table
+from registry.model.tables import EventRow, FlowDay, SubjectFlow, monday
 from registry.model.subjects import is_subject_ref
 from registry.model.times import format_time
 
@@ -158,13 +158,13 @@ def subject(engine: Engine, ref: str, as_of: datetime | None = None) -> SubjectA
                              f"(before {format_time(covered)}): this subject's transfers then are no longer known", "--as-of")
         # the index is keyed by week first (so a batch's inserts land together): one seek per week
         # of data. Two statements: SQLite answers a lone min() or max() from the index, both by a scan.
-        first: date | None = conn.execute(sa.select(sa.func.min(table(FlowDay).c.day))).scalar()
-        last: date | None = conn.execute(sa.select(sa.func.max(table(FlowDay).c.day))).scalar()
+        first: date | None = conn.execute(sa.select(sa.func.min(FlowDay.c.day))).scalar()
+        last: date | None = conn.execute(sa.select(sa.func.max(FlowDay.c.day))).scalar()
         if as_of is not None and last is not None:
             last = min(last, as_of.astimezone(timezone.utc).date())
         weeks = [] if first is None or last is None or last < first else \
             [monday(first) + timedelta(weeks=i) for i in range((monday(last) - monday(first)).days // 7 + 1)]
-        subjects = table(SubjectFlow)
+        subjects = SubjectFlow
         # the weeks are generated here, not user input: inlined as literals, one index seek each
         query = sa.text(f"SELECT week, recipient, source, purpose, categories, events, first_seen, last_seen FROM subject_flow "
                         f"WHERE week IN ({', '.join(repr(w.isoformat()) for w in weeks)}) AND subject_ref = :ref").columns(
@@ -174,7 +174,7 @@ def subject(engine: Engine, ref: str, as_of: datetime | None = None) -> SubjectA
         if as_of is not None:
             rows = _cut_rows(conn, ref, rows, as_of)
         if covered is None and first is not None:
-            d = table(FlowDay)
+            d = FlowDay
             covered = conn.execute(sa.select(sa.func.min(d.c.first_seen)).where(d.c.day == first)).scalar()
         disclosures = _disclosures_of(conn, ref, as_of)
         manifest = in_force_at(conn, as_of)
@@ -224,7 +224,7 @@ def _cut_rows(conn: sa.Connection, ref: str, rows: list[Any], as_of: datetime) -
     if straddling and purged is not None and min(straddling.values()) < purged:
         raise InputError(f"--as-of {format_time(as_of)} is inside the period whose events retention removed (before "
                          f"{format_time(purged)}): the subject index holds weeks there; use a Monday 00:00 UTC", "--as-of")
-    e = table(EventRow)
+    e = EventRow
     for recipient in sorted({k[0] for k in straddling}):
         low = min(t for k, t in straddling.items() if k[0] == recipient)
         parts: dict[tuple[str, str, str, str], _Part] = {}

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from registry.exceptions import InputError
 from registry.model.declarations import versions
 from registry.model.events import REASONS
-from registry.model.tables import FlowDay, table
+from registry.model.tables import FlowDay
 from registry.model.taxonomy import covers, default_taxonomy, valid_key
 from registry.model.times import format_time
 
@@ -43,7 +43,7 @@ def check_reason(reason: str | None, name: str) -> None:
 
 
 def _observed(conn: Connection, column: str) -> set[str]:
-    d = table(FlowDay)
+    d = FlowDay
     return {v for (v,) in conn.execute(sa.select(d.c[column]).distinct())}
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from registry.model.tables import FlowDay, monday, table
+from registry.model.tables import FlowDay, monday
 
 __all__ = ["WeekCount", "weekly_events"]
 
@@ -24,7 +24,7 @@ class WeekCount(BaseModel):
 
 def weekly_events(engine: Engine, recipient: str | None = None) -> list[WeekCount]:
     """One row per week from the first to the last week with events (empty weeks as 0)."""
-    d = table(FlowDay)
+    d = FlowDay
     query = sa.select(d.c.day, sa.func.sum(d.c.events), sa.func.sum(d.c.records)).group_by(d.c.day)
     if recipient is not None:
         query = query.where(d.c.recipient == recipient)

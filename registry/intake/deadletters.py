@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from registry.exceptions import EventError
 from registry.ledger.anchors import anchor_new_heads
 from registry.model.events import Event, RawRecord
-from registry.model.tables import DeadLetter, table
+from registry.model.tables import DeadLetter
 from registry.model.times import format_time
 
 from .ingest import DeadRecord, Ingestor, apply_isolating
@@ -63,11 +63,11 @@ class ReplayResult(BaseModel):
 
 
 def list_dead_letters(engine: Engine, reason: str | None = None, include_replayed: bool = False) -> list[DeadLetterView]:
-    query = sa.select(table(DeadLetter)).order_by(table(DeadLetter).c.id)
+    query = sa.select(DeadLetter).order_by(DeadLetter.c.id)
     if reason:
-        query = query.where(table(DeadLetter).c.reason == reason)
+        query = query.where(DeadLetter.c.reason == reason)
     if not include_replayed:
-        query = query.where(table(DeadLetter).c.status == "dead")
+        query = query.where(DeadLetter.c.status == "dead")
     with engine.connect() as conn:
         return [DeadLetterView(id=r.id, reason=r.reason, detail=r.detail, status=r.status, received_at=format_time(r.received_at),
                                topic=r.topic, partition=r.partition, offset=r.offset, payload=r.payload)
@@ -82,7 +82,7 @@ def replay(engine: Engine) -> ReplayResult:
     now = datetime.now(timezone.utc)
     ingested = still_dead = attempted = 0
     with engine.begin() as conn:
-        t = table(DeadLetter)
+        t = DeadLetter
         rows = conn.execute(sa.select(t).where(t.c.status == "dead", t.c.reason.not_in(_NOT_REPLAYED)).order_by(t.c.id)).all()
         passing: list[tuple[RawRecord, Event]] = []
         row_of: dict[int, Any] = {}
@@ -113,4 +113,4 @@ def replay(engine: Engine) -> ReplayResult:
 
 
 def _mark(conn: sa.Connection, row_id: int, **values: Any) -> None:
-    conn.execute(sa.update(table(DeadLetter)).where(table(DeadLetter).c.id == row_id).values(**values))
+    conn.execute(sa.update(DeadLetter).where(DeadLetter.c.id == row_id).values(**values))

@@ -22,7 +22,7 @@ from registry.model.manifest import RegistryRetention
 from registry.model.partitions import ensure_partitions, forget_partitions
 from registry.model.retention import horizon, purged_before
 from registry.model.events import DISCLOSURE, TRANSFER, Event, EventValidator, RawRecord, lines_of, stored_copy
-from registry.model.tables import ManifestVersion, table
+from registry.model.tables import ManifestVersion
 from registry.model.subjects import mask_text
 from registry.model import retry
 
@@ -91,7 +91,7 @@ class Ingestor:
         and re-read where retention removed events (another process may have run it)."""
         with self.engine.connect() as conn:
             self.purged_before = purged_before(conn, "events")
-            version = conn.execute(sa.select(sa.func.max(table(ManifestVersion).c.version))).scalar()
+            version = conn.execute(sa.select(sa.func.max(ManifestVersion.c.version))).scalar()
             if version != self._version:
                 manifest = newest_declared(conn)
                 self.validator = EventValidator(manifest.taxonomy_view() if manifest else None)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from registry.model.declarations import newest_declared
 from registry.model.partitions import event_partitions, forget_partitions, next_month
 from registry.model.retention import KINDS, Kind, horizon, purged_before
-from registry.model.tables import RetentionMark, monday, table
+from registry.model.tables import RetentionMark, monday
 from registry.model.times import format_time
 from registry.model import retry
 
@@ -145,7 +145,7 @@ def _mark(conn: Connection, kind: Kind, moment: datetime, now: datetime) -> None
     known = purged_before(conn, kind)
     if known is not None and known >= moment:
         return  # a later horizon was applied before (the period was longer then): what is gone stays gone
-    mark = table(RetentionMark)
+    mark = RetentionMark
     conn.execute(sa.delete(mark).where(mark.c.kind == kind))
     conn.execute(sa.insert(mark).values(kind=kind, purged_before=moment, applied_at=now))
 

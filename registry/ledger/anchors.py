@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
 from registry.exceptions import ConfigError, InputError
-from registry.model.tables import LedgerEntry, table
+from registry.model.tables import LedgerEntry
 
 from .heads import GENESIS, Head, entry_fits, head_message, signed_head
 from .keys import signature_valid, signing_key
@@ -34,7 +34,7 @@ __all__ = ["ANCHOR_ENV", "anchor_path", "anchor_started", "anchor_new_heads", "A
 
 ANCHOR_ENV = "REGISTRY_LEDGER_ANCHOR_FILE"
 _HASH = re.compile(r"^[0-9a-f]{64}$")
-_T = table(LedgerEntry)
+_T = LedgerEntry
 log = logging.getLogger(__name__)
 _WARNED: set[Path] = set()
 

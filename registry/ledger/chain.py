@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
 from registry.exceptions import ConfigError, LedgerError
-from registry.model.tables import LedgerEntry, table
+from registry.model.tables import LedgerEntry
 from registry.model.times import format_time
 
 from .anchors import anchor_new_heads, anchor_path, anchor_started, check_anchors, load_anchors
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the key type only: cryptography loads when a key is used
 __all__ = ["append_snapshots", "head", "VerifyResult", "verify"]
 
 _LOCK_KEY = 730_115  # PostgreSQL advisory lock serialising appends
-_T = table(LedgerEntry)
+_T = LedgerEntry
 
 
 def append_snapshots(conn: Connection, snapshots: Iterable[tuple[datetime, dict[str, Any], str]]) -> list[dict[str, Any]]:

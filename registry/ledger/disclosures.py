@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from registry.model.declarations import newest_declared
 from registry.model.events import EventValidator
-from registry.model.tables import LedgerEntry, table
+from registry.model.tables import LedgerEntry
 from registry.model.times import format_time, parse_time
 from registry.model.transfers import EEA
 
@@ -118,7 +118,7 @@ def signed_snapshots(conn: Connection, before: datetime | None = None,
                      containing: str | None = None) -> Iterator[tuple[str, datetime, dict[str, Any]]]:
     """(request_id, snapshot instant, entry) in chain order, the time read from the signed body;
     ``before``: only those snapshots taken before it; ``containing``: a prefilter on the body."""
-    ledger = table(LedgerEntry)
+    ledger = LedgerEntry
     query = sa.select(ledger.c.request_id, ledger.c.body).order_by(ledger.c.seq)
     if containing is not None:
         query = query.where(ledger.c.body.like(f"%{containing}%"))
@@ -204,7 +204,7 @@ class Version(BaseModel):
 
 def request_history(engine: Engine, request_id: str) -> list[Version]:
     """Every version of one request in ledger order, each with the fields it changed."""
-    t = table(LedgerEntry)
+    t = LedgerEntry
     with engine.connect() as conn:
         rows = conn.execute(sa.select(t.c.seq, t.c.body, t.c.hash, t.c.signature)
                             .where(t.c.request_id == request_id).order_by(t.c.seq)).all()

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from registry.exceptions import InputError
 
 from .manifest import Manifest
-from .tables import ActivityRow, ManifestVersion, RecipientRow, table
+from .tables import ActivityRow, ManifestVersion, RecipientRow
 from .times import format_time
 
 __all__ = ["DeclareResult", "declare", "current_manifest", "in_force", "in_force_at", "no_manifest_message", "newest_declared", "VersionInfo", "versions",
@@ -39,7 +39,7 @@ def declare(engine: Engine, manifest: Manifest, effective_from: datetime | None 
     paper trail set it, since a change notice is announced at it (contract §8)."""
     now = declared_at or datetime.now(timezone.utc)
     with engine.begin() as conn:
-        newest = conn.execute(sa.select(sa.func.max(table(ManifestVersion).c.version))).scalar()
+        newest = conn.execute(sa.select(sa.func.max(ManifestVersion.c.version))).scalar()
         version = (newest or 0) + 1
         conn.execute(sa.insert(ManifestVersion), [{
             "version": version, "declared_at": now, "effective_from": effective_from or now,
@@ -62,7 +62,7 @@ def _scalar(bind: Engine | Connection, query: sa.Select) -> object:  # type: ign
 
 def in_force(bind: Engine | Connection, at: datetime | None = None) -> Manifest | None:
     """The manifest in force at ``at`` (default: now), or None when no version is in force then."""
-    m = table(ManifestVersion)
+    m = ManifestVersion
     moment = at or datetime.now(timezone.utc)
     body = _scalar(bind, sa.select(m.c.body).where(m.c.effective_from <= moment)
                    .order_by(m.c.effective_from.desc(), m.c.version.desc()).limit(1))
@@ -93,7 +93,7 @@ def current_manifest(bind: Engine | Connection) -> Manifest | None:
 def newest_declared(bind: Engine | Connection) -> Manifest | None:
     """The most recently declared version, whatever its effective date: its taxonomy validates
     incoming events, so a back-dated or future-dated declaration adds its extensions at once."""
-    m = table(ManifestVersion)
+    m = ManifestVersion
     body = _scalar(bind, sa.select(m.c.body).order_by(m.c.version.desc()).limit(1))
     return _parsed(str(body)) if body else None
 
@@ -111,7 +111,7 @@ def versions(bind: Engine | Connection) -> list[tuple[VersionInfo, Manifest]]:
     """Every version with its manifest, in declaration order."""
     from .times import format_time
 
-    m = table(ManifestVersion)
+    m = ManifestVersion
     query = sa.select(m.c.version, m.c.declared_at, m.c.effective_from, m.c.controller, m.c.body).order_by(m.c.version)
     if isinstance(bind, Engine):
         with bind.connect() as conn:
@@ -128,7 +128,7 @@ def versions(bind: Engine | Connection) -> list[tuple[VersionInfo, Manifest]]:
 
 
 def manifest_version(bind: Engine | Connection, version: int) -> Manifest | None:
-    m = table(ManifestVersion)
+    m = ManifestVersion
     body = _scalar(bind, sa.select(m.c.body).where(m.c.version == version))
     return _parsed(str(body)) if body else None
 

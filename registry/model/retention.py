@@ -62,8 +62,8 @@ def horizon(kind: Kind, now: datetime, text: str) -> datetime:
 
 def purged_before(conn: Connection, kind: Kind) -> datetime | None:
     """Everything of ``kind`` before this was removed by retention (None: nothing ever was)."""
-    from .tables import RetentionMark, table
+    from .tables import RetentionMark
 
-    mark = table(RetentionMark)
+    mark = RetentionMark
     found = conn.execute(sa.select(mark.c.purged_before).where(mark.c.kind == kind)).scalar()
     return None if found is None else found.astimezone(timezone.utc)

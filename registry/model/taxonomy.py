@@ -7,12 +7,14 @@ so that ``user.contact`` covers ``user.contact.email`` everywhere in the registr
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterable, Literal, Mapping
 
-__all__ = ["Kind", "Term", "Taxonomy", "covers", "valid_key", "default_taxonomy"]
+__all__ = ["Kind", "Term", "Taxonomy", "covers", "valid_key", "default_taxonomy", "fideslang_taxonomy"]
 
 Kind = Literal["data_categories", "data_uses", "data_subjects"]
 KINDS: tuple[Kind, ...] = ("data_categories", "data_uses", "data_subjects")
@@ -75,27 +77,31 @@ class Taxonomy:
         return Taxonomy(terms=tables)
 
 
+# fideslang's default taxonomy as data: building it from fideslang's pydantic models costs every
+# worker ~75 ms of start-up. ``python -m registry.model.taxonomy`` rewrites the file from the
+# installed fideslang; a test keeps the two equal.
+DEFAULT_TAXONOMY_FILE = Path(__file__).with_name("default_taxonomy.json")
+
+
 @lru_cache(maxsize=1)
 def default_taxonomy() -> Taxonomy:
-    """The fideslang default taxonomy (built once per process)."""
+    """The fideslang default taxonomy (read once per process)."""
+    data = json.loads(DEFAULT_TAXONOMY_FILE.read_text(encoding="utf-8"))
+    return Taxonomy(terms={kind: {t["key"]: Term(**t) for t in data[kind]} for kind in KINDS})
+
+
+def fideslang_taxonomy() -> dict[str, list[dict[str, str | None]]]:
+    """The default taxonomy as the installed fideslang has it, in the data file's shape."""
     from fideslang.default_taxonomy import DEFAULT_TAXONOMY
 
-    def table(items: Iterable[object]) -> dict[str, Term]:
-        out: dict[str, Term] = {}
-        for item in items:
-            key = getattr(item, "fides_key")
-            out[key] = Term(
-                key=key,
-                parent=getattr(item, "parent_key", None),
-                name=getattr(item, "name", None) or key,
-                description=getattr(item, "description", None) or "",
-            )
-        return out
+    def terms(items: Iterable[object]) -> list[dict[str, str | None]]:
+        return [{"key": getattr(item, "fides_key"), "parent": getattr(item, "parent_key", None),
+                 "name": getattr(item, "name", None) or getattr(item, "fides_key"),
+                 "description": getattr(item, "description", None) or ""} for item in items]
 
-    return Taxonomy(
-        terms={
-            "data_categories": table(DEFAULT_TAXONOMY.data_category),
-            "data_uses": table(DEFAULT_TAXONOMY.data_use),
-            "data_subjects": table(DEFAULT_TAXONOMY.data_subject),
-        }
-    )
+    return {"data_categories": terms(DEFAULT_TAXONOMY.data_category), "data_uses": terms(DEFAULT_TAXONOMY.data_use),
+            "data_subjects": terms(DEFAULT_TAXONOMY.data_subject)}
+
+
+if __name__ == "__main__":
+    DEFAULT_TAXONOMY_FILE.write_text(json.dumps(fideslang_taxonomy(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -15,7 +15,7 @@ from typing import Any, Container, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from registry.model.tables import ConsumerOffset, table
+from registry.model.tables import ConsumerOffset
 
 __all__ = ["Partition", "stored_offsets", "stored_topic_ids", "stored_last_records", "adopt_topic_id", "group_lag",
            "offsets_ahead", "rewind_stored", "fingerprint"]
@@ -25,7 +25,7 @@ Partition = tuple[str, int]  # (topic, partition)
 
 def stored_offsets(engine: Engine, group: str) -> dict[Partition, int]:
     """Next offsets the store holds for ``group``, per partition."""
-    t = table(ConsumerOffset)
+    t = ConsumerOffset
     with engine.connect() as conn:
         rows = conn.execute(sa.select(t.c.topic, t.c.partition, t.c.next_offset).where(t.c.group_id == group))
         return {(topic, partition): next_offset for topic, partition, next_offset in rows}
@@ -46,7 +46,7 @@ def offsets_ahead(held: Mapping[Partition, int], ends: Mapping[Partition, int], 
 
 def stored_topic_ids(engine: Engine, group: str) -> dict[Partition, str | None]:
     """The broker's topic id each stored offset of ``group`` belongs to (None: not known)."""
-    t = table(ConsumerOffset)
+    t = ConsumerOffset
     with engine.connect() as conn:
         rows = conn.execute(sa.select(t.c.topic, t.c.partition, t.c.topic_id).where(t.c.group_id == group))
         return {(topic, partition): topic_id for topic, partition, topic_id in rows}
@@ -54,7 +54,7 @@ def stored_topic_ids(engine: Engine, group: str) -> dict[Partition, str | None]:
 
 def stored_last_records(engine: Engine, group: str) -> dict[Partition, str | None]:
     """The fingerprint of the last record each stored offset of ``group`` applied (None: not known)."""
-    t = table(ConsumerOffset)
+    t = ConsumerOffset
     with engine.connect() as conn:
         rows = conn.execute(sa.select(t.c.topic, t.c.partition, t.c.last_record).where(t.c.group_id == group))
         return {(topic, partition): last for topic, partition, last in rows}
@@ -73,7 +73,7 @@ def adopt_topic_id(engine: Engine, group: str, p: Partition, topic_id: str, seen
     """``p``'s row, written without a topic id (a new partition, or offsets stored before ids
     were kept), takes the id the broker reports now: only once its last record was verified (or
     nothing was applied), and only if its offset is still ``seen``."""
-    t = table(ConsumerOffset)
+    t = ConsumerOffset
     with engine.begin() as conn:
         conn.execute(sa.update(t).where(t.c.group_id == group, t.c.topic == p[0], t.c.partition == p[1], t.c.next_offset == seen,
                                         t.c.topic_id.is_(None)).values(topic_id=topic_id))
@@ -83,7 +83,7 @@ def rewind_stored(engine: Engine, group: str, p: Partition, seen: int, to: int, 
     """Set ``p``'s stored next offset back to ``to`` (and its topic id to the new topic's), if it
     is still ``seen`` (another member may have rewound it, and applied records since). The only
     write that moves an offset back."""
-    t = table(ConsumerOffset)
+    t = ConsumerOffset
     values: dict[str, object] = {"next_offset": to, "last_record": None}
     if topic_id is not None:
         values["topic_id"] = topic_id

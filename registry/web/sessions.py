@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from registry.model.tables import ApiToken, WebSession, table
+from registry.model.tables import ApiToken, WebSession
 
 from .tokens import TokenOwner
 
@@ -19,8 +19,8 @@ __all__ = ["SESSION_COOKIE", "LIFETIME", "PageSession", "start_session", "find_s
 
 SESSION_COOKIE = "registry_session"
 LIFETIME = timedelta(hours=12)  # one working day: a forgotten browser does not stay signed in overnight
-_T = table(WebSession)
-_TOKEN = table(ApiToken)
+_T = WebSession
+_TOKEN = ApiToken
 
 
 class PageSession(BaseModel):

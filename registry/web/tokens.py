@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from registry.exceptions import InputError
-from registry.model.tables import ApiToken, WebSession, table
+from registry.model.tables import ApiToken, WebSession
 from registry.model.times import format_time
 
 __all__ = ["ROLES", "Role", "CreatedToken", "TokenOwner", "TokenInfo", "Revoked", "create_token", "lookup_token", "list_tokens",
@@ -50,7 +50,7 @@ class Revoked(BaseModel):
     revoked: bool
 
 
-_T = table(ApiToken)
+_T = ApiToken
 
 
 def _hash(token: str) -> str:
@@ -104,7 +104,7 @@ def revoke_token(engine: Engine, name: str) -> Revoked:
     """Revoke every live token named ``name`` and end their page sessions in the same
     transaction: a revoked token opens nothing from the next request on."""
     now = datetime.now(timezone.utc)
-    s = table(WebSession)
+    s = WebSession
     with engine.begin() as conn:
         ids = [i for (i,) in conn.execute(sa.select(_T.c.id).where(_T.c.name == name, _T.c.revoked_at.is_(None)))]
         if not ids:
