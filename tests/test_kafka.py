@@ -88,6 +88,7 @@ def _published(tmp_path: Path, bootstrap: str, events: int, seed: int) -> tuple[
     return topics, db, engine, expected, f"g{uuid.uuid4().hex[:6]}"
 
 
+@pytest.mark.slow
 def test_emitter_validates_before_sending_and_the_worker_records(tmp_path: Path, kafka_bootstrap: str) -> None:
     from consumers.worker import Worker, WorkerConfig
 
@@ -126,6 +127,7 @@ def test_emitter_validates_before_sending_and_the_worker_records(tmp_path: Path,
     assert [(d.request_id, d.outcome) for d in subject(engine, ref("customer-42")).disclosures] == [("SUB-9", "produced")]
 
 
+@pytest.mark.slow
 def test_end_to_end_10k_structured_and_binary(tmp_path: Path, kafka_bootstrap: str) -> None:
     from consumers.worker import Worker, WorkerConfig
 
@@ -154,6 +156,7 @@ def test_end_to_end_10k_structured_and_binary(tmp_path: Path, kafka_bootstrap: s
     assert sample.value  # the original bytes, untouched
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_four_partition_topic(tmp_path: Path, kafka_bootstrap: str) -> None:
     topics = _topics()
     db, engine = _declared_db(tmp_path)
@@ -173,6 +176,7 @@ def test_two_workers_share_a_four_partition_topic(tmp_path: Path, kafka_bootstra
         assert conn.exec_driver_sql("SELECT SUM(events) FROM flow_day").scalar_one() == expected["flow_events"]
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_batch_and_commits(tmp_path: Path, kafka_bootstrap: str) -> None:
     topics, db, engine, expected, group = _published(tmp_path, kafka_bootstrap, 20_000, seed=13)
     worker = _consume_cli(db, kafka_bootstrap, topics, group, "--batch-size", "1000")

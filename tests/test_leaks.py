@@ -94,6 +94,7 @@ def _assert_clean(blob: bytes, where: str) -> None:
         assert fragment not in blob, f"{fragment!r} found in {where}"
 
 
+@pytest.mark.slow
 def test_every_planted_identifier_is_dead_lettered_and_never_written(db_url: str, tmp_path: Path) -> None:
     assert _cli(db_url, "declare", str(EXAMPLE_MANIFEST)).returncode == 0
     lines = [orjson.dumps(e) for _, e in corpus()] + [orjson.dumps(e) for e in GOOD] + [raw for _, raw in BROKEN]

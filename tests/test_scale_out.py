@@ -223,6 +223,7 @@ def _status(db: str, bootstrap: str, topics: Topics, group: str) -> dict[str, An
     return dict(json.loads(done.stdout))
 
 
+@pytest.mark.slow
 def test_status_lag_and_metrics(tmp_path: Path, kafka_bootstrap: str) -> None:
     lines, expected = _stream(tmp_path, 3000, seed=47)
     topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"

@@ -55,6 +55,7 @@ def _produce(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
     producer.close()
 
 
+@pytest.mark.slow
 def test_a_tombstone_is_dead_lettered_once_and_the_partition_moves_on(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Finding 1: a null value crashed every run on the same batch and re-forwarded its dead letters."""
     _, engine = _declared_db(tmp_path)
@@ -71,6 +72,7 @@ def test_a_tombstone_is_dead_lettered_once_and_the_partition_moves_on(tmp_path: 
     assert {d.reason for d in list_dead_letters(engine)} == {"invalid_json"}
 
 
+@pytest.mark.slow
 def test_a_10_mib_record_is_too_large_and_its_dead_letter_record_is_cut(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Finding 2: the forwarder re-sent 10 MiB (over its 8 MiB cap): an outage retried for 300 s."""
     _, engine = _declared_db(tmp_path)
@@ -83,6 +85,7 @@ def test_a_10_mib_record_is_too_large_and_its_dead_letter_record_is_cut(tmp_path
     assert MAX_EVENT_BYTES - 2000 < len(record.value) <= MAX_EVENT_BYTES and record.value == huge[:len(record.value)]
 
 
+@pytest.mark.slow
 def test_a_re_created_topic_with_a_longer_log_is_read_from_its_start(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Finding 3: 40 consumed, topic deleted, 60 new published: the first 40 were skipped as
     applied (the new log is longer than the stored offset), and status said lag 0."""
@@ -176,6 +179,7 @@ def test_sigterm_ends_a_worker_within_10_s_in_any_state(tmp_path: Path, kafka_bo
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+@pytest.mark.slow
 def test_batches_compressed_by_a_librdkafka_producer_are_read(tmp_path: Path, kafka_bootstrap: str, codec: str) -> None:
     """Finding 9: lz4, snappy and zstd batches from confluent-kafka: nothing recorded, no exit."""
     from confluent_kafka import Producer
@@ -211,6 +215,7 @@ def test_a_batch_the_client_cannot_decode_is_a_named_error(tmp_path: Path, kafka
     assert time.monotonic() - started < 20
 
 
+@pytest.mark.slow
 def test_a_record_nested_300_deep_is_dead_lettered_and_the_partition_moves_on(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Review finding 1: the deep record's dead-letter copy raised TypeError: every run failed on
     the same batch."""
@@ -295,6 +300,7 @@ def test_a_forced_stop_prints_the_totals_and_exits_75(tmp_path: Path, kafka_boot
     assert orjson.loads(worker.stdout.read()) == {"ingested": 0, "duplicates": 0, "dead_lettered": 0}
 
 
+@pytest.mark.slow
 def test_a_record_with_a_9_mib_header_is_too_large_and_the_partition_moves_on(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Review finding 3: a 9 MiB header on a small value was forwarded whole: the producer refused
     it (MessageSizeTooLargeError), retried as an outage for ever: the partition was blocked."""
@@ -314,6 +320,7 @@ def test_a_record_with_a_9_mib_header_is_too_large_and_the_partition_moves_on(tm
 
 
 @pytest.mark.parametrize("how", ["ids_nulled", "broker_without_ids"])
+@pytest.mark.slow
 def test_a_re_created_topic_is_read_from_its_start_without_topic_ids(tmp_path: Path, kafka_bootstrap: str, how: str) -> None:
     """Review finding 4: rows without a topic id (a store upgraded by 0005) adopted whatever id the
     broker reported, and a broker without ids fell back to the log end only: a re-created topic

@@ -67,6 +67,7 @@ def _origins(records: list[Any]) -> Counter[tuple[str, int, int]]:
     return Counter(origin(r) for r in records)
 
 
+@pytest.mark.slow
 def test_a_batch_retried_after_a_failed_commit_forwards_each_dead_letter_once(declared: sa.Engine, kafka_bootstrap: str) -> None:
     topics, tag = _topics(), uuid.uuid4().hex[:8]
     lines, dead = _lines(tag, valid=6)
@@ -94,6 +95,7 @@ def test_a_batch_retried_after_a_failed_commit_forwards_each_dead_letter_once(de
     assert {offset for _, _, offset in origins} == {0, 1, 2, len(lines) - 1}
 
 
+@pytest.mark.slow
 def test_dead_letters_wait_for_their_ack_with_no_transaction_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The broker is cut the moment the worker starts forwarding; while it waits for the ack,
     another SQLite writer must be able to commit (it could not while the worker held the lock)."""
@@ -143,6 +145,7 @@ class _Lines(logging.Handler):
         self.lines.append({"event": record.getMessage(), **getattr(record, "fields", {})})
 
 
+@pytest.mark.slow
 def test_a_deleted_and_re_created_topic_is_read_again_from_its_start(declared: sa.Engine, kafka_bootstrap: str) -> None:
     topics, tag, group = _topics(), uuid.uuid4().hex[:8], f"g{uuid.uuid4().hex[:6]}"
     config = WorkerConfig(bootstrap=kafka_bootstrap, group=group, topics=topics, partitions=1, stop_when_idle=2, **FAST_GROUP)
@@ -231,6 +234,7 @@ def test_records_applied_during_a_lag_check_are_not_taken_for_a_lost_log(tmp_pat
     assert not [r for r in caplog.records if r.getMessage() in ("offsets_reset", "offsets_ahead")]
 
 
+@pytest.mark.slow
 def test_a_reused_broker_answer_is_not_taken_for_a_lost_log(tmp_path: Path, kafka_bootstrap: str,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     """The dashboard reuses the broker's ends for 10 s while workers keep up: the fresh stored
