@@ -35,6 +35,9 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def __init__(self) -> None:
         super().__init__(timezone=True)
 
+    def __repr__(self) -> str:  # what Alembic's autogenerate writes into a migration
+        return "UTCDateTime()"
+
     def coerce_compared_value(self, op: Any, value: Any) -> Any:
         return sa.Interval() if isinstance(value, timedelta) else self  # time arithmetic stays arithmetic
 
