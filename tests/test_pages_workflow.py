@@ -156,6 +156,27 @@ def test_a_request_with_subjects_lands_on_its_page_and_updates_from_its_newest_v
     assert 'href="/disclosures/requests/CO-1"' in looked_up
 
 
+def test_an_update_through_the_form_keeps_an_emergency_mark_the_command_line_set(declared: sa.Engine, db_url: str,
+                                                                                  tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The CLI may mark any instrument as an emergency; the form offers the mark only for EU
+    production orders, and an update through it dropped the mark (review finding, issue 25)."""
+    snapshot = {**FORM, "request_id": "EM-1", "instrument": "subpoena", "emergency": True, "authority_country": "US",
+                "received_at": "2026-11-02T09:30:00Z", "subject_count": 1}
+    (tmp_path / "em.json").write_text(json.dumps(snapshot))
+    _cli(db_url, "disclosures", "log", str(tmp_path / "em.json"))
+    client = _client(declared, db_url, "legal")
+    csrf = csrf_of(client, "/disclosures/new")
+    form = {**FORM, "request_id": "EM-1", "instrument": "subpoena", "authority_country": "US", "update_of": "EM-1",
+            "csrf_token": csrf}
+    kept = client.post("/disclosures/new", data={**form, "outcome": "rejected"})
+    assert "Logged EM-1 version 2." in kept.text
+    assert request_history(declared, "EM-1")[-1].data.get("emergency") is True
+    # a change of instrument is a new context: the mark is not carried into it
+    changed = client.post("/disclosures/new", data={**form, "instrument": "court_order", "outcome": "rejected"})
+    assert "Logged EM-1 version 3." in changed.text
+    assert "emergency" not in request_history(declared, "EM-1")[-1].data
+
+
 def test_the_art15_answer_prints_and_downloads_without_gagged_requests(declared: sa.Engine, db_url: str) -> None:
     client = _client(declared, db_url, "legal")
     csrf = csrf_of(client, "/disclosures/new")

@@ -92,10 +92,13 @@ def _count(value: Any) -> int | None:
     return int(text) if _DIGITS.fullmatch(text) and int(text) <= _MAX_COUNT else None
 
 
-def snapshot_from_form(values: dict[str, Any]) -> dict[str, Any]:
+def snapshot_from_form(values: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """The disclosure snapshot a form submits: empty fields and fields that do not apply left out
     (categories unless data was produced, the notice date unless notice is delayed, the emergency
-    mark unless an EU production order, the confirmation unless an EU preservation order),
+    mark unless an EU production order, the confirmation unless an EU preservation order; but an
+    update keeps such a mark when the ``previous`` version, under the same instrument, had it: the
+    command line may set ``emergency`` on any instrument, and the form, which offers it only for
+    EU production orders, must not drop it silently),
     date-times read as UTC, a ticked checkbox ("on") true, categories a list (a comma list is
     accepted), subject ids turned into refs with the subject key and added to the refs kept from
     the version before (never stored raw)."""
@@ -121,6 +124,8 @@ def snapshot_from_form(values: dict[str, Any]) -> dict[str, Any]:
     for name, instrument in _ONLY_FOR.items():
         if document.get("instrument") != instrument:
             document.pop(name, None)
+            if previous and previous.get("instrument") == document.get("instrument") and name in previous:
+                document[name] = previous[name]
     ids = [s.strip() for s in re.split(r"[\n,;]", str(values.get("subject_ids") or "")) if s.strip()]
     refs = list(dict.fromkeys([*(document.get("subject_refs") or []), *(subject_ref(i) for i in ids)]))
     if refs:

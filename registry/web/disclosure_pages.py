@@ -121,11 +121,16 @@ def new_request(request: Request, session: Annotated[PageSession, Depends(page_u
     """An empty form, or with ``?update=ID`` the form prefilled from that request's newest version."""
     if not update:
         return _form_page(request, session, {})
-    with request.app.state.engine.connect() as conn:
-        newest = next((data for row, data in disclosures.current_disclosures(conn) if row.request_id == update), None)
+    newest = _newest(request, update)
     if newest is None:
         return render_error(request, f"No request {update!r} has been logged.", session, 404, "Request not found", back="/disclosures")
     return _form_page(request, session, _form_values(newest), update_of=update)
+
+
+def _newest(request: Request, request_id: str) -> dict[str, Any] | None:
+    """The newest version's snapshot of a logged request (None: never logged)."""
+    with request.app.state.engine.connect() as conn:
+        return next((data for row, data in disclosures.current_disclosures(conn) if row.request_id == request_id), None)
 
 
 @router.post("/disclosures")
@@ -145,7 +150,7 @@ def _log_from_form(request: Request, session: PageSession, values: dict[str, Any
     document: dict[str, Any] = {}
     if not errors:
         try:
-            document = snapshot_from_form(values)
+            document = snapshot_from_form(values, _newest(request, update_of) if update_of else None)
         except ConfigError as exc:  # no subject key on this server: ids cannot become refs
             errors["subject_ids"] = str(exc)
     if not errors:
