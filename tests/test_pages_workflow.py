@@ -177,6 +177,18 @@ def test_an_update_through_the_form_keeps_an_emergency_mark_the_command_line_set
     assert "emergency" not in request_history(declared, "EM-1")[-1].data
 
 
+def test_a_raw_identifier_typed_into_the_form_is_not_sent_back(declared: sa.Engine, db_url: str) -> None:
+    """Review finding (issue 22): an e-mail address typed into "Reviewed by" was refused, and
+    echoed back in the form the 422 page showed."""
+    client = _client(declared, db_url, "legal")
+    csrf = csrf_of(client, "/disclosures/new")
+    for typed in ("erin@example.com", "erin@exam\u200bple.com"):
+        page = client.post("/disclosures/new", data={**FORM, "reviewed_by": f"by {typed}", "csrf_token": csrf})
+        assert page.status_code == 422 and 'value="Amtsgericht München"' in page.text  # the rest is kept
+        assert "erin" not in page.text and "example" not in page.text
+    assert request_history(declared, "CO-1") == []
+
+
 def test_the_art15_answer_prints_and_downloads_without_gagged_requests(declared: sa.Engine, db_url: str) -> None:
     client = _client(declared, db_url, "legal")
     csrf = csrf_of(client, "/disclosures/new")

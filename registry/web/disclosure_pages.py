@@ -22,7 +22,7 @@ from registry.exceptions import ConfigError, InputError
 from registry.ledger import chain as ledger
 from registry.ledger import disclosures
 from registry.model.declarations import current_manifest
-from registry.model.subjects import is_subject_ref, subject_ref
+from registry.model.subjects import identifier_in, is_subject_ref, subject_ref
 from registry.model.taxonomy import Taxonomy
 from registry.model.times import format_time, parse_time
 from registry.reports.csvcell import row
@@ -164,6 +164,8 @@ def _log_from_form(request: Request, session: PageSession, values: dict[str, Any
             return RedirectResponse(f"/disclosures/requests/{quote(result.request_id, safe='')}?logged={result.version}",
                                     status_code=303)
     values.pop("subject_ids", None)  # never echoed: the person types them again
+    # nor a raw identifier typed into another field (the ledger refused it): not sent back out
+    values = {k: "" if isinstance(v, str) and identifier_in(v) else v for k, v in values.items()}
     return _form_page(request, session, values, errors, 422, update_of)
 
 
