@@ -171,9 +171,17 @@ def test_an_update_through_the_form_keeps_an_emergency_mark_the_command_line_set
     kept = client.post("/disclosures/new", data={**form, "outcome": "rejected"})
     assert "Logged EM-1 version 2." in kept.text
     assert request_history(declared, "EM-1")[-1].data.get("emergency") is True
+    # the mark belongs to EM-1: not lent to another request through update_of, nor to a new one
+    other = client.post("/disclosures/new", data={**form, "request_id": "B-1", "outcome": "rejected"})
+    assert other.status_code == 422 and "is not the request being updated (EM-1)" in other.text
+    fresh = client.post("/disclosures/new", data={**form, "request_id": "NEW-1", "update_of": "", "outcome": "rejected"})
+    assert "Logged NEW-1 version 1." in fresh.text and "emergency" not in request_history(declared, "NEW-1")[-1].data
+    # the plain "Log a request" form logging EM-1 again keeps it too
+    relogged = client.post("/disclosures/new", data={**form, "update_of": "", "outcome": "pending"})
+    assert "Logged EM-1 version 3." in relogged.text and request_history(declared, "EM-1")[-1].data.get("emergency") is True
     # a change of instrument is a new context: the mark is not carried into it
     changed = client.post("/disclosures/new", data={**form, "instrument": "court_order", "outcome": "rejected"})
-    assert "Logged EM-1 version 3." in changed.text
+    assert "Logged EM-1 version 4." in changed.text
     assert "emergency" not in request_history(declared, "EM-1")[-1].data
 
 
@@ -185,7 +193,13 @@ def test_a_raw_identifier_typed_into_the_form_is_not_sent_back(declared: sa.Engi
     for typed in ("erin@example.com", "erin@exam\u200bple.com"):
         page = client.post("/disclosures/new", data={**FORM, "reviewed_by": f"by {typed}", "csrf_token": csrf})
         assert page.status_code == 422 and 'value="Amtsgericht München"' in page.text  # the rest is kept
-        assert "erin" not in page.text and "example" not in page.text
+        assert "erin" not in page.text and "example" not in page.text and "held a raw identifier" in page.text
+    # ticked categories are a list; the ledger's message would quote the value
+    for category in ("erin@example.com", "+44 20 7946 0958", "10.0.0.1"):
+        page = client.post("/disclosures/new", data={**FORM, "outcome": "produced", "disclosed_at": "2026-11-03T12:00",
+                                                     "data_categories": ["user.name", category], "csrf_token": csrf})
+        assert page.status_code == 422 and "user.name" in page.text
+        assert not any(part in page.text for part in ("erin", "7946", "10.0.0.1")), category
     assert request_history(declared, "CO-1") == []
 
 

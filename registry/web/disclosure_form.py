@@ -18,6 +18,9 @@ _LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
 REQUIRED = ("request_id", "authority", "authority_country", "received_at", "instrument", "outcome", "notice")
 PRODUCED = ("produced", "partially_produced")  # the outcomes that disclose data: the categories are then required
 _ONLY_FOR = {"emergency": "eu_production_order", "confirmed_at": "eu_preservation_order"}  # e-Evidence fields, by instrument
+# kept from the previous version under the same instrument: the command line may mark any request
+# as an emergency (the transparency report counts them); a confirmation means nothing elsewhere
+_KEPT = ("emergency",)
 
 
 def choice_words(field: str) -> dict[str, tuple[str, str]]:
@@ -95,10 +98,10 @@ def _count(value: Any) -> int | None:
 def snapshot_from_form(values: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """The disclosure snapshot a form submits: empty fields and fields that do not apply left out
     (categories unless data was produced, the notice date unless notice is delayed, the emergency
-    mark unless an EU production order, the confirmation unless an EU preservation order; but an
-    update keeps such a mark when the ``previous`` version, under the same instrument, had it: the
-    command line may set ``emergency`` on any instrument, and the form, which offers it only for
-    EU production orders, must not drop it silently),
+    mark unless an EU production order, the confirmation unless an EU preservation order; but the
+    emergency mark of the request's ``previous`` version under the same instrument is kept: the
+    command line may set it on any instrument, and the form, which offers it only for EU
+    production orders, must not drop it silently),
     date-times read as UTC, a ticked checkbox ("on") true, categories a list (a comma list is
     accepted), subject ids turned into refs with the subject key and added to the refs kept from
     the version before (never stored raw)."""
@@ -124,7 +127,7 @@ def snapshot_from_form(values: dict[str, Any], previous: dict[str, Any] | None =
     for name, instrument in _ONLY_FOR.items():
         if document.get("instrument") != instrument:
             document.pop(name, None)
-            if previous and previous.get("instrument") == document.get("instrument") and name in previous:
+            if name in _KEPT and previous and previous.get("instrument") == document.get("instrument") and name in previous:
                 document[name] = previous[name]
     ids = [s.strip() for s in re.split(r"[\n,;]", str(values.get("subject_ids") or "")) if s.strip()]
     refs = list(dict.fromkeys([*(document.get("subject_refs") or []), *(subject_ref(i) for i in ids)]))

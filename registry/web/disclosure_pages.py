@@ -22,7 +22,7 @@ from registry.exceptions import ConfigError, InputError
 from registry.ledger import chain as ledger
 from registry.ledger import disclosures
 from registry.model.declarations import current_manifest
-from registry.model.subjects import identifier_in, is_subject_ref, subject_ref
+from registry.model.subjects import identifier_in, is_subject_ref, mask_text, subject_ref
 from registry.model.taxonomy import Taxonomy
 from registry.model.times import format_time, parse_time
 from registry.reports.csvcell import row
@@ -147,10 +147,13 @@ async def disclosures_submit(request: Request, session: Annotated[PageSession, D
 def _log_from_form(request: Request, session: PageSession, values: dict[str, Any]) -> Response:
     update_of = values.pop("update_of", "") or None
     errors = form_errors(values)
+    if update_of and values.get("request_id") and values["request_id"] != update_of:
+        errors.setdefault("request_id", f"is not the request being updated ({update_of})")
     document: dict[str, Any] = {}
     if not errors:
         try:
-            document = snapshot_from_form(values, _newest(request, update_of) if update_of else None)
+            # the request's newest version, whichever form logs it (marks the form does not offer are kept)
+            document = snapshot_from_form(values, _newest(request, values["request_id"]))
         except ConfigError as exc:  # no subject key on this server: ids cannot become refs
             errors["subject_ids"] = str(exc)
     if not errors:
@@ -164,8 +167,13 @@ def _log_from_form(request: Request, session: PageSession, values: dict[str, Any
             return RedirectResponse(f"/disclosures/requests/{quote(result.request_id, safe='')}?logged={result.version}",
                                     status_code=303)
     values.pop("subject_ids", None)  # never echoed: the person types them again
-    # nor a raw identifier typed into another field (the ledger refused it): not sent back out
-    values = {k: "" if isinstance(v, str) and identifier_in(v) else v for k, v in values.items()}
+    # nor a raw identifier typed into another field (the ledger refused it), nor one quoted in a message
+    for name, value in list(values.items()):
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and identifier_in(v) for v in items):
+            values[name] = [v for v in items if not identifier_in(v)] if isinstance(value, list) else ""
+            errors[name] = "held a raw identifier (an e-mail address, phone number or IP address), which the ledger never stores"
+    errors = {name: mask_text(message) for name, message in errors.items()}
     return _form_page(request, session, values, errors, 422, update_of)
 
 
