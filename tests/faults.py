@@ -18,51 +18,58 @@ from registry.stream.devbroker import _wait_for, free_port, tansu_binary
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:port → 127.0.0.1:upstream. ``cut()`` closes every connection and
-    refuses new ones until ``restore()``."""
+    """Forwards 127.0.0.1:port → 127.0.0.1:upstream. ``cut()`` closes every connection and drops
+    each new one at once until ``restore()``. The listening socket stays open through a cut: a
+    port let go could be taken meanwhile (another test, or a client's own outgoing connection
+    given it as its local port), and the broker would then never come back."""
 
     def __init__(self, upstream: int, port: int | None = None) -> None:
         self.upstream, self.port = upstream, port or free_port()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
-        self._server: socket.socket | None = None
-        self.restore()
+        self._open = True
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", self.port))
+        self._server.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def restore(self) -> None:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(64)
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        with self._lock:
+            self._open = True
 
     def cut(self) -> None:
         with self._lock:
-            if self._server is not None:
-                self._server.close()
-                self._server = None
+            self._open = False
             for s in list(self._sockets):
                 _close(s)
             self._sockets.clear()
 
-    close = cut
+    def close(self) -> None:
+        self.cut()
+        _close(self._server)
 
-    def _accept(self, server: socket.socket) -> None:
+    def _accept(self) -> None:
         while True:
             try:
-                client, _ = server.accept()
+                client, _ = self._server.accept()
             except OSError:
                 return
+            with self._lock:
+                cut = not self._open
+            if cut:
+                _close(client)
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream))
             except OSError:
                 _close(client)
                 continue
             with self._lock:
-                if self._server is not server:
+                if not self._open:
                     _close(client)
                     _close(upstream)
-                    return
+                    continue
                 self._sockets |= {client, upstream}
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -105,7 +112,7 @@ def proxied_broker(log_path: Path) -> Iterator[tuple[str, TcpProxy]]:
             _wait_for(real, process)
             proxy = TcpProxy(real, proxy_port)
             yield f"127.0.0.1:{proxy_port}", proxy
-            proxy.cut()
+            proxy.close()
         finally:
             process.terminate()
             process.wait(timeout=10)
