@@ -108,12 +108,14 @@ def proxied_broker(log_path: Path) -> Iterator[tuple[str, TcpProxy]]:
         process = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{real}",
                                     "--advertised-listener-url", f"tcp://127.0.0.1:{proxy_port}", "--storage-engine", "memory://tansu/"],
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proxy: TcpProxy | None = None
         try:
             _wait_for(real, process)
             proxy = TcpProxy(real, proxy_port)
             yield f"127.0.0.1:{proxy_port}", proxy
-            proxy.close()
         finally:
+            if proxy is not None:
+                proxy.close()  # also when the test failed: no listener left for the rest of the session
             process.terminate()
             process.wait(timeout=10)
 
