@@ -104,7 +104,7 @@ class LogCheck:
         if last is None:
             return False  # offsets stored before fingerprints: not verifiable; a re-read costs duplicates only
         if self._probe is None:
-            self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, allow_auto_create_topics=False,
                                         fetch_max_wait_ms=self.fetch_max_wait_ms, max_partition_fetch_bytes=MAX_REQUEST_BYTES,
                                         **RECONNECT)
         tp = TopicPartition(*p)

@@ -51,6 +51,9 @@ FULL_COLLECTION_EVERY = 50_000
 CONSUMER_SETTINGS: dict[str, Any] = {
     "enable_auto_commit": False, "auto_offset_reset": "earliest",
     "max_partition_fetch_bytes": 1024 * 1024, "fetch_max_bytes": 4 * 1024 * 1024,  # what the client buffers: bounds the memory
+    # A deleted topic is not brought back by a worker's metadata request with the broker's default
+    # partition count: `consume` and `publish` create topics with theirs (ensure_topics)
+    "allow_auto_create_topics": False,
 }
 
 EMPTY_LAG_EVERY = 2.0  # seconds between lag checks while polls bring nothing (how a broker outage shows)
@@ -217,17 +220,38 @@ class Worker:
                         f"cannot decode a fetched record batch: {exc.__class__.__name__}: {exc} (the worker reads gzip, "
                         "snappy, lz4 and zstd with the packages python-snappy, lz4 and zstandard installed)") from None
                 self._polled = list(polled.items())
-            fresh = {(tp.topic, tp.partition) for tp, _ in self._polled} - self.offsets.known().keys()
-            if fresh:
-                # newly assigned: check first that the stored offsets belong to this log (a
-                # re-created topic is read from its start), before any of its records counts as applied
-                self._group_lag(consumer)
-                for p in fresh:
-                    self.offsets.floor(p)
+            self._position_assigned(consumer)
             while self._polled:
                 tp, records = self._polled[0]
                 self._batch.extend(self.offsets.fresh((tp.topic, tp.partition), records))
                 self._polled.pop(0)
+
+    def _position_assigned(self, consumer: KafkaConsumer) -> None:
+        """Newly assigned partitions: check first that the stored offsets belong to this log (a
+        re-created topic is read from its start), before any of their records counts as applied;
+        then read from the store's offset where it is below the group's committed one. The store
+        is what was applied: a member that rewound a partition (re-created topic) and stopped
+        before reading it again left Kafka's committed offset past records never applied."""
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        fresh = (assigned | {(tp.topic, tp.partition) for tp, _ in self._polled}) - self.offsets.known().keys()
+        if not fresh:
+            return
+        self._group_lag(consumer)
+        # where the records in hand begin, else the next fetch's offset (past those handed out)
+        first = {(tp.topic, tp.partition): records[0].offset for tp, records in self._polled if records}
+        behind = set()
+        for p in sorted(fresh & assigned):
+            tp = TopicPartition(*p)
+            position = first.get(p) if p in first else consumer.position(tp, timeout_ms=5000)
+            # (the position is read before the floor is cached: a failure here retries it all)
+            if position is not None and self.offsets.floor(p) < position:
+                log.warning("offsets_behind", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": self.offsets.floor(p),
+                                                                "position": position}})
+                consumer.seek(tp, self.offsets.floor(p))
+                behind.add(p)
+        for p in fresh - assigned:  # polled just before a rebalance took the partition away
+            self.offsets.floor(p)
+        self._drop_polled(behind)
 
     def _group_lag(self, consumer: KafkaConsumer) -> int | None:
         """The group's total lag (``LogCheck.lags``, which rewinds re-created topics first); None

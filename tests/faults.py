@@ -196,6 +196,6 @@ def delete_topics(bootstrap: str, names: list[str], timeout: float = 15) -> None
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.delete_topics(names)
-        assert wait_until(lambda: names[0] not in admin.list_topics(), timeout)
+        assert wait_until(lambda: not set(names) & set(admin.list_topics()), timeout)
     finally:
         admin.close()

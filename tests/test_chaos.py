@@ -3,9 +3,8 @@ partitions, three workers, a random worker killed (SIGKILL) or stopped (SIGTERM)
 restarted, the topics deleted and re-created once mid-run. At the end the store equals a
 brute-force count of the valid events, no identifier is anywhere, every worker that was not
 SIGKILLed exited 0 (SIGTERM within 10 s), every worker ended (a member stuck in its join fails the
-drain's timeout), and no join that ended took over three times the contract's session timeout +
-10 s; the longest join is printed and in the README, since on this 2-core machine it measured
-12-17.1 s against the contract's 16 s, see there.
+drain's timeout), and every join ended within the contract's session timeout + 10 s of the group's
+last change (a worker killed, stopped or started, the topics re-created; see ``_joins``).
 
 Settings (this 2-core machine): session timeout 6 s, heartbeat 1 s, batches of 2000, SQLite."""
 
@@ -19,6 +18,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import pytest
 from kafka import KafkaProducer
 
 from registry.stream.kafka import Topics, ensure_topics
+from registry.stream.status import broker_offsets
 
 from .conftest import ROOT, all_text, table_counts
 from .faults import delete_topics
@@ -118,6 +119,7 @@ class _Workers:
         self.started: dict[int, float] = {}
         self.ended: list[tuple[str, int, float, Path]] = []  # (how, exit code, seconds to exit, log)
         self.count = 0
+        self.changes: list[float] = []  # wall-clock times the group's membership or topics changed
 
     def start(self, *extra: str) -> None:
         self.count += 1
@@ -129,6 +131,7 @@ class _Workers:
         with open(log, "wb") as err:
             process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
         self.started[process.pid] = time.monotonic()
+        self.changes.append(time.time())
         self.running.append((process, log))
 
     def end(self, index: int, how: signal.Signals) -> None:
@@ -138,6 +141,7 @@ class _Workers:
         # line of `python -m registry consume` on, a stop is held and honoured (exit 0).
         time.sleep(max(0.0, self.started[process.pid] + 0.3 - time.monotonic()))
         started = time.monotonic()
+        self.changes.append(time.time())
         process.send_signal(how)
         try:
             code = process.wait(timeout=30)
@@ -157,6 +161,24 @@ class _Workers:
                 code = -999
             self.ended.append(("idle", code, time.monotonic() - started, log))
         self.running = []
+
+
+def _joins(logs: list[str], changes: list[float]) -> list[tuple[float, float]]:
+    """Each logged join: (its length as logged, its length since the group last changed before
+    it ended). The contract's clock (a join within the session timeout + 10 s after the others
+    stopped or were killed) starts again at each change: a member killed during a join is waited
+    for (its session) by that join too, and a start or a re-created topic makes every member
+    join again."""
+    out = []
+    for text in logs:
+        for line in text.splitlines():
+            entry = json.loads(line) if line.startswith("{") and '"joined"' in line else {}
+            if entry.get("join_s") is None:
+                continue
+            ended = datetime.fromisoformat(entry["time"]).timestamp()
+            began = max([ended - entry["join_s"], *(t for t in changes if t <= ended)])
+            out.append((entry["join_s"], round(ended - began, 1)))
+    return out
 
 
 def _recreate(bootstrap: str, topics: Topics) -> None:
@@ -195,8 +217,14 @@ def test_chaos_kills_restarts_and_a_re_created_topic_lose_and_leak_nothing(tmp_p
     chaos(2)
     phase("re-creating the topic")
     # mid-run: the topic goes and comes back empty; its producers send everything again
+    workers.changes.append(time.time())
     _recreate(kafka_bootstrap, topics)
+    workers.changes.append(time.time())
     _publish(kafka_bootstrap, topics.transfers, records)
+    # the harness's own check: the broker holds every record sent (a topic re-created twice, as a
+    # client's metadata request once brought it back, would lose some and void the count below)
+    held = broker_offsets(kafka_bootstrap, [topics.transfers])
+    assert held is not None and sum(held.ends.values()) - sum(held.starts.values()) == len(records), held
     phase("published again")
     chaos(4)
     phase("draining")
@@ -215,15 +243,14 @@ def test_chaos_kills_restarts_and_a_re_created_topic_lose_and_leak_nothing(tmp_p
             assert code == 0 or unfinished, (how, code, log.read_text()[-2000:])
         if how == "SIGTERM":
             assert seconds < 10, (seconds, log)
-    # joins: none slow beyond reason. The contract's session timeout + 10 s (16 s) is a figure,
-    # not asserted: a rebalance waits for every member to rejoin, and one applying a batch behind
-    # the SQLite write lock rejoins only after it; under this run's load the longest measured 12-17.1 s
+    # joins: the contract's session timeout + 10 s, counted from the group's last change before
+    # the join ended (see _joins); the longest as logged is printed too
     logs = [log.read_text() for *_, log in workers.ended]
-    joins = [json.loads(line)["join_s"] for text in logs for line in text.splitlines()
-             if line.startswith("{") and '"joined"' in line and json.loads(line).get("join_s") is not None]
-    assert joins and max(joins) <= 3 * (SESSION_MS / 1000 + 10), joins
-    print(f"chaos: {Counter(how for how, *_ in workers.ended)} worker ends, longest join {max(joins)} s, "
-          f"longest SIGTERM stop {max((s for how, _, s, _ in workers.ended if how == 'SIGTERM'), default=0):.1f} s")
+    joins = _joins(logs, workers.changes)
+    assert joins and max(clock for _, clock in joins) <= SESSION_MS / 1000 + 10, sorted(joins)[-5:]
+    print(f"chaos: {Counter(how for how, *_ in workers.ended)} worker ends, longest join {max(joins)[0]} s as logged, "
+          f"{max(clock for _, clock in joins):.1f} s since the group's last change, longest SIGTERM stop "
+          f"{max((s for how, _, s, _ in workers.ended if how == 'SIGTERM'), default=0):.1f} s")
     # totals and flows: a brute-force count of the valid events
     assert table_counts(engine)["event"] == len(valid)
     expected: Counter[tuple[str, ...]] = Counter()

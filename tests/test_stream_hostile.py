@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +24,7 @@ from registry.exceptions import UndecodableBatchError
 from registry.intake.deadletters import list_dead_letters
 from registry.model.events import MAX_EVENT_BYTES
 from registry.stream.kafka import Topics, ensure_topics, send_lines
+from registry.stream.lag import rewind_stored
 from registry.stream.status import group_status
 
 from .conftest import ROOT, table_counts
@@ -99,6 +101,35 @@ def test_a_re_created_topic_with_a_longer_log_is_read_from_its_start(tmp_path: P
     assert totals.ingested == 60 and table_counts(engine)["event"] == 100
     after = group_status(engine, group, topics, kafka_bootstrap)
     assert after.lag == 0 and [p.stored_offset for p in after.partitions if p.topic == topics.transfers] == [60]
+
+
+@pytest.mark.slow
+def test_a_rewound_stored_offset_is_read_again_by_the_next_member(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Found in the chaos run: a member rewound a partition of a re-created topic in the store,
+    then stopped before reading it again. Kafka's committed offset stayed past records never
+    applied; the next member read from there, skipped them for good and, its lag never 0, never
+    stopped as idle. The store's offsets decide where a member reads (here the store lost the
+    partition's events and its offset went back to 0, as a rewind leaves it)."""
+    _, engine = _declared_db(tmp_path)
+    topics, group, tag = _topics(), _group(), uuid.uuid4().hex[:6]
+    send_lines(_lines(tag, 30), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
+    assert _worker(engine, kafka_bootstrap, topics, group).run(install_signals=False).ingested == 30
+    assert rewind_stored(engine, group, (topics.transfers, 0), 30, 0)
+    (tmp_path / "other").mkdir()
+    _, fresh = _declared_db(tmp_path / "other")  # a store holding none of the 30, offset 0 as rewound
+    with engine.connect() as conn, fresh.begin() as target:
+        rows = conn.exec_driver_sql("SELECT group_id, topic, partition, next_offset FROM consumer_offset").all()
+        target.exec_driver_sql("INSERT INTO consumer_offset (group_id, topic, partition, next_offset) VALUES (?, ?, ?, ?)",
+                               [tuple(r) for r in rows])
+    worker = _worker(fresh, kafka_bootstrap, topics, group, outage_timeout=20)
+    deadline = threading.Timer(40, worker.stop)  # the old worker never stopped: stop it to fail, not hang
+    deadline.start()
+    try:
+        totals = worker.run(install_signals=False)
+    finally:
+        deadline.cancel()
+    assert totals.ingested == 30 and table_counts(fresh)["event"] == 30
+    assert group_status(fresh, group, topics, kafka_bootstrap).lag == 0
 
 
 def _one_dead_letter(engine: sa.Engine, bootstrap: str, topics: Topics, group: str, ingested: int) -> tuple[Any, dict[str, bytes]]:

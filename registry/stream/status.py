@@ -79,7 +79,7 @@ class EndOffsets:
         if self._probe is None:
             self._probe = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                         request_timeout_ms=self.timeout_ms + 1000, bootstrap_timeout_ms=self.timeout_ms,
-                                        fetch_max_wait_ms=50, reconnect_backoff_max_ms=2000,
+                                        fetch_max_wait_ms=50, reconnect_backoff_max_ms=2000, allow_auto_create_topics=False,
                                         max_poll_records=100_000)  # a last batch whole, not its first 500
         return self._probe
 
