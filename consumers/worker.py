@@ -33,7 +33,7 @@ from registry.exceptions import BrokerError, StoreError, UndecodableBatchError
 from registry.intake.ingest import Ingestor, IngestResult, few_collections
 from registry.intake.retention import HourlyRetention
 from registry.model.events import RawRecord
-from registry.stream import jsonlog, metrics
+from registry.stream import jsonlog
 from registry.stream.kafka import MAX_REQUEST_BYTES, Topics, bootstrap_servers, ensure_topics
 from registry.stream.lag import Partition, fingerprint
 from registry.model.retry import Outage, is_broker_outage, is_db_outage
@@ -111,6 +111,7 @@ class Worker:
                                   fetch_max_wait_ms=config.fetch_max_wait_ms, stopping=lambda: self._stop)
         self.exit_code = 0  # EXIT_UNFINISHED after a stop that ended an outage retry
         self.report: Any = None  # called with the totals before a forced exit (the CLI prints them)
+        self.metrics: Any = None  # registry.stream.metrics, once served (--metrics-port)
         if engine.dialect.name == "sqlite" and not sa.event.contains(engine, "checkout", _short_busy_wait):
             sa.event.listen(engine, "checkout", _short_busy_wait)
         # contract §6: the manifest's registry_retention, applied at the start and then hourly
@@ -133,7 +134,10 @@ class Worker:
             log.info("stopped", extra={"fields": {**self.totals.model_dump(), "detail": "stop asked before the start"}})
             return self.totals
         if self.config.metrics_port is not None:
+            from registry.stream import metrics  # prometheus_client: only for a worker that serves it
+
             metrics.serve(self.config.metrics_port)
+            self.metrics = metrics
         try:
             self.outage.call(lambda: ensure_topics(self.bootstrap, self.config.topics, self.config.partitions), "broker")
             ingestor = self.outage.call(lambda: Ingestor(self.engine), "database")
@@ -266,7 +270,8 @@ class Worker:
             self.outage.failed(exc, "lag")
             return None
         self.outage.ok()
-        metrics.set_lag(lags)
+        if self.metrics is not None:
+            self.metrics.set_lag(lags)
         return sum(lags.values())
 
     def _drop_polled(self, rewound: set[Partition]) -> None:
@@ -294,7 +299,8 @@ class Worker:
         self.totals.add(outcome.result)
         self.stops.records(len(batch))
         seconds = time.monotonic() - started
-        metrics.observe_batch(outcome.result, [d.reason for d in outcome.dead], seconds)
+        if self.metrics is not None:
+            self.metrics.observe_batch(outcome.result, [d.reason for d in outcome.dead], seconds)
         try:
             consumer.commit({TopicPartition(t, p): OffsetAndMetadata(n, "", -1) for (t, p), n in nexts.items()}, timeout_ms=5000)
         except (CommitFailedError, KafkaError) as exc:

@@ -46,6 +46,30 @@ def cli(db: str, *args: str, input: str | None = None) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def _shape(command: Any) -> Any:
+    """A click command as what a user can type: its parameters' flags, and its subcommands'."""
+    subcommands = getattr(command, "commands", {})
+    return (sorted(tuple(p.opts) for p in command.params), {name: _shape(c) for name, c in subcommands.items()})
+
+
+def test_a_command_line_loads_only_the_groups_of_its_command() -> None:
+    from registry.cli.root import COMMANDS, build, command_of
+
+    full = get_command(app)
+    assert set(COMMANDS) == set(full.commands)  # typed the same, whatever the other groups
+    for name, groups in COMMANDS.items():
+        assert _shape(get_command(build(groups)).commands[name]) == _shape(full.commands[name]), name
+    assert command_of(["--db", "x", "--json", "consume", "--group", "g"]) == "consume"
+    assert command_of(["--db=x", "status"]) == "status"
+    assert command_of(["--help"]) is None and command_of([]) is None and command_of(["--db"]) is None
+    probe = ("import sys\nsys.argv = ['registry', '--db', 'sqlite://', 'consume', '--help']\nfrom registry.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('LOADED', ' '.join(sorted(m for m in sys.modules if m.startswith('registry.cli.'))))")
+    printed = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    loaded = printed.split("LOADED", 1)[1].split()
+    assert loaded == ["registry.cli.options", "registry.cli.root", "registry.cli.stream"], loaded
+
+
 def test_declare_and_ingest_json(db_url: str, tmp_path: Path) -> None:
     code, out, _ = cli(db_url, "--json", "declare", str(EXAMPLE_MANIFEST))
     assert code == 0

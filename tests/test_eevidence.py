@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
-from registry.cli.app import app
+from registry.cli import app
 from registry.ledger.disclosures import list_disclosures, log_disclosure
 from registry.reports.datapackage import package_files, write_package
 from registry.reports.transparency import report_rows, transparency_report

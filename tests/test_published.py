@@ -20,7 +20,7 @@ from registry.exceptions import InputError
 from registry.answers.drift import drift
 from registry.answers.notices import changes, published_list
 from registry.answers.overview import overview
-from registry.cli.app import app as cli
+from registry.cli import app as cli
 from registry.intake.ingest import Ingestor
 from registry.model.declarations import declare
 from registry.model.manifest import manifest_from_document

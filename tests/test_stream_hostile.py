@@ -317,7 +317,7 @@ def test_a_forced_stop_prints_the_totals_and_exits_75(tmp_path: Path, kafka_boot
     send_lines(_lines(tag, 5), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=1)
     script = ("import sys, threading\nfrom registry.intake.ingest import Ingestor\n"
               "Ingestor.write = lambda *a, **k: threading.Event().wait()\n"
-              "from registry.cli.app import main\nsys.argv = ['registry', *sys.argv[1:]]\nmain()\n")
+              "from registry.cli import main\nsys.argv = ['registry', *sys.argv[1:]]\nmain()\n")
     args = ["--db", db, "--json", "consume", "--group", group, "--bootstrap-servers", kafka_bootstrap,
             "--transfers-topic", topics.transfers, "--disclosures-topic", topics.disclosures,
             "--dead-letter-topic", topics.dead_letter, "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,8 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from registry.exceptions import EventError
-from registry.ledger.anchors import anchor_new_heads
-from registry.ledger.chain import append_snapshots
+from registry.ledger import ANCHOR_ENV
 from registry.model.declarations import newest_declared
 from registry.model.manifest import RegistryRetention
 from registry.model.partitions import ensure_partitions, forget_partitions
@@ -158,7 +158,7 @@ class Ingestor:
                 # month partitions (PostgreSQL) in a transaction of their own, before the batch's
                 ensure_partitions(self.engine, [e.time for _, e in decoded])
                 outcome = retry.on_conflict(transaction)  # deadlock / serialization failure: rerun with backoff
-                anchor_new_heads(self.engine)  # disclosure heads go to the anchor file only once committed
+                _anchor_new_heads(self.engine)  # disclosure heads go to the anchor file only once committed
                 return outcome
             except _REFUSED_BY_DATABASE:
                 # Rare: redo the batch in a new transaction that sets the refused events apart.
@@ -329,6 +329,8 @@ def write_plan(conn: Connection, plan: Plan, duplicates: int, dead: list[DeadRec
                                    add=("events", "records"), widen=True), plan.hour_rows)
     bulk.run(conn, bulk.insert_sql("subject_flow", _SUBJECT_COLUMNS, keys=_SUBJECT_KEYS, add=("events",), widen=True), plan.subject_rows)
     if plan.disclosures:
+        from registry.ledger.chain import append_snapshots  # the ledger (and its signing key): on the first disclosure
+
         append_snapshots(conn, plan.disclosures)
     if write_dead:
         _write_dead(conn, bulk, dead)
@@ -409,3 +411,12 @@ def _write_dead(conn: Connection, bulk: Bulk, dead: list[DeadRecord]) -> None:
         rows[raw_hash] = (raw_hash, d.reason, d.detail[:2000], payload, headers,
                           d.record.topic, d.record.partition, d.record.offset, now, "dead")
     bulk.run(conn, bulk.insert_sql("dead_letter", _DEAD_COLUMNS, keys=("raw_hash",), ignore=True), [rows[k] for k in sorted(rows)])
+
+
+def _anchor_new_heads(engine: Engine) -> None:
+    """The ledger's anchor file, where one is configured (its module, and the signing key's
+    library, load only then: a worker without disclosures or anchors never needs them)."""
+    if os.environ.get(ANCHOR_ENV):
+        from registry.ledger.anchors import anchor_new_heads
+
+        anchor_new_heads(engine)

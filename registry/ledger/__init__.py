@@ -4,3 +4,6 @@ and verify (chain), and the disclosure requests logged into it (disclosures).
 
 Inside, bottom first: keys → heads → anchors → chain → disclosures. May import
 :mod:`registry.model` and :mod:`registry.exceptions`."""
+
+# here, not in .anchors: the worker asks whether anchors are kept without loading the ledger
+ANCHOR_ENV = "REGISTRY_LEDGER_ANCHOR_FILE"

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from registry.exceptions import ConfigError, InputError
 from registry.model.tables import LedgerEntry
 
+from . import ANCHOR_ENV
 from .heads import GENESIS, Head, entry_fits, head_message, signed_head
 from .keys import signature_valid, signing_key
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:  # the key type only: cryptography loads when a key is used
 
 __all__ = ["ANCHOR_ENV", "anchor_path", "anchor_started", "anchor_new_heads", "Anchors", "load_anchors", "check_anchors"]
 
-ANCHOR_ENV = "REGISTRY_LEDGER_ANCHOR_FILE"
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _T = LedgerEntry
 log = logging.getLogger(__name__)
