@@ -34,8 +34,8 @@ $(AXE):
 # assert one of the contract's wall-clock limits (SIGTERM within 10 s, idle stop within S + 5 s,
 # the chaos run's joins) alone, so that no other test squeezes their clock.
 test: debs-test $(VENV)/.installed $(AXE)
-	$(PY) -m pytest -n 2 -m "not clocked"
-	$(PY) -m pytest -m clocked
+	$(PY) -m pytest -n 2 -m "not clocked" --durations=15
+	$(PY) -m pytest -m clocked --durations=7
 
 # the everyday loop: everything but the tests marked slow, which `make test` and CI keep
 test-quick: debs-test $(VENV)/.installed $(AXE)
