@@ -76,10 +76,11 @@ class WorkerConfig:
     batch_seconds: float = 0.5
     stop_when_idle: float | None = None
     max_events: int | None = None
-    # Kafka's pre-3.0 default. The test broker's first join takes about half the session timeout
-    # (measured: ~23 s at 45 s, ~5 s at 10 s), and a killed member holds its partitions this long.
-    session_timeout_ms: int = 10000
-    heartbeat_interval_ms: int = 3000
+    # Kafka brokers' default minimum (group.min.session.timeout.ms): a killed member holds its
+    # partitions this long, and the test broker's first join takes half of it to all of it
+    # (measured: ~23 s at 45 s, 5-10 s at 10 s, 3-6 s at 6 s). Heartbeats: a third of it.
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 2000
     # How long the broker may hold a fetch. Kafka's 500 ms default let the test broker (tansu)
     # hold fetches with data ready: measured, consume and a bare loop alike stalled ~500 ms now
     # and then, a third to two thirds of their time. 50 ms costs an idle worker 20 fetches/s.
@@ -104,6 +105,7 @@ class Worker:
         self._batch: list[Any] = []  # records in hand: kept across retries of an outage
         self._polled: list[tuple[TopicPartition, list[Any]]] = []  # polled, not yet checked against the store
         self._last_lag = 0.0
+        self._positioned = 0.0  # when newly assigned partitions were last compared with the store
         self._applied = 0
         self._applied_now = False
         self.membership = Membership(self.offsets)
@@ -238,17 +240,22 @@ class Worker:
         before reading it again left Kafka's committed offset past records never applied."""
         assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
         fresh = (assigned | {(tp.topic, tp.partition) for tp, _ in self._polled}) - self.offsets.known().keys()
-        if not fresh:
-            return
+        in_hand = any(records for tp, records in self._polled if (tp.topic, tp.partition) in fresh)
+        if not fresh or (not in_hand and time.monotonic() - self._positioned < EMPTY_LAG_EVERY):
+            return  # none, or a position not known yet: checked again when records come, or in 2 s
+        self._positioned = time.monotonic()
         self._group_lag(consumer)
         # where the records in hand begin, else the next fetch's offset (past those handed out)
         first = {(tp.topic, tp.partition): records[0].offset for tp, records in self._polled if records}
         behind = set()
         for p in sorted(fresh & assigned):
             tp = TopicPartition(*p)
-            position = first.get(p) if p in first else consumer.position(tp, timeout_ms=5000)
-            # (the position is read before the floor is cached: a failure here retries it all)
-            if position is not None and self.offsets.floor(p) < position:
+            # read before the floor is cached: unknown (the broker slow or away), or a failure,
+            # leaves the partition to be checked again after the next poll
+            position = first[p] if p in first else consumer.position(tp, timeout_ms=2000)
+            if position is None:
+                continue
+            if self.offsets.floor(p) < position:
                 log.warning("offsets_behind", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": self.offsets.floor(p),
                                                                 "position": position}})
                 consumer.seek(tp, self.offsets.floor(p))

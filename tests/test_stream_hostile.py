@@ -176,12 +176,12 @@ def test_an_idle_stop_then_a_restart_in_the_same_group_consumes_everything(tmp_p
     took = _stops_within(first, 60)
     assert first.returncode == 0, log.read_text()
     # the contract's S + 5 s, interpreter start and imports included (a join still in flight at S
-    # is let finish first: on tansu a first join takes half the session timeout, 5 s by default)
-    assert took < 3 + 5, (took, log.read_text())
+    # is let finish first: on tansu a first join takes half the session timeout to all of it: 3-6 s by default)
+    assert took < 3 + 5, f"{took:.1f} s\n{log.read_text()}"
     send_lines(_lines(tag, 2000), bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=3)
     second, log = consume("second", "--stop-when-idle", "3")
-    took = _stops_within(second, 10 + 10 + 3 + 10)  # session timeout + 10 s to join, the idle time, margin
-    assert second.returncode == 0, (took, (tmp_path / "first.log").read_text(), log.read_text())
+    took = _stops_within(second, 6 + 10 + 3 + 10)  # session timeout + 10 s to join, the idle time, margin
+    assert second.returncode == 0, f"{took:.1f} s\n{(tmp_path / 'first.log').read_text()}\n{log.read_text()}"
     assert orjson.loads((tmp_path / "second.out").read_bytes())["ingested"] == 2000, took
 
 
