@@ -12,6 +12,7 @@ from typing import Any, Callable
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy.engine import Engine
 
+from consumers.membership import stable
 from consumers.offsets import AppliedOffsets
 from registry.stream.kafka import MAX_REQUEST_BYTES
 from registry.stream.lag import (Partition, adopt_topic_id, fingerprint, group_lag, offsets_ahead, rewind_stored,
@@ -60,8 +61,10 @@ class LogCheck:
             if known is not None and ids.get(p[0]) not in (None, known) and p in broker.ends:
                 ahead[p] = held.get(p, stored[p])  # re-created: whatever its length
         # Only the member holding a partition rewinds it (its cached floor alone decides what is
-        # skipped); another one's counts as lag from the log start until its owner does.
-        mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        # skipped); another one's counts as lag from the log start until its owner does. A member
+        # not settled in the group (rejoining, or dropped after a batch held past the rebalance
+        # timeout) may no longer hold what its assignment still lists: it rewinds nothing.
+        mine = {(tp.topic, tp.partition) for tp in consumer.assignment()} if stable(consumer) else set()
         self._check_last_records(mine, stored, (stored_ids, lasts), ids, broker, ahead, held)
         rewind = {p: n for p, n in ahead.items() if p in mine}
         if rewind:

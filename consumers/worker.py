@@ -235,50 +235,60 @@ class Worker:
     def _position_assigned(self, consumer: KafkaConsumer) -> None:
         """Newly assigned partitions: check first that the stored offsets belong to this log (a
         re-created topic is read from its start), before any of their records counts as applied;
-        then read from the store's offset where it is below the group's committed one. The store
-        is what was applied: a member that rewound a partition (re-created topic) and stopped
-        before reading it again left Kafka's committed offset past records never applied."""
+        then read each from the store's offset where that is below the position the group reads
+        from (the first record in hand, else the consumer's next fetch). The store is what was
+        applied: a member that rewound a partition (re-created topic) and stopped before reading
+        it again left Kafka's committed offset past records never applied.
+
+        A failure of the check raises (``_collect``'s outage retry keeps the records in hand);
+        each partition's seek and the drop of its records in hand happen together, so a failure
+        further on leaves no partition half done."""
         assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
         fresh = (assigned | {(tp.topic, tp.partition) for tp, _ in self._polled}) - self.offsets.known().keys()
         in_hand = any(records for tp, records in self._polled if (tp.topic, tp.partition) in fresh)
         if not fresh or (not in_hand and time.monotonic() - self._positioned < EMPTY_LAG_EVERY):
             return  # none, or a position not known yet: checked again when records come, or in 2 s
         self._positioned = time.monotonic()
-        self._group_lag(consumer)
-        # where the records in hand begin, else the next fetch's offset (past those handed out)
+        self._lags(consumer)
         first = {(tp.topic, tp.partition): records[0].offset for tp, records in self._polled if records}
-        behind = set()
         for p in sorted(fresh & assigned):
+            if p not in first and self._stop:
+                continue  # a stop is not kept waiting on the broker
             tp = TopicPartition(*p)
-            # read before the floor is cached: unknown (the broker slow or away), or a failure,
-            # leaves the partition to be checked again after the next poll
+            # read before the floor is cached: unknown (the broker slow or away) leaves the
+            # partition to be checked again after the next poll
             position = first[p] if p in first else consumer.position(tp, timeout_ms=2000)
             if position is None:
                 continue
-            if self.offsets.floor(p) < position:
-                log.warning("offsets_behind", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": self.offsets.floor(p),
+            floor = self.offsets.floor(p)
+            if floor < position:
+                log.warning("offsets_behind", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": floor,
                                                                 "position": position}})
-                consumer.seek(tp, self.offsets.floor(p))
-                behind.add(p)
+                consumer.seek(tp, floor)
+                self._drop_polled({p})
         for p in fresh - assigned:  # polled just before a rebalance took the partition away
             self.offsets.floor(p)
-        self._drop_polled(behind)
+
+    def _lags(self, consumer: KafkaConsumer) -> dict[Partition, int]:
+        """The group's lag per partition (``LogCheck.lags``, which rewinds re-created topics first)."""
+        self._last_lag = time.monotonic()
+        lags = self.log_check.lags(consumer, [self.config.topics.transfers, self.config.topics.disclosures],
+                                   rewound=self._drop_polled)
+        if self.metrics is not None:
+            self.metrics.set_lag(lags)
+        return lags
 
     def _group_lag(self, consumer: KafkaConsumer) -> int | None:
-        """The group's total lag (``LogCheck.lags``, which rewinds re-created topics first); None
-        while either side does not answer (such a failure counts toward the outage timeout)."""
-        self._last_lag = time.monotonic()
+        """The group's total lag; None while either side does not answer (such a failure counts
+        toward the outage timeout)."""
         try:
-            lags = self.log_check.lags(consumer, [self.config.topics.transfers, self.config.topics.disclosures],
-                                       rewound=self._drop_polled)
+            lags = self._lags(consumer)
         except Exception as exc:
             if not self.outage.retryable(exc):
                 raise
             self.outage.failed(exc, "lag")
             return None
         self.outage.ok()
-        if self.metrics is not None:
-            self.metrics.set_lag(lags)
         return sum(lags.values())
 
     def _drop_polled(self, rewound: set[Partition]) -> None:

@@ -175,3 +175,35 @@ def test_migration_0008_keeps_stored_offsets_and_later_batches_store_their_last_
     assert stored_last_records(engine, "g") == {("t", 0): "1:abc"}
     ingestor.ingest_batch([], offsets=[("g", "t", 0, 30, "0:old")])  # a batch read before a rebalance
     assert stored_offsets(engine, "g") == {("t", 0): 41} and stored_last_records(engine, "g") == {("t", 0): "1:abc"}
+
+
+def test_a_failure_while_positioning_leaves_no_partition_half_done(store: sa.Engine) -> None:
+    """Review finding: partition 0 was sought back to the store's offset, then reading partition
+    1's offset failed; the retry took partition 0 as checked, with its records polled from the
+    old position still in hand: they were applied, and the store's offset jumped past the rest."""
+    from kafka import TopicPartition
+
+    from consumers.worker import Worker, WorkerConfig
+
+    worker = Worker(store, WorkerConfig(bootstrap="127.0.0.1:9"))
+    failing = {("t", 1)}
+
+    def read(p: tuple[str, int]) -> int:
+        if p in failing:
+            failing.clear()
+            raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+        return 0
+
+    worker.offsets = AppliedOffsets(read)
+    worker._lags = lambda consumer: {}  # type: ignore[method-assign]  # the broker's side is not under test
+    sought: dict[tuple[str, int], int] = {}
+    consumer = SimpleNamespace(assignment=lambda: {TopicPartition("t", 0), TopicPartition("t", 1)},
+                               seek=lambda tp, n: sought.__setitem__((tp.topic, tp.partition), n))
+    polled = [SimpleNamespace(offset=n) for n in (500, 501, 502)]
+    worker._polled = [(TopicPartition("t", 0), polled), (TopicPartition("t", 1), polled)]
+    with pytest.raises(sa.exc.OperationalError):
+        worker._position_assigned(consumer)
+    assert sought == {("t", 0): 0} and [tp.partition for tp, _ in worker._polled] == [1]  # its records went with the seek
+    worker._positioned = 0.0
+    worker._position_assigned(consumer)  # the retry
+    assert sought == {("t", 0): 0, ("t", 1): 0} and worker._polled == []
