@@ -68,8 +68,7 @@ class LogCheck:
         self._check_last_records(mine, stored, (stored_ids, lasts), ids, broker, ahead, held)
         rewind = {p: n for p, n in ahead.items() if p in mine}
         if rewind:
-            self._read_again(consumer, rewind, stored, broker, ids)
-            rewound(set(rewind))
+            self._read_again(consumer, rewind, stored, broker, ids, rewound)
             stored = stored_offsets(self.engine, self.group)
         return group_lag({**stored, **{p: broker.starts.get(p, 0) for p in ahead if p not in rewind}}, broker.ends)
 
@@ -123,11 +122,12 @@ class LogCheck:
         return None
 
     def _read_again(self, consumer: KafkaConsumer, ahead: dict[Partition, int], stored: dict[Partition, int],
-                    broker: BrokerOffsets, ids: dict[str, str | None]) -> None:
+                    broker: BrokerOffsets, ids: dict[str, str | None], rewound: Callable[[set[Partition]], None]) -> None:
         """The topic was deleted and re-created, or the broker lost its log: every record below
         the offsets held for these partitions of ours would be skipped as applied. Rewind the
         stored offset to the log start (unless it moved meanwhile) with the topic's new id, forget
-        the cached floor and seek there."""
+        the cached floor, seek there and tell ``rewound``, one partition at a time: a failure
+        further on leaves none sought with its old records still in hand."""
         for p, held in ahead.items():
             start, end = broker.starts.get(p, 0), broker.ends[p]
             log.warning("offsets_reset", extra={"fields": {"topic": p[0], "partition": p[1], "stored_offset": held,
@@ -136,6 +136,7 @@ class LogCheck:
                 rewind_stored(self.engine, self.group, p, stored[p], start, ids.get(p[0]))
             self.offsets.forget(p)
             consumer.seek(TopicPartition(*p), max(start, self.offsets.floor(p)))
+            rewound({p})
 
 
 def _broker_offsets(consumer: KafkaConsumer, topics: list[str]) -> tuple[BrokerOffsets, dict[str, str | None]]:

@@ -243,17 +243,20 @@ class Worker:
         A failure of the check raises (``_collect``'s outage retry keeps the records in hand);
         each partition's seek and the drop of its records in hand happen together, so a failure
         further on leaves no partition half done."""
+        if self._stop:
+            return  # a stop is not kept waiting on the broker
         assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
         fresh = (assigned | {(tp.topic, tp.partition) for tp, _ in self._polled}) - self.offsets.known().keys()
         in_hand = any(records for tp, records in self._polled if (tp.topic, tp.partition) in fresh)
         if not fresh or (not in_hand and time.monotonic() - self._positioned < EMPTY_LAG_EVERY):
             return  # none, or a position not known yet: checked again when records come, or in 2 s
+        # only the topics of these partitions: another one deleted meanwhile holds up none of them
+        self._lags(consumer, sorted({p[0] for p in fresh}))
         self._positioned = time.monotonic()
-        self._lags(consumer)
         first = {(tp.topic, tp.partition): records[0].offset for tp, records in self._polled if records}
         for p in sorted(fresh & assigned):
             if p not in first and self._stop:
-                continue  # a stop is not kept waiting on the broker
+                continue
             tp = TopicPartition(*p)
             # read before the floor is cached: unknown (the broker slow or away) leaves the
             # partition to be checked again after the next poll
@@ -269,10 +272,11 @@ class Worker:
         for p in fresh - assigned:  # polled just before a rebalance took the partition away
             self.offsets.floor(p)
 
-    def _lags(self, consumer: KafkaConsumer) -> dict[Partition, int]:
-        """The group's lag per partition (``LogCheck.lags``, which rewinds re-created topics first)."""
+    def _lags(self, consumer: KafkaConsumer, topics: list[str] | None = None) -> dict[Partition, int]:
+        """The lag per partition of ``topics`` (default: both consumed topics; ``LogCheck.lags``,
+        which rewinds re-created topics first)."""
         self._last_lag = time.monotonic()
-        lags = self.log_check.lags(consumer, [self.config.topics.transfers, self.config.topics.disclosures],
+        lags = self.log_check.lags(consumer, topics or [self.config.topics.transfers, self.config.topics.disclosures],
                                    rewound=self._drop_polled)
         if self.metrics is not None:
             self.metrics.set_lag(lags)

@@ -195,7 +195,7 @@ def test_a_failure_while_positioning_leaves_no_partition_half_done(store: sa.Eng
         return 0
 
     worker.offsets = AppliedOffsets(read)
-    worker._lags = lambda consumer: {}  # type: ignore[method-assign]  # the broker's side is not under test
+    worker._lags = lambda consumer, topics=None: {}  # type: ignore[method-assign]  # the broker's side is not under test
     sought: dict[tuple[str, int], int] = {}
     consumer = SimpleNamespace(assignment=lambda: {TopicPartition("t", 0), TopicPartition("t", 1)},
                                seek=lambda tp, n: sought.__setitem__((tp.topic, tp.partition), n))
