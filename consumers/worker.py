@@ -243,10 +243,11 @@ class Worker:
         A failure of the check raises (``_collect``'s outage retry keeps the records in hand);
         each partition's seek and the drop of its records in hand happen together, so a failure
         further on leaves no partition half done."""
-        if self._stop:
-            return  # a stop is not kept waiting on the broker
         assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
         fresh = (assigned | {(tp.topic, tp.partition) for tp, _ in self._polled}) - self.offsets.known().keys()
+        if fresh and self._stop:
+            self._drop_polled(fresh)  # not kept waiting on the broker; unchecked, their records are not applied
+            return
         in_hand = any(records for tp, records in self._polled if (tp.topic, tp.partition) in fresh)
         if not fresh or (not in_hand and time.monotonic() - self._positioned < EMPTY_LAG_EVERY):
             return  # none, or a position not known yet: checked again when records come, or in 2 s
@@ -296,8 +297,13 @@ class Worker:
         return sum(lags.values())
 
     def _drop_polled(self, rewound: set[Partition]) -> None:
-        """Records polled before a rewind of their partition are read again from the new position."""
+        """Records in hand (polled, or in the batch not yet applied) of partitions sought back or
+        left unchecked: read again from the new position, by this member or the next holder.
+        (A batch can hold a partition's records from before a rebalance that made it new again.)"""
+        if not rewound:
+            return
         self._polled = [(tp, records) for tp, records in self._polled if (tp.topic, tp.partition) not in rewound]
+        self._batch = [m for m in self._batch if (m.topic, m.partition) not in rewound]
 
 
     def _apply(self, consumer: KafkaConsumer, forwarder: DeadLetterForwarder, ingestor: Ingestor) -> None:

@@ -207,3 +207,23 @@ def test_a_failure_while_positioning_leaves_no_partition_half_done(store: sa.Eng
     worker._positioned = 0.0
     worker._position_assigned(consumer)  # the retry
     assert sought == {("t", 0): 0, ("t", 1): 0} and worker._polled == []
+
+
+def test_a_stop_applies_no_record_of_a_partition_not_yet_checked(store: sa.Engine) -> None:
+    """Review finding: a SIGTERM during the poll that brought a new assignment skipped the check,
+    and the records were applied past a store offset that was behind (the rest lost for good).
+    Now they are dropped, the batch's own records of that partition too: the next holder reads
+    them."""
+    from kafka import TopicPartition
+
+    from consumers.worker import Worker, WorkerConfig
+
+    worker = Worker(store, WorkerConfig(bootstrap="127.0.0.1:9"))
+    worker.offsets = AppliedOffsets(lambda p: 100)
+    consumer = SimpleNamespace(assignment=lambda: {TopicPartition("t", 0)})
+    worker._polled = [(TopicPartition("t", 0), [_rec("t", 0, n) for n in (300, 301)]), (TopicPartition("u", 0), [_rec("u", 0, 7)])]
+    worker._batch = [_rec("t", 0, 299), _rec("v", 0, 5)]
+    worker.offsets.floor(("v", 0))  # checked before: kept
+    worker._stop = True
+    worker._position_assigned(consumer)
+    assert worker._polled == [] and [(m.topic, m.offset) for m in worker._batch] == [("v", 5)]
