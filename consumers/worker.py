@@ -191,7 +191,7 @@ class Worker:
         while not self._stop:
             self.retention.maybe_apply()  # at most once an hour; never raises
             room = self.stops.room(self.config.batch_size)
-            self.outage.call(lambda: self._collect(consumer, room), "database", proves=False)
+            self.outage.call(lambda: self._collect(consumer, room), "read", proves=False)
             self._applied_now = bool(self._batch)
             if self._batch:
                 self.outage.call(lambda: self._apply(consumer, forwarder, ingestor), "write")

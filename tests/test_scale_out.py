@@ -168,7 +168,7 @@ def test_worker_survives_a_broker_cut(tmp_path: Path) -> None:
             since = (tmp_path / "worker.log").stat().st_size
             proxy.cut()
             cut_at = _progress(engine)
-            felt = _fault_felt(tmp_path / "worker.log", since, ("lag", "broker", "write", "database"), 12)
+            felt = _fault_felt(tmp_path / "worker.log", since, ("lag", "broker", "write", "read"), 12)
             proxy.restore()
             send_lines(lines[22_000:], bootstrap=bootstrap, topics=topics, mode="structured")
             worker.communicate(timeout=300)
@@ -206,7 +206,7 @@ def test_worker_survives_a_database_crash(private_postgres: PrivatePostgres, kaf
         engine.dispose()
         since = (tmp_path / "worker.log").stat().st_size
         private_postgres.crash()
-        felt = _fault_felt(tmp_path / "worker.log", since, ("write", "database"), 10)
+        felt = _fault_felt(tmp_path / "worker.log", since, ("write", "read"), 10)
         private_postgres.start()
         worker.communicate(timeout=300)
     err = (tmp_path / "worker.log").read_text()
