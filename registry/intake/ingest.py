@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from registry.exceptions import EventError
-from registry.ledger import ANCHOR_ENV
+from registry.ledger import anchor_path
 from registry.model.declarations import newest_declared
 from registry.model.manifest import RegistryRetention
 from registry.model.partitions import ensure_partitions, forget_partitions
@@ -416,7 +415,7 @@ def _write_dead(conn: Connection, bulk: Bulk, dead: list[DeadRecord]) -> None:
 def _anchor_new_heads(engine: Engine) -> None:
     """The ledger's anchor file, where one is configured (its module, and the signing key's
     library, load only then: a worker without disclosures or anchors never needs them)."""
-    if os.environ.get(ANCHOR_ENV):
+    if anchor_path() is not None:
         from registry.ledger.anchors import anchor_new_heads
 
         anchor_new_heads(engine)

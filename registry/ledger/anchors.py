@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from registry.exceptions import ConfigError, InputError
 from registry.model.tables import LedgerEntry
 
-from . import ANCHOR_ENV
+from . import ANCHOR_ENV, anchor_path
 from .heads import GENESIS, Head, entry_fits, head_message, signed_head
 from .keys import signature_valid, signing_key
 
@@ -37,11 +37,6 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 _T = LedgerEntry
 log = logging.getLogger(__name__)
 _WARNED: set[Path] = set()
-
-
-def anchor_path() -> Path | None:
-    value = os.environ.get(ANCHOR_ENV)
-    return Path(value) if value else None
 
 
 def anchor_started(path: Path) -> bool:
