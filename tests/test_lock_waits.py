@@ -154,11 +154,11 @@ def test_two_writers_of_one_key_with_two_times_store_one_event(postgres_url: str
     looked up ``(source, id)`` before either committed stored it twice, with two times. Now the
     second waits for the first and dead-letters its event as a conflicting duplicate (per-key
     locks, or the whole key space for a batch with more keys than lock slots allow)."""
-    from registry.intake import ingest
+    from registry.intake import dedupe
     from registry.intake.ingest import apply_isolating
 
     if claim == "coarse":
-        monkeypatch.setattr(ingest, "KEY_LOCKS_AT_MOST", 0)
+        monkeypatch.setattr(dedupe, "KEY_LOCKS_AT_MOST", 0)
     from registry.model.partitions import ensure_partitions
 
     engine = open_store(postgres_url)
@@ -199,11 +199,11 @@ def test_a_full_lock_table_falls_back_to_one_claim(postgres_url: str, manifest, 
     """PostgreSQL's shared lock table is finite: when the per-key claim finds it full (53200),
     the batch is rerun claiming the key space whole, and nothing is lost or counted twice. (The
     table is not really filled here: it is shared by every database of the server.)"""
-    from registry.intake import ingest
+    from registry.intake import dedupe
 
     engine = open_store(postgres_url)
     declare(engine, manifest)
-    real, calls = ingest.claim_keys, []
+    real, calls = dedupe.claim_keys, []
 
     def claim(conn: sa.Connection, keys: set[tuple[str, str]]) -> None:
         calls.append(bool(conn.get_execution_options().get("registry_coarse_claim")))
@@ -211,7 +211,7 @@ def test_a_full_lock_table_falls_back_to_one_claim(postgres_url: str, manifest, 
             conn.exec_driver_sql("DO $$ BEGIN RAISE EXCEPTION 'out of shared memory' USING ERRCODE = '53200'; END $$")
         real(conn, keys)
 
-    monkeypatch.setattr(ingest, "claim_keys", claim)
+    monkeypatch.setattr(dedupe, "claim_keys", claim)
     records, events = _records(40)
     assert Ingestor(engine).ingest(records).model_dump() == {"ingested": 40, "duplicates": 0, "dead_lettered": 0}
     assert calls == [False, True]

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from registry.exceptions import DisclosureError, EventError
-from registry.model.events import DISCLOSURE, EventValidator, date_order_problems
+from registry.model.events import DISCLOSURE, EventValidator
 from registry.model.schemas import SCHEMA_DIR, SchemaViolation, validator
-from registry.model.times import parse_time
+from registry.model.times import date_order_problems, parse_time
 
 __all__ = ["load_snapshot", "disclosure_problems", "check_snapshot"]
 

@@ -3,24 +3,23 @@ against the compiled schemas and the taxonomy, and the contract's dead-letter re
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
 import orjson
 
 from registry.exceptions import EventError
 
+from .canonical import DISCLOSURE, TRANSFER, payload_hash
 from .schemas import SchemaViolation, validator
 from .subjects import Finding, identifier_in, mask_text, mask_unparsed, scrub
 from .taxonomy import Taxonomy, default_taxonomy
-from .times import parse_time
+from .times import check_dates, parse_time
 
 __all__ = [
     "TRANSFER",
-    "date_order_problems",
     "DISCLOSURE",
     "MAX_EVENT_BYTES",
     "REASONS",
@@ -35,8 +34,6 @@ __all__ = [
     "loads_strict",
 ]
 
-TRANSFER = "registry.transfer.v1"
-DISCLOSURE = "registry.disclosure.v1"
 MAX_EVENT_BYTES = 1024 * 1024
 REASONS = (
     "invalid_json", "invalid_envelope", "unknown_type", "invalid_data", "unknown_category",
@@ -245,7 +242,7 @@ class EventValidator:
             raise EventError("invalid_data", exc.message, f"data.{exc.path}" if exc.path else "data") from None
         self._check_taxonomy(data)
         if kind == DISCLOSURE:
-            _check_dates(data)
+            check_dates(data)
 
     def _check_envelope(self, envelope: dict[str, Any], shape: bytes) -> None:
         """As for data: the attributes but id and time repeat per source, so a shape seen valid
@@ -307,104 +304,10 @@ class EventValidator:
                 raise EventError("unknown_subject_category", f"unknown data subject category {key!r}", f"data.data_subjects[{i}]")
 
 
-_DATA_TIMES = ("received_at", "disclosed_at", "confirmed_at")
-
-
-def payload_hash(kind: str, moment: datetime, data: dict[str, Any]) -> str:
-    """The hash of the canonical event (contract §2): its type, its time as a UTC instant and its
-    data as parsed values (keys sorted, no whitespace, the data's own times as UTC instants too,
-    the schema's defaults filled in: ``record_count`` 1 spelt out or left out is one event).
-    A redelivery re-serialised by another client (``Z`` or ``+00:00``, key order, whitespace,
-    binary or structured mode) hashes the same; a different payload does not."""
-    canonical = data
-    times = [name for name in _DATA_TIMES if isinstance(data.get(name), str)]
-    defaults = _defaults(kind, data)
-    if times or defaults:
-        canonical = {**data, **defaults}
-        for name in times:
-            try:
-                canonical[name] = parse_time(data[name]).isoformat()
-            except (ValueError, OverflowError):
-                pass  # not a time: hashed as given
-    digest = hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS))
-    digest.update(f"|{kind}|{moment.isoformat()}".encode())
-    return digest.hexdigest()
-
-
-def _defaults(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The schema's defaults (contract §2) of the fields ``data`` leaves out: an event that spells
-    a default out is the same event."""
-    if kind == TRANSFER:
-        return {} if "record_count" in data else {"record_count": 1}
-    if kind == DISCLOSURE:
-        out: dict[str, Any] = {} if "emergency" in data else {"emergency": False}
-        if "subject_count" not in data:
-            refs = data.get("subject_refs")
-            out["subject_count"] = len(refs) if isinstance(refs, list) else 0
-        return out
-    return {}
-
-
 def _remember(shapes: set[Any], shape: Any) -> None:
     if len(shapes) >= _SHAPES_KEPT:  # a stream of ever-new shapes must not grow memory without bound
         shapes.clear()
     shapes.add(shape)
-
-
-def _check_dates(data: dict[str, Any]) -> None:
-    """The schema checks the shape of dates; a month 13 or a day 32 is caught here, and so are
-    dates that contradict each other or that no clock can hold (contract §2)."""
-    for name in ("received_at", "disclosed_at", "confirmed_at"):
-        if name in data:
-            try:
-                parse_time(data[name])
-            except (ValueError, OverflowError) as exc:
-                raise EventError("invalid_data", f"not a valid time: {exc}", f"data.{name}") from None
-    if "notice_due" in data:
-        try:
-            date.fromisoformat(data["notice_due"])
-        except ValueError as exc:
-            raise EventError("invalid_data", f"not a valid date: {exc}", "data.notice_due") from None
-    for name, message in date_order_problems(data):
-        raise EventError("invalid_data", message, f"data.{name}")
-
-
-def date_order_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field, message) for each date of a disclosure snapshot before its receipt (contract §2):
-    a request cannot be answered, nor its notice fall due, before it arrived. Fields that are
-    not valid times themselves are left to their own checks."""
-    if not all(isinstance(data.get(name, ""), str) for name in ("received_at", "disclosed_at", "confirmed_at", "notice_due")):
-        return []  # a field of the wrong kind: its own check says so
-    try:
-        received = parse_time(data["received_at"])
-    except (KeyError, ValueError, OverflowError):
-        return []
-    problems: list[tuple[str, str]] = []
-    for name in ("received_at", "disclosed_at", "confirmed_at"):
-        try:
-            # a clock is a time plus up to 60 days: it must stay inside what a datetime holds
-            if name in data and not 1 <= parse_time(data[name]).year <= 9998:
-                problems.append((name, "must be a time in the years 1 to 9998"))
-        except (ValueError, OverflowError):
-            pass
-    try:
-        if "confirmed_at" in data and parse_time(data["confirmed_at"]) < received:
-            problems.append(("confirmed_at", "is before received_at: a confirmation cannot precede the order"))
-    except (ValueError, OverflowError):
-        pass
-    try:
-        if "disclosed_at" in data and parse_time(data["disclosed_at"]) < received:
-            problems.append(("disclosed_at", f"is before received_at ({data['received_at']}): "
-                                             "a request cannot be answered before it was received"))
-    except (ValueError, OverflowError):
-        pass
-    try:
-        if "notice_due" in data and date.fromisoformat(data["notice_due"]) < received.date():
-            problems.append(("notice_due", f"is before the day the request was received ({received.date().isoformat()}): "
-                                           "notice cannot fall due before the request arrived"))
-    except ValueError:
-        pass
-    return problems
 
 
 def _refuse(findings: list[Finding]) -> None:

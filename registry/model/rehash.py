@@ -9,7 +9,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .events import payload_hash
+from .canonical import payload_hash
 from .times import parse_time
 
 __all__ = ["rehash_events"]
