@@ -53,7 +53,8 @@ def _shape(command: Any) -> Any:
 
 
 def test_a_command_line_loads_only_the_groups_of_its_command() -> None:
-    from registry.cli.root import COMMANDS, build, command_of
+    from registry.cli.entry import COMMANDS, command_of
+    from registry.cli.root import build
 
     full = get_command(app)
     assert set(COMMANDS) == set(full.commands)  # typed the same, whatever the other groups
@@ -67,7 +68,8 @@ def test_a_command_line_loads_only_the_groups_of_its_command() -> None:
              "print('LOADED', ' '.join(sorted(m for m in sys.modules if m.startswith('registry.cli.'))))")
     printed = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     loaded = printed.split("LOADED", 1)[1].split()
-    assert loaded == ["registry.cli.options", "registry.cli.root", "registry.cli.stream"], loaded
+    assert loaded == ["registry.cli.common", "registry.cli.consume", "registry.cli.entry", "registry.cli.options", "registry.cli.root",
+                      "registry.cli.stream"], loaded
 
 
 def test_declare_and_ingest_json(db_url: str, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
-"""CLI commands of the event stream: publish, consume, status, and the dead letters. Merged into the root command by :mod:`.app`."""
+"""CLI commands of the event stream: publish, consume, status, and the dead letters. Merged into the root command by :mod:`.root`; ``consume``'s options and body are in :mod:`.consume`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+import inspect
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias
 
 import typer
 from rich.table import Table
@@ -10,6 +11,7 @@ from rich.table import Table
 from registry.exceptions import InputError
 from registry.stream.kafka import Topics
 
+from .consume import BOOTSTRAP, DEAD_LETTERS, DISCLOSURES, HELP, OPTIONS, PARTITIONS, TRANSFERS, Opt, run
 from .options import (
     JsonOpt,
     command,
@@ -22,12 +24,22 @@ from .options import (
     print_table,
 )
 
-BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS",
-                                                    help="Kafka bootstrap servers (default localhost:9092).")]
-TransfersOpt = Annotated[str, typer.Option("--transfers-topic", help="Topic of transfer events.")]
-DisclosuresOpt = Annotated[str, typer.Option("--disclosures-topic", help="Topic of disclosure events.")]
-DeadTopicOpt = Annotated[str, typer.Option("--dead-letter-topic", help="Topic refused records are forwarded to.")]
-PartitionsOpt = Annotated[int, typer.Option("--partitions", min=1, help="Partitions of topics this creates.")]
+
+def _option(option: Opt) -> Any:
+    """``Annotated[type, typer.Option(...)]`` of a consume option (:mod:`.consume` holds them as data)."""
+    kind = option.kind if option.default is not None else Optional[option.kind]
+    return Annotated[kind, typer.Option(option.flag, envvar=option.envvar, min=option.minimum, help=option.help)]  # type: ignore[valid-type]
+
+
+if TYPE_CHECKING:
+    BootstrapOpt: TypeAlias = Optional[str]
+    TransfersOpt: TypeAlias = str
+    DisclosuresOpt: TypeAlias = str
+    DeadTopicOpt: TypeAlias = str
+    PartitionsOpt: TypeAlias = int
+else:  # the options publish and status share with consume
+    BootstrapOpt, TransfersOpt, DisclosuresOpt, DeadTopicOpt, PartitionsOpt = map(
+        _option, (BOOTSTRAP, TRANSFERS, DISCLOSURES, DEAD_LETTERS, PARTITIONS))
 
 __all__ = ["app"]
 
@@ -60,43 +72,16 @@ def publish(
     emit({"published": count}, as_json, lambda r: out.print(f"Published {r['published']} events"))
 
 
-@app.command()
-@command
-def consume(
-    group: Annotated[str, typer.Option(help="Consumer group.")] = "dataflow-registry",
-    stop_when_idle: Annotated[Optional[float], typer.Option(help="Exit after this many seconds without events.")] = None,
-    max_events: Annotated[Optional[int], typer.Option(min=1, help="Exit after this many events.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction at most.")] = 2000,
-    session_timeout_ms: Annotated[int, typer.Option(help="Consumer-group session timeout (a killed member holds its partitions this long).")] = 6000,
-    heartbeat_interval_ms: Annotated[int, typer.Option(help="Consumer-group heartbeat interval.")] = 2000,
-    bootstrap_servers: BootstrapOpt = None,
-    transfers_topic: TransfersOpt = Topics.transfers,
-    disclosures_topic: DisclosuresOpt = Topics.disclosures,
-    dead_letter_topic: DeadTopicOpt = Topics.dead_letter,
-    partitions: PartitionsOpt = 3,
-    outage_timeout: Annotated[float, typer.Option(min=0, help="Exit non-zero after the broker or database is unavailable this long (s).")] = 300,
-    metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics at http://0.0.0.0:P/metrics.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Consume events from Kafka into the registry until stopped (SIGTERM/SIGINT finish the batch)."""
-    from consumers.worker import Worker, WorkerConfig
-    from registry.stream.kafka import Topics
+def consume(**values: Any) -> None:
+    code = run(values)
+    if code:
+        raise typer.Exit(code)
 
-    config = WorkerConfig(bootstrap=bootstrap_servers, group=group, topics=Topics(transfers_topic, disclosures_topic, dead_letter_topic),
-                          partitions=partitions, batch_size=batch_size, stop_when_idle=stop_when_idle, max_events=max_events,
-                          session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
-                          outage_timeout=outage_timeout, metrics_port=metrics_port)
-    from registry.stream.held import asked, hold_signals
 
-    hold_signals()
-    worker = Worker(open_db(), config)
-    worker.report = lambda totals: emit(totals, as_json, lambda r: print_counts("consume", r))
-    if asked():
-        worker.stop()
-    totals = worker.run()
-    emit(totals, as_json, lambda r: print_counts("consume", r))
-    if worker.exit_code:
-        raise typer.Exit(worker.exit_code)
+# built from the table :mod:`.consume` reads plain command lines with, so that the two agree
+consume.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default, annotation=_option(o)) for o in OPTIONS])
+app.command("consume", help=HELP)(consume)
 
 
 @app.command()
