@@ -29,17 +29,20 @@ AXE := tests/.npm/node_modules/axe-core/axe.min.js
 $(AXE):
 	-npm install --no-audit --no-fund --no-save --prefix tests/.npm axe-core@4.14.1
 
-# Two runs: every test but the clocked ones on two pytest workers (most of their time is waiting
-# on a broker, a subprocess or a browser, so two share the 2 cores well), then the tests that
-# assert one of the contract's wall-clock limits (SIGTERM within 10 s, idle stop within S + 5 s,
-# the chaos run's joins) alone, so that no other test squeezes their clock.
+# Two runs: every test but the clocked ones on four pytest workers, then the tests that assert
+# one of the contract's wall-clock limits (SIGTERM within 10 s, idle stop within S + 5 s, the
+# chaos run's joins) alone, so that no other test squeezes their clock. Most of the first run's
+# time is waiting on a broker, a subprocess or a browser: measured on the 2 cores, four workers
+# handed one test at a time (the slow ones first) took 4 min 43 s; two took 7 min 31 s, and two
+# handed xdist's default runs of consecutive tests 10 min 15 s (one worker got every slow test).
+PARALLEL := -n 4 --maxschedchunk 1
 test: debs-test $(VENV)/.installed $(AXE)
-	$(PY) -m pytest -n 2 -m "not clocked" --durations=15
+	$(PY) -m pytest $(PARALLEL) -m "not clocked" --durations=15
 	$(PY) -m pytest -m clocked --durations=7
 
 # the everyday loop: everything but the tests marked slow, which `make test` and CI keep
 test-quick: debs-test $(VENV)/.installed $(AXE)
-	$(PY) -m pytest -n 2 -m "not slow"
+	$(PY) -m pytest $(PARALLEL) -m "not slow"
 
 # opt-in: a longer random fuzz run of the API (CI runs a fixed seed); each case it finds becomes a
 # fixed regression test in tests/test_web.py

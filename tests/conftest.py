@@ -54,8 +54,11 @@ def _server_url() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The slow tests first (order otherwise kept): on two pytest workers the minute-long broker
-    tests then run beside the many short ones instead of leaving one worker alone at the end."""
+    """The slow tests first (order otherwise kept). ``make test`` hands tests out one at a time
+    (``--maxschedchunk 1``), so the minute-long broker tests start first, spread over the pytest
+    workers, and the many short ones fill in around them. (xdist's default hands each worker a
+    run of consecutive tests up front: with the slow tests first, one worker got all of them and
+    ran them one after another, ~560 s, while the others had finished.)"""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

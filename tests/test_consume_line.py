@@ -77,8 +77,13 @@ def test_a_line_the_reader_takes_is_read_as_typer_reads_it(line: tuple[list[str]
         return  # Typer reads it: its help, or its exit-2 error
     code, typer_values, typer_root = _by_typer(args, env)
     assert code == 0, args
-    assert values == typer_values, args
+    assert _typed(values) == _typed(typer_values), args
     assert root == typer_root, args
+
+
+def _typed(values: dict[str, Any] | None) -> Any:
+    """Values with their types: 300 and 300.0 are equal, but not the same value to pass on."""
+    return None if values is None else {name: (type(value), value) for name, value in values.items()}
 
 
 @pytest.mark.parametrize("args", [
@@ -93,7 +98,14 @@ def test_plain_lines_are_read_without_typer(args: list[str]) -> None:
     env: dict[str, str | None] = {"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "REGISTRY_DATABASE_URL": None}
     values, root = _by_reader(args, env)
     assert values is not None
-    assert (values, root) == _by_typer(args, env)[1:]
+    _, typer_values, typer_root = _by_typer(args, env)
+    assert (_typed(values), root) == (_typed(typer_values), typer_root)
+
+
+def test_only_a_text_option_without_default_is_read_from_the_environment() -> None:
+    """What ``read`` assumes of an option with an environment variable (it takes the text as
+    it is, and an empty variable as no value): true of every option in the table."""
+    assert all(o.kind is str and o.default is None for o in OPTIONS if o.envvar)
 
 
 @pytest.mark.parametrize("args", [
@@ -106,7 +118,7 @@ def test_other_lines_are_left_to_typer(args: list[str]) -> None:
 
 
 @pytest.mark.slow  # ~10 s: the worker gives the unreachable broker its bootstrap time
-def test_a_plain_consume_process_loads_no_typer_click_or_rich_before_it_stops(tmp_path: Path) -> None:
+def test_a_plain_consume_process_never_loads_typer_or_click(tmp_path: Path) -> None:
     """A real process (``python -m registry``) that fails to reach a broker: its error is the
     contract's one line and exit 2, and it never imported the CLI framework."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": ""}
@@ -118,3 +130,19 @@ def test_a_plain_consume_process_loads_no_typer_click_or_rich_before_it_stops(tm
     assert not {"typer", "click", "registry.cli.root", "registry.cli.options"} & imported
     said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
     assert done.returncode == 2 and said[-1].startswith("error: cannot reach Kafka at 127.0.0.1:9"), said
+
+
+def test_a_closed_stdout_is_exit_1_without_a_traceback(tmp_path: Path) -> None:
+    """As Click's own commands: ``registry consume ... | head`` that stops reading is exit 1 and no
+    traceback. A stop asked before the start makes the worker print its totals at once."""
+    probe = ("import sys\nimport registry.stream.held as held\nheld._ASKED.append(15)\n"
+             f"sys.argv = ['registry', '--db', 'sqlite:///{tmp_path / 'r.db'}', 'consume', '--json']\n"
+             "from registry.cli import main\nmain()\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: the first write fails with EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

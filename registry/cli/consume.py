@@ -34,7 +34,7 @@ class Opt:
     default: Any
     help: str
     minimum: Optional[float] = None
-    envvar: Optional[str] = None
+    envvar: Optional[str] = None  # only for a text option without a default: read takes the text as it is
     spelt: Optional[str] = None  # the flag, where it is not the name with dashes
 
     @property
@@ -57,12 +57,13 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("session_timeout_ms", int, 6000, "Consumer-group session timeout (a killed member holds its partitions this long)."),
     Opt("heartbeat_interval_ms", int, 2000, "Consumer-group heartbeat interval."),
     BOOTSTRAP, TRANSFERS, DISCLOSURES, DEAD_LETTERS, PARTITIONS,
-    Opt("outage_timeout", float, 300, "Exit non-zero after the broker or database is unavailable this long (s).", minimum=0),
+    Opt("outage_timeout", float, 300.0, "Exit non-zero after the broker or database is unavailable this long (s).", minimum=0),
     Opt("metrics_port", int, None, "Serve Prometheus metrics at http://0.0.0.0:P/metrics."),
     JSON,
 )
 _BY_FLAG = {o.flag: o for o in OPTIONS}
-# the spellings whose value Click's INT and FLOAT types give exactly as int() and float() here
+# the spellings Typer's int and float types (Click's, and pydantic's) read exactly as int() and
+# float() do here: ASCII digits only, no sign, exponent, underscore or space
 _PLAIN = {int: re.compile(r"[0-9]{1,18}"), float: re.compile(r"[0-9]{1,15}(\.[0-9]{1,15})?")}
 _ROOT_DB = "--db"
 

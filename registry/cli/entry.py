@@ -5,6 +5,7 @@ Typer at all (:mod:`.consume`). Standard library only; :mod:`.root` assembles th
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
 
@@ -50,7 +51,11 @@ def main() -> None:
 
         values = read(sys.argv[1:])
         if values is not None:
-            sys.exit(run(values))
+            try:
+                sys.exit(run(values))
+            except BrokenPipeError:  # as Click: a reader that went away (`| head`) is exit 1, no traceback
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(1)
     from .root import build
 
     build(COMMANDS.get(command or "", GROUPS))()

@@ -1,6 +1,6 @@
 """The ``registry`` command, assembled: the root options and the command groups. Each group module
-defines its own Typer app and imports only :mod:`.options`; this is the one place that knows
-them all (:mod:`.entry` chooses which a command line needs)."""
+defines its own Typer app and imports only :mod:`.options` (and :mod:`.stream` the table of
+``consume``'s options, :mod:`.consume`); this is the one place that knows them all (:mod:`.entry` chooses which a command line needs)."""
 
 from __future__ import annotations
 
