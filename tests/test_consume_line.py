@@ -5,6 +5,7 @@ compared here on generated command lines, and in a real process."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,18 @@ def test_a_closed_stdout_is_exit_1_without_a_traceback(tmp_path: Path) -> None:
         os.close(write_end)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("taken", [False, True], ids=["no_such_port", "port_in_use"])
+def test_a_metrics_port_that_cannot_be_served_is_exit_2_with_one_line(tmp_path: Path, taken: bool) -> None:
+    """Bad input is a clear error, never a traceback: a port past 65535 or one already taken."""
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        port = held.getsockname()[1] if taken else 70000
+        done = subprocess.run([sys.executable, "-m", "registry", "--db", f"sqlite:///{tmp_path / 'r.db'}", "consume",
+                               "--bootstrap-servers", "127.0.0.1:9", "--metrics-port", str(port)],
+                              cwd=ROOT, env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": ""}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"error: cannot serve metrics on 0.0.0.0:{port}: "), done.stderr
+    assert "Traceback" not in done.stderr

@@ -12,6 +12,8 @@ from typing import Any, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
+from registry.exceptions import ConfigError
+
 __all__ = ["REGISTRY", "CONTENT_TYPE", "observe_batch", "set_lag", "refresh_lag", "serve", "exposition", "set_disclosures_due"]
 
 REGISTRY = CollectorRegistry()
@@ -69,7 +71,10 @@ class _CountingDue:
 def serve(port: int, host: str = "0.0.0.0", engine: Any = None) -> None:
     """The text exposition on http://host:port/metrics, from a daemon thread; with ``engine``,
     ``registry_disclosures_due`` too (counted at each scrape, as ``registry serve`` does)."""
-    start_http_server(port, addr=host, registry=REGISTRY if engine is None else _CountingDue(engine))  # type: ignore[arg-type]
+    try:
+        start_http_server(port, addr=host, registry=REGISTRY if engine is None else _CountingDue(engine))  # type: ignore[arg-type]
+    except (OSError, OverflowError) as exc:  # a port in use, or none (70000): the CLI's one line, exit 2
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
 
 
 def exposition() -> bytes:
