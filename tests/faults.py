@@ -100,6 +100,16 @@ def _close(s: socket.socket) -> None:
 
 
 @contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port nothing listens on for the block's length: bound but not listening, so
+    connections are refused and no other test's server can take it meanwhile (a port found free
+    and closed again could be)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+@contextmanager
 def proxied_broker(log_path: Path) -> Iterator[tuple[str, TcpProxy]]:
     """tansu listening on one port and advertising the proxy's: every client connection, also
     those made after metadata, passes the proxy."""

@@ -41,7 +41,10 @@ def live_server(db_url: str, **options: Any) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(create_app(db_url, **options), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
+    deadline = time.monotonic() + 60
+    while not server.started:  # a server that cannot bind (the port taken meanwhile) fails, not hangs
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the web app did not start on port {port}")
         time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"

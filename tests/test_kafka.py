@@ -58,9 +58,16 @@ def _consume_cli(db: str, bootstrap: str, topics: Topics, group: str, *extra: st
     return subprocess.Popen(args, cwd=ROOT, text=True, **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen})
 
 
+def _held_partitions(stderr: str) -> int:
+    """The most partitions a worker held at once, from its ``joined`` log lines."""
+    joins = [json.loads(line) for line in stderr.splitlines() if line.startswith("{") and '"joined"' in line]
+    return max((j["partitions"] for j in joins if j.get("event") == "joined"), default=0)
+
+
 def _dead_letter_topic(bootstrap: str, topic: str, expected: int) -> list[Any]:
+    # stops at ``expected``: the 30 s only bound a starved machine's first fetch
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
-                             consumer_timeout_ms=5000)
+                             consumer_timeout_ms=30_000)
     records = []
     for record in consumer:
         records.append(record)
@@ -169,7 +176,8 @@ def test_two_workers_share_a_four_partition_topic(tmp_path: Path, kafka_bootstra
         out, err = w.communicate(timeout=180)
         assert w.returncode == 0, err
         results.append((json.loads(out), err))
-    assert all(r["ingested"] + r["duplicates"] + r["dead_lettered"] > 0 for r, _ in results), "a worker got no partition"
+    # each held partitions (a worker that starts late on a starved machine may find them drained)
+    assert all(_held_partitions(err) > 0 for _, err in results), "a worker got no partition"
     assert sum(r["ingested"] for r, _ in results) == expected["valid"]
     assert table_counts(engine)["event"] == expected["valid"]
     with engine.connect() as conn:

@@ -147,9 +147,11 @@ def test_the_kafka_path_refuses_and_keeps_nothing(tmp_path: Path, kafka_bootstra
     ``dlq_detail`` hold none of them (the dead-letter record's value is the original, §2)."""
     import uuid
 
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaProducer
 
     from registry.stream.kafka import Topics, send_lines
+
+    from .test_worker_faults import _forwarded
 
     tag = uuid.uuid4().hex[:8]
     topics = Topics(f"l{tag}.transfers", f"l{tag}.disclosures", f"l{tag}.dead-letter")
@@ -177,10 +179,7 @@ def test_the_kafka_path_refuses_and_keeps_nothing(tmp_path: Path, kafka_bootstra
                  cwd=ROOT, capture_output=True, timeout=180, env={**os.environ, "REGISTRY_SUBJECT_KEY": "test-subject-key"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert orjson.loads(run.stdout) == {"ingested": 3, "duplicates": 0, "dead_lettered": len(corpus()) + len(binary)}
-    dlq = KafkaConsumer(topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                        group_id=None, consumer_timeout_ms=5000)
-    details = b"".join(dict(r.headers).get("dlq_detail", b"") for r in dlq)
-    dlq.close()
+    details = b"".join(dict(r.headers).get("dlq_detail", b"") for r in _forwarded(kafka_bootstrap, topics.dead_letter))
     assert details.count(b"raw identifier") == len(corpus()) + len(binary)
     open_store.cache_clear()
     for name, blob in [("worker output and logs", run.stdout + run.stderr), ("dlq_detail headers", details),

@@ -73,6 +73,7 @@ def _episodes(samples: list[tuple[float, str, str, str]], gap: float = 0.05) -> 
     return lengths
 
 
+@pytest.mark.clocked  # compares wall-clock lengths (waits against batches): measured alone
 def test_two_workers_never_wait_on_each_others_aggregate_rows(postgres_url: str, manifest) -> None:  # type: ignore[no-untyped-def]
     from registry.model.store import _normalise
 

@@ -211,6 +211,7 @@ class _RefusingBroker:
             conn.close()
 
 
+@pytest.mark.clocked  # its bounds are wall-clock (a 1.5 s broker timeout): measured alone
 def test_the_dashboard_does_not_wait_for_a_down_broker_on_every_load(declared: sa.Engine, db_url: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     broker = _RefusingBroker()

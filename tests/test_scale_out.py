@@ -24,8 +24,8 @@ from registry.model.store import open_store
 from registry.stream.devbroker import free_port
 from registry.stream.kafka import Topics, send_lines
 
-from .faults import PrivatePostgres, proxied_broker, wait_until
-from .test_kafka import _consume_cli, _stream, _topics
+from .faults import PrivatePostgres, proxied_broker, refused_port, wait_until
+from .test_kafka import _consume_cli, _held_partitions, _stream, _topics
 
 ORACLE_TABLES = ("flow_day", "flow_hour", "subject_flow")
 
@@ -80,12 +80,13 @@ def test_three_workers_on_a_fresh_postgres_database(pg_databases: Any, kafka_boo
     send_lines(lines, bootstrap=kafka_bootstrap, topics=topics, mode="structured", partitions=4)
     db = pg_databases()  # no schema: the three workers migrate it at once
     workers = [_consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500") for _ in range(3)]
-    results = []
+    results, held = [], []
     for w in workers:
         out, err = w.communicate(timeout=300)
         assert w.returncode == 0, err[-3000:]
         results.append(json.loads(out))
-    assert all(r["ingested"] + r["duplicates"] + r["dead_lettered"] > 0 for r in results), f"a worker got no partition: {results}"
+        held.append(_held_partitions(err))
+    assert all(held), f"a worker got no partition: {held}"
     consumed, clean = _contents(open_store(db)), _file_ingest(pg_databases(), lines)
     assert sum(r["ingested"] for r in results) == consumed["events"] == clean["events"] > 0
     assert sum(r["dead_lettered"] for r in results) == sum(clean["dead"].values())
@@ -162,16 +163,19 @@ def test_worker_survives_a_broker_cut(tmp_path: Path) -> None:
         topics, group = _topics(), f"g{uuid.uuid4().hex[:6]}"
         send_lines(lines[:22_000], bootstrap=bootstrap, topics=topics, mode="structured")
         with (tmp_path / "worker.log").open("w") as log:
-            worker = _consume_cli(db, bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500",
-                                  "--outage-timeout", "90", stderr=log)
-            assert wait_until(lambda: _progress(engine) > 2000, 90)
+            # no idle stop: an idle clock running through the cut could stop the worker before the
+            # rest is sent; it is stopped (SIGTERM) once it has applied every valid event
+            worker = _consume_cli(db, bootstrap, topics, group, "--batch-size", "500", "--outage-timeout", "90", stderr=log)
+            assert wait_until(lambda: _progress(engine) > 500, 90)
             since = (tmp_path / "worker.log").stat().st_size
             proxy.cut()
             cut_at = _progress(engine)
             felt = _fault_felt(tmp_path / "worker.log", since, ("lag", "broker", "write", "read"), 12)
             proxy.restore()
             send_lines(lines[22_000:], bootstrap=bootstrap, topics=topics, mode="structured")
-            worker.communicate(timeout=300)
+            wait_until(lambda: _progress(engine) >= expected["valid"], 240)
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=60)
     err = (tmp_path / "worker.log").read_text()
     assert worker.returncode == 0, err[-3000:]
     assert cut_at < 20_000, "the cut came after the stream was consumed"
@@ -202,7 +206,7 @@ def test_worker_survives_a_database_crash(private_postgres: PrivatePostgres, kaf
     with (tmp_path / "worker.log").open("w") as log:
         worker = _consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "8", "--batch-size", "500",
                               "--outage-timeout", "90", stderr=log)
-        assert wait_until(lambda: _progress(engine) > 2000, 120)
+        assert wait_until(lambda: _progress(engine) > 500, 120)  # early: the crash must land mid-stream
         engine.dispose()
         since = (tmp_path / "worker.log").stat().st_size
         private_postgres.crash()
@@ -243,7 +247,8 @@ def test_status_lag_and_metrics(tmp_path: Path, kafka_bootstrap: str) -> None:
 
     declare(open_store(db), load_manifest(EXAMPLE_MANIFEST))
     port = free_port()
-    worker = _consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "6", "--metrics-port", str(port))
+    # stopped (SIGTERM) once the scrape shows everything: an idle stop could come before a starved scrape
+    worker = _consume_cli(db, kafka_bootstrap, topics, group, "--stop-when-idle", "60", "--metrics-port", str(port))
     scraped = ""
     deadline = time.monotonic() + 120
     while worker.poll() is None and time.monotonic() < deadline:
@@ -256,6 +261,7 @@ def test_status_lag_and_metrics(tmp_path: Path, kafka_bootstrap: str) -> None:
                 line.endswith(" 0.0") for line in lags):
             break
         time.sleep(0.3)
+    worker.send_signal(signal.SIGTERM)
     out, err = worker.communicate(timeout=120)
     assert worker.returncode == 0, err[-3000:]
     assert f"registry_events_ingested_total {float(expected['valid'])}" in scraped
@@ -277,7 +283,8 @@ def test_status_lag_and_metrics(tmp_path: Path, kafka_bootstrap: str) -> None:
     status = _status(db, kafka_bootstrap, topics, group)
     assert status["lag"] == 137 == sum(p["lag"] for p in status["partitions"]), status
 
-    unreachable = _status(db, f"127.0.0.1:{free_port()}", topics, group)
+    with refused_port() as port:
+        unreachable = _status(db, f"127.0.0.1:{port}", topics, group)
     assert unreachable["lag"] is None and all(p["end_offset"] is None and p["lag"] is None for p in unreachable["partitions"])
     assert unreachable["events"] == expected["valid"]
 
@@ -306,6 +313,7 @@ def test_web_metrics_need_no_token(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.clocked  # the outage timeout is a clock: measured alone
 def test_outage_timeout_exits_non_zero(tmp_path: Path) -> None:
     """No broker at all: retries logged as JSON lines, then exit 2 once --outage-timeout has passed."""
     import subprocess
@@ -314,9 +322,10 @@ def test_outage_timeout_exits_non_zero(tmp_path: Path) -> None:
     from .conftest import ROOT
 
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "registry", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--json", "consume",
-                           "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--outage-timeout", "12"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    with refused_port() as port:
+        done = subprocess.run([sys.executable, "-m", "registry", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--json", "consume",
+                               "--bootstrap-servers", f"127.0.0.1:{port}", "--outage-timeout", "12"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started
     assert done.returncode == 2 and done.stdout == ""
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]

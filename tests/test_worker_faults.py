@@ -46,7 +46,8 @@ def _forwarded(bootstrap: str, topic: str) -> list[Any]:
         count = end([topic])[(topic, 0)]
     finally:
         end.close()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, consumer_timeout_ms=5000)
+    # stops at the end offset: the 30 s only bound a starved machine's first fetch
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, consumer_timeout_ms=30_000)
     consumer.assign([TopicPartition(topic, 0)])
     consumer.seek_to_beginning()
     records = []
