@@ -29,9 +29,10 @@ AXE := tests/.npm/node_modules/axe-core/axe.min.js
 $(AXE):
 	-npm install --no-audit --no-fund --no-save --prefix tests/.npm axe-core@4.14.1
 
-# Two runs: every test but the clocked ones on four pytest workers, then the tests that assert
-# one of the contract's wall-clock limits (SIGTERM within 10 s, idle stop within S + 5 s, the
-# chaos run's joins) alone, so that no other test squeezes their clock. Most of the first run's
+# Two runs: every test but the clocked ones on four pytest workers, then the tests that assert a
+# wall-clock limit (SIGTERM within 10 s, idle stop within S + 5 s, the outage timeout, the chaos
+# run's joins, the dashboard's broker timeout, lock waits against batches) alone, so that no
+# other test squeezes their clock. Most of the first run's
 # time is waiting on a broker, a subprocess or a browser: measured on the 2 cores, four workers
 # handed one test at a time (the slow ones first) took 4 min 43 s; two took 7 min 31 s, and two
 # handed xdist's default runs of consecutive tests 10 min 15 s (one worker got every slow test).
@@ -42,7 +43,8 @@ test: debs-test $(VENV)/.installed $(AXE)
 
 # the everyday loop: everything but the tests marked slow, which `make test` and CI keep
 test-quick: debs-test $(VENV)/.installed $(AXE)
-	$(PY) -m pytest $(PARALLEL) -m "not slow"
+	$(PY) -m pytest $(PARALLEL) -m "not slow and not clocked"
+	$(PY) -m pytest -m "clocked and not slow"
 
 # opt-in: a longer random fuzz run of the API (CI runs a fixed seed); each case it finds becomes a
 # fixed regression test in tests/test_web.py

@@ -173,13 +173,17 @@ def test_a_running_worker_applies_a_new_manifest_from_its_next_batch(tmp_path: P
                                          session_timeout_ms=6000, heartbeat_interval_ms=1000))
     thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
     thread.start()
-    deadline = time.monotonic() + 60
-    while not list_dead_letters(engine) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert [r.reason for r in list_dead_letters(engine)] == ["unknown_category"]
-    declare(engine, _with_extension())  # the README's order: `up`, then `declare`
-    send_lines([orjson.dumps(transfer("ext-2", data_categories=[EXTENSION]))], bootstrap=kafka_bootstrap, topics=topics,
-               mode="structured", partitions=1)
-    thread.join(90)
-    assert not thread.is_alive()
+    try:
+        deadline = time.monotonic() + 60
+        while not list_dead_letters(engine) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [r.reason for r in list_dead_letters(engine)] == ["unknown_category"]
+        declare(engine, _with_extension())  # the README's order: `up`, then `declare`
+        send_lines([orjson.dumps(transfer("ext-2", data_categories=[EXTENSION]))], bootstrap=kafka_bootstrap, topics=topics,
+                   mode="structured", partitions=1)
+        thread.join(90)
+        assert not thread.is_alive()
+    finally:  # a failure above must not leave the worker polling
+        worker.stop()
+        thread.join(30)
     assert worker.totals.model_dump() == {"ingested": 1, "duplicates": 0, "dead_lettered": 1}
