@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy.engine import Engine
 
-__all__ = ["out", "err", "console", "Globals", "failure", "print_error", "open_db", "read_db", "existing_db", "emit", "print_counts", "print_table",
+__all__ = ["out", "err", "console", "Globals", "failure", "print_failure", "open_db", "read_db", "existing_db", "emit", "print_counts", "print_table",
            "open_lines", "as_of_bound", "bound", "write_out"]
 
 out: Console
@@ -62,8 +62,14 @@ def failure(exc: Exception) -> str | None:
     return f"the store at {Globals.db or database_url()} failed: {reason}"
 
 
-def print_error(message: str) -> None:
-    console(stderr=True).print(f"error: {message}", markup=False, highlight=False)
+def print_failure(exc: Exception) -> bool:
+    """Print the one line of a failure of the library or the store (the caller exits 2); False,
+    printing nothing, for anything else (the caller re-raises it)."""
+    message = failure(exc)
+    if message is not None:
+        console(stderr=True).print(f"error: {message}", markup=False, highlight=False)
+    return message is not None
+
 
 def open_db() -> Engine:
     """The store for a command that writes: created and migrated when needed."""

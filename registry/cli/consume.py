@@ -133,7 +133,7 @@ def _from_env(name: Optional[str]) -> Optional[str]:
 def run(values: dict[str, Any]) -> int:
     """The command's body: the worker until it stops; its exit code. Failures of the library or
     the store are exit 2 with one line (as every command's); anything else is a bug and raises."""
-    from .common import emit, failure, open_db, print_counts, print_error
+    from .common import emit, open_db, print_counts, print_failure
 
     def report(totals: Any) -> None:
         emit(totals, values["as_json"], lambda r: print_counts("consume", r))
@@ -154,8 +154,6 @@ def run(values: dict[str, Any]) -> int:
         report(worker.run())
         return worker.exit_code
     except Exception as exc:
-        message = failure(exc)
-        if message is None:
+        if not print_failure(exc):
             raise
-        print_error(message)
         return 2

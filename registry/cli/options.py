@@ -18,11 +18,10 @@ from .common import (
     console,
     emit,
     existing_db,
-    failure,
     open_db,
     open_lines,
     print_counts,
-    print_error,
+    print_failure,
     print_table,
     read_db,
     write_out,
@@ -49,10 +48,8 @@ def command(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            message = failure(exc)
-            if message is None:
+            if not print_failure(exc):
                 raise
-            print_error(message)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

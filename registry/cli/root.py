@@ -1,6 +1,7 @@
 """The ``registry`` command, assembled: the root options and the command groups. Each group module
 defines its own Typer app and imports only :mod:`.options` (and :mod:`.stream` the table of
-``consume``'s options, :mod:`.consume`); this is the one place that knows them all (:mod:`.entry` chooses which a command line needs)."""
+``consume``'s options, :mod:`.consume`); this is the one place that knows them all. Which groups
+a command line needs, :mod:`.entry` chooses."""
 
 from __future__ import annotations
 
